@@ -1,0 +1,3 @@
+from plmdepth.cli import main
+
+raise SystemExit(main())

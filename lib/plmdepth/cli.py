@@ -1,0 +1,96 @@
+"""Command line: `python -m plmdepth {run,models,chapter,book} ...`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from plmdepth.fasta import FastaError
+from plmdepth.registry import REGISTRY, ModelLoadError, describe
+from plmdepth.weights import WeightsError
+
+
+def _run(args) -> int:
+    from plmdepth.runner import run
+
+    measurement = args.measurement.replace("-", "_")
+    table = run(measurement, args.model, args.fasta, out=args.out, plan=args.plan, seed=args.seed,
+                n_sequences=args.n_sequences, mask_fraction=args.mask_fraction, unknown=args.unknown,
+                too_long=args.too_long, device=args.device, dtype=args.dtype, force=args.force,
+                vocab=args.vocab, batch_size=args.batch_size)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def _models(args) -> int:
+    rows = [describe(name) for name in REGISTRY]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        width = max(len(r["name"]) for r in rows)
+        for r in rows:
+            where = "offline (PyPI wheel)" if r["offline"] else "hub"
+            print(f"{r['name']:<{width}}  {r['family']:<10} {r['objective']:<15} {where:<21} {r['source']}")
+    return 0
+
+
+def _chapter(args) -> int:
+    from plmdepth.book import run_chapter
+
+    params = dict(kv.split("=", 1) for kv in args.param)
+    if args.model:
+        params["models"] = args.model
+    run_chapter(args.chapter, params, yaml_values=True)
+    return 0
+
+
+def _book(args) -> int:
+    from plmdepth.book import build_book
+
+    build_book(execute=not args.no_execute)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m plmdepth", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a measurement on a model and a FASTA file")
+    p.add_argument("measurement", choices=["logit-lens"])
+    p.add_argument("--model", required=True, help="registry name, hub id or local save_pretrained folder")
+    p.add_argument("--fasta", required=True)
+    p.add_argument("--out", default="results", help="results root; the run goes to OUT/<model-slug>/")
+    p.add_argument("--plan", help="plan.json of an earlier run, to repeat it exactly")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-sequences", type=int, help="use the first N records")
+    p.add_argument("--mask-fraction", type=float, default=0.15)
+    p.add_argument("--vocab", choices=["full", "amino_acids"], default="full")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--unknown", choices=["error", "map"], default="error", help="X/B/Z/U/O: error or unknown token")
+    p.add_argument("--too-long", choices=["error", "crop"], default="error")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--force", action="store_true", help="recompute even if a cached run matches")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("models", help="list registered models")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_models)
+
+    p = sub.add_parser("chapter", help="execute one chapter's notebook with papermill")
+    p.add_argument("chapter", help="chapter name, e.g. logit-lens")
+    p.add_argument("--model", help="comma-separated models for the chapter (its `models` parameter)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    p.set_defaults(func=_chapter)
+
+    p = sub.add_parser("book", help="execute every chapter and build the HTML book")
+    p.add_argument("--no-execute", action="store_true", help="build from the executed notebooks already there")
+    p.set_defaults(func=_book)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (FastaError, ModelLoadError, WeightsError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

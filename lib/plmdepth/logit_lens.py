@@ -1,0 +1,142 @@
+"""The logit lens (SPEC M4, paper Figs. 3-4).
+
+`LogitLens` is a small module with one contract, `lens(h, layer) -> logits`: the model's
+own readout (final norm + full LM head) applied to the residual stream after `layer`
+blocks. At layer L it is the model's own output. With `vocab="amino_acids"` the logits are
+restricted to the 20 canonical amino acids (the softmax then renormalises over them).
+
+`logit_lens` streams sequences through the model in batches and, at the evaluated
+positions (masked positions for masked/diffusion models, every residue position for
+autoregressive ones, where the output at the token before residue i predicts i), measures
+for every layer l = 0..L:
+
+- `kl`: KL(p_l || p_L) in nats, p_l = softmax(lens(h_l, l)),
+- `top1_agreement`: argmax p_l == argmax p_L,
+- `top1_accuracy`: argmax p_l == the true residue,
+
+as means over positions, with bootstrap 95% intervals over sequences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from plmdepth.fasta import Record
+from plmdepth.model import ProteinLM
+from plmdepth.plan import MaskingPlan
+
+VOCABS = ("full", "amino_acids")
+
+
+class LogitLens(nn.Module):
+    """`lens(h, layer) -> logits`: the model's readout applied at any depth."""
+
+    def __init__(self, lm: ProteinLM, vocab: str = "full"):
+        super().__init__()
+        if vocab not in VOCABS:
+            raise ValueError(f"vocab must be one of {VOCABS}, not {vocab!r}")
+        self.lm, self.vocab = lm, vocab
+        ids = lm.alphabet.canonical_ids if vocab == "amino_acids" else list(range(len(lm.alphabet.tokens)))
+        self.register_buffer("token_ids", torch.tensor(ids, dtype=torch.long), persistent=False)
+
+    def forward(self, h: torch.Tensor, layer: int) -> torch.Tensor:
+        logits = self.lm.readout(h)
+        return logits if self.vocab == "full" else logits.index_select(-1, self.token_ids.to(logits.device))
+
+    def class_of(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Index into this lens's output classes of each token id (-1 if not a class)."""
+        lookup = torch.full((int(self.token_ids.max()) + 1,), -1, dtype=torch.long, device=token_ids.device)
+        lookup[self.token_ids.to(token_ids.device)] = torch.arange(len(self.token_ids), device=token_ids.device)
+        inside = (token_ids >= 0) & (token_ids < len(lookup))
+        return torch.where(inside, lookup[token_ids.clamp(0, len(lookup) - 1)], torch.full_like(token_ids, -1))
+
+
+@dataclass
+class LogitLensConfig:
+    """Parameters of a logit-lens run (written to run.json verbatim)."""
+
+    vocab: str = "full"
+    batch_size: int = 16
+    n_bootstrap: int = 1000
+    seed: int = 0
+
+
+def evaluated_positions(lm: ProteinLM, batch, plans) -> torch.Tensor:
+    """Bool (B, T): tokens whose output is evaluated (masked residues / all next-residue predictions)."""
+    if lm.objective == "autoregressive":
+        return batch.target_index >= 0
+    sel = torch.zeros_like(batch.residue_index, dtype=torch.bool)
+    for b, plan in enumerate(plans):
+        sel[b] = torch.isin(batch.residue_index[b], torch.tensor(plan.masked, dtype=torch.long, device=sel.device))
+    return sel & (batch.residue_index >= 0)
+
+
+@torch.no_grad()
+def per_sequence_sums(lm: ProteinLM, records: list[Record], plan: MaskingPlan, config: LogitLensConfig,
+                      progress: bool = True) -> dict[str, np.ndarray]:
+    """Per sequence and layer: sums of KL, agreement and accuracy, and the position count."""
+    lens = LogitLens(lm, config.vocab).to(lm.device)
+    L, n = lm.n_layers, len(records)
+    sums = {k: np.zeros((n, L + 1)) for k in ("kl", "top1_agreement", "top1_accuracy")}
+    counts = np.zeros(n)
+    order = sorted(range(n), key=lambda i: len(records[i].sequence))
+    starts = range(0, n, config.batch_size)
+    for start in tqdm(starts, desc=f"logit lens {lm.info.name}", unit="batch", disable=not progress):
+        rows = order[start:start + config.batch_size]
+        recs = [records[i] for i in rows]
+        plans = [plan.for_id(r.id) for r in recs]
+        masked = [p.masked for p in plans] if lm.objective != "autoregressive" else None
+        batch = lm.tokenize([r.id for r in recs], [r.sequence for r in recs], masked=masked)
+        sel = evaluated_positions(lm, batch, plans)
+        owner = torch.tensor(rows, device=sel.device)[:, None].expand_as(sel)[sel].cpu().numpy()
+        target = lens.class_of(batch.target_ids[sel])
+        logp = [torch.log_softmax(lens(h[sel], layer).float(), dim=-1) for layer, h in lm.hidden_states(batch)]
+        final = logp[-1]
+        final_top = final.argmax(-1)
+        for layer, lp in enumerate(logp):
+            kl = (lp.exp() * (lp - final)).sum(-1)
+            top = lp.argmax(-1)
+            for key, value in (("kl", kl), ("top1_agreement", top == final_top), ("top1_accuracy", top == target)):
+                np.add.at(sums[key][:, layer], owner, value.double().cpu().numpy())
+        np.add.at(counts, owner, 1)
+    sums["n_positions"] = counts
+    return sums
+
+
+def summarise(sums: dict[str, np.ndarray], n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Position-weighted means per layer, with bootstrap 95% intervals over sequences."""
+    counts = sums["n_positions"]
+    keep = counts > 0
+    counts = counts[keep]
+    n_layers = sums["kl"].shape[1]
+    frame = pd.DataFrame({"layer": np.arange(n_layers)})
+    frame["relative_depth"] = frame["layer"] / (n_layers - 1)
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(len(counts), np.full(len(counts), 1 / len(counts)), size=n_bootstrap) if n_bootstrap else None
+    for key in ("kl", "top1_agreement", "top1_accuracy"):
+        values = sums[key][keep]
+        frame[key] = values.sum(0) / counts.sum()
+        if weights is not None:
+            boot = (weights @ values) / (weights @ counts)[:, None]
+            frame[f"{key}_low"], frame[f"{key}_high"] = np.percentile(boot, [2.5, 97.5], axis=0)
+    frame["n_positions"] = int(counts.sum())
+    frame["n_sequences"] = int(keep.sum())
+    return frame
+
+
+def logit_lens(lm: ProteinLM, records: list[Record], plan: MaskingPlan, config: LogitLensConfig | None = None,
+               progress: bool = True) -> pd.DataFrame:
+    """Measurement M4: one row per layer 0..L in the `logit_lens.csv` format of SPEC §4."""
+    config = config or LogitLensConfig()
+    sums = per_sequence_sums(lm, records, plan, config, progress=progress)
+    return summarise(sums, config.n_bootstrap, config.seed)
+
+
+def config_dict(config: LogitLensConfig) -> dict:
+    return asdict(config)

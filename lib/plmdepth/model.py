@@ -1,0 +1,169 @@
+"""The one interface every model is seen through (SPEC §1).
+
+A `ProteinLM` wraps a transformers language model and exposes its anatomy:
+
+    batch = lm.tokenize(ids, sequences, masked=...)
+    h = lm.embed(batch)                  # h_0, exactly as the model's own forward computes it
+    for l in range(lm.n_layers):
+        h = lm.block(l, h, batch)        # h_{l+1} = block_l(h_l)
+    logits = lm.readout(h)               # final norm (if any) + the full LM head
+
+`embed` runs the model's own forward pass up to the entrance of block 0 and stops there, so
+the embeddings (ESM-2's token-dropout rescaling included) and the arguments every block
+receives (attention mask, rotary tables) are the model's own, not a re-implementation.
+`block` calls the model's own layer module with those arguments. Layer-keyed quantities
+use one convention everywhere: 0 = embeddings, l = after block l, L = last block.
+
+The wrapper holds no loading code (see `registry`) and never mutates the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from plmdepth.tokens import Alphabet, Batch, encode
+
+OBJECTIVES = ("masked", "autoregressive", "diffusion")
+MODALITIES = ("sequence", "sequence+structure")
+
+
+class _ReachedBlock0(Exception):
+    """Raised by the pre-hook on block 0 to stop the model's forward pass there."""
+
+
+@dataclass
+class ModelInfo:
+    """What a model is: written to run.json and to the book's model table."""
+
+    name: str
+    source: str
+    family: str
+    objective: str
+    modality: str
+    n_layers: int
+    d_model: int
+    n_params: int
+    licence: str
+    checksum: str
+    norm: str  # "pre-LN" or "post-LN"
+
+
+class ProteinLM(nn.Module):
+    """A protein language model seen as embeddings, a stack of blocks and a readout.
+
+    `layers` are the model's own block modules, `final_norm` the norm applied after the last
+    block (None for post-LN models such as BERT), `head` the full language-model head.
+    `forward_kwargs` are passed to the model's own forward (e.g. ``use_cache=False``).
+    """
+
+    def __init__(
+        self,
+        hf_model: nn.Module,
+        layers: nn.ModuleList,
+        final_norm: nn.Module | None,
+        head: nn.Module,
+        alphabet: Alphabet,
+        info: ModelInfo,
+        max_residues: int,
+        forward_kwargs: dict | None = None,
+    ):
+        super().__init__()
+        if info.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, not {info.objective!r}")
+        if info.modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}, not {info.modality!r}")
+        self.hf_model = hf_model.eval()
+        self.layers = layers
+        self.final_norm = final_norm
+        self.head = head
+        self.alphabet = alphabet
+        self.info = info
+        self.max_residues = max_residues
+        self.forward_kwargs = dict(forward_kwargs or {})
+
+    # ----------------------------------------------------------------- metadata
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def objective(self) -> str:
+        return self.info.objective
+
+    @property
+    def modality(self) -> str:
+        return self.info.modality
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf_model.parameters()).device
+
+    # ------------------------------------------------------------------ anatomy
+    def tokenize(
+        self,
+        ids: Sequence[str],
+        sequences: Sequence[str],
+        masked: Sequence[Sequence[int]] | None = None,
+    ) -> Batch:
+        """Token ids of `sequences`, with `masked` residue positions set to the mask token."""
+        too_long = [i for i, s in zip(ids, sequences) if len(s) > self.max_residues]
+        if too_long:
+            raise ValueError(
+                f"sequence '{too_long[0]}' is longer than this model's context of "
+                f"{self.max_residues} residues; crop it (too_long='crop') or remove it."
+            )
+        batch = encode(self.alphabet, ids, sequences, masked, autoregressive=self.objective == "autoregressive")
+        return batch.to(self.device)
+
+    def embed(self, batch: Batch) -> torch.Tensor:
+        """h_0: the residual stream entering block 0, from the model's own forward pass."""
+        captured: dict = {}
+
+        def stop_at_block0(module, args, kwargs):
+            captured["args"], captured["kwargs"] = args, kwargs
+            raise _ReachedBlock0
+
+        handle = self.layers[0].register_forward_pre_hook(stop_at_block0, with_kwargs=True)
+        try:
+            self.hf_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **self.forward_kwargs)
+        except _ReachedBlock0:
+            pass
+        finally:
+            handle.remove()
+        if "args" not in captured:
+            raise RuntimeError("the model's forward pass never reached block 0")
+        args, kwargs = captured["args"], captured["kwargs"]
+        h0 = args[0] if args else kwargs.pop("hidden_states")
+        batch.layer_context = {"args": tuple(args[1:]), "kwargs": dict(kwargs)}
+        return h0
+
+    def block(self, layer: int, h: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """h_{l+1} = block_l(h_l), with the arguments the model's own forward passes."""
+        if not batch.layer_context:
+            raise RuntimeError("call embed(batch) before block(): it records the blocks' arguments")
+        kwargs = {k: v for k, v in batch.layer_context["kwargs"].items() if k != "hidden_states"}
+        out = self.layers[layer](h, *batch.layer_context["args"], **kwargs)
+        return out[0] if isinstance(out, tuple) else out
+
+    def readout(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits from a residual stream: the final norm (if any), then the full LM head."""
+        if self.final_norm is not None:
+            h = self.final_norm(h)
+        return self.head(h)
+
+    def hidden_states(self, batch: Batch) -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield (l, h_l) for l = 0..L, one block at a time (nothing is kept)."""
+        h = self.embed(batch)
+        yield 0, h
+        for layer in range(self.n_layers):
+            h = self.block(layer, h, batch)
+            yield layer + 1, h
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """The model's own logits (its own forward pass, untouched)."""
+        out = self.hf_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **self.forward_kwargs)
+        return out.logits

