@@ -1,0 +1,33 @@
+# plmdepth: `make book` builds the HTML book, `make test` runs the tests.
+# Both create or update the virtual environment .venv from the pinned requirements first.
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: book test chapter models clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(PY) -m plmdepth book
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+# make chapter CHAPTER=logit-lens MODEL=antiberty,iglm,facebook/esm2_t12_35M_UR50D
+chapter: $(STAMP)
+	$(PY) -m plmdepth chapter $(CHAPTER) $(if $(MODEL),--model $(MODEL))
+
+models: $(STAMP)
+	$(PY) -m plmdepth models
+
+clean:
+	rm -rf book/_build book/chapters/*.ipynb

@@ -1,0 +1,91 @@
+"""Chapters and the book: papermill executes each notebook, Jupyter Book compiles them.
+
+Every chapter is a jupytext percent script in `notebooks/` with a `parameters` cell.
+`run_chapter` converts it, executes it with papermill (working directory: the repository
+root) and writes the executed notebook to `book/chapters/`, where the book expects it.
+`build_book` runs every chapter and then `jupyter-book build` with execution off, turning
+every Sphinx warning into an error, so a failing notebook or a broken reference fails the
+build instead of passing silently.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOK = ROOT / "book"
+CHAPTERS = {
+    "logit-lens": "logit_lens",
+}
+
+
+class BookError(RuntimeError):
+    """The book or one of its chapters could not be built."""
+
+
+def chapter_paths(name: str) -> tuple[Path, Path]:
+    if name not in CHAPTERS:
+        raise BookError(f"unknown chapter '{name}'; choose from {', '.join(CHAPTERS)}")
+    stem = CHAPTERS[name]
+    return ROOT / "notebooks" / f"{stem}.py", BOOK / "chapters" / f"{stem}.ipynb"
+
+
+def run_chapter(name: str, parameters: dict | None = None, yaml_values: bool = False) -> Path:
+    """Execute chapter `name` with papermill; returns the executed notebook's path.
+
+    `parameters` override the notebook's `parameters` cell; with `yaml_values` the values
+    are strings from the command line and are parsed as YAML (`200` -> 200, `[a, b]` -> list).
+    """
+    import jupytext
+    import papermill
+
+    source, target = chapter_paths(name)
+    params = dict(parameters or {})
+    if yaml_values:
+        params = {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in params.items()}
+    notebook = jupytext.read(source)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        papermill.execute_notebook(notebook, str(partial), parameters=params, cwd=str(ROOT),
+                                   kernel_name="python3", progress_bar=True)
+    except papermill.PapermillExecutionError as err:
+        raise BookError(f"chapter '{name}' failed in cell {err.cell_index}: {err.ename}: {err.evalue} "
+                        f"(executed notebook kept at {partial})") from None
+    partial.replace(target)
+    return target
+
+
+def check_toc(toc: Path = ROOT / "_toc.yml") -> None:
+    """Every file named in _toc.yml exists (an executed chapter must be where the toc says)."""
+    data = yaml.safe_load(toc.read_text())
+    names = [data["root"]]
+    stack = list(data.get("chapters", [])) + [c for p in data.get("parts", []) for c in p.get("chapters", [])]
+    while stack:
+        entry = stack.pop()
+        if "file" in entry:
+            names.append(entry["file"])
+        stack.extend(entry.get("sections", []))
+    missing = [n for n in names if not any((BOOK / f"{n}{ext}").is_file() for ext in ("", ".md", ".ipynb"))]
+    if missing:
+        raise BookError(f"_toc.yml names files that do not exist under book/: {', '.join(missing)}")
+
+
+def build_book(execute: bool = True) -> Path:
+    """Execute every chapter (results are cached) and build the HTML book; returns index.html."""
+    if execute:
+        for name in CHAPTERS:
+            print(f"== chapter {name}", flush=True)
+            run_chapter(name)
+    check_toc()
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(BOOK), "--all", "--config", str(ROOT / "_config.yml"),
+           "--toc", str(ROOT / "_toc.yml"), "--path-output", str(BOOK), "-W", "-n", "--keep-going"]
+    if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+        raise BookError("jupyter-book build failed (warnings are errors); see the messages above")
+    index = BOOK / "_build" / "html" / "index.html"
+    print(f"Book built: {index}")
+    return index

@@ -1,0 +1,43 @@
+"""Figures: altair charts rendered to static SVG so the book works with no network.
+
+altair's default renderer loads vega from a CDN and shows nothing offline; every chart
+here is turned into SVG by vl-convert (which bundles vega) before it reaches the book.
+"""
+
+from __future__ import annotations
+
+import io
+
+import altair as alt
+import pandas as pd
+
+METRIC_TITLES = {
+    "kl": "KL(p_l ‖ p_L) [nats]",
+    "top1_agreement": "top-1 agreement with the final layer",
+    "top1_accuracy": "top-1 accuracy (true residue)",
+}
+
+
+def depth_curves(frame: pd.DataFrame, metric: str, title: str | None = None, width: int = 420,
+                 height: int = 260) -> alt.Chart:
+    """One line per model of `metric` against relative depth l/L, with its 95% band if present."""
+    base = alt.Chart(frame).encode(
+        x=alt.X("relative_depth:Q", title="relative depth l / L", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("model:N", title="model"),
+    )
+    line = base.mark_line(point=True).encode(
+        y=alt.Y(f"{metric}:Q", title=METRIC_TITLES.get(metric, metric)),
+        tooltip=["model", "layer", alt.Tooltip(f"{metric}:Q", format=".3f")],
+    )
+    layers = [line]
+    if f"{metric}_low" in frame and f"{metric}_high" in frame:
+        layers.insert(0, base.mark_area(opacity=0.2).encode(y=f"{metric}_low:Q", y2=f"{metric}_high:Q"))
+    chart = alt.layer(*layers).properties(width=width, height=height)
+    return chart.properties(title=title) if title else chart
+
+
+def to_svg(chart: alt.Chart) -> str:
+    """The chart as a standalone SVG string (no network needed)."""
+    buffer = io.StringIO()
+    chart.save(buffer, format="svg")
+    return buffer.getvalue()

@@ -1,0 +1,50 @@
+"""Where a chapter's numbers came from: captions and provenance tables from run.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from plmdepth.registry import model_slug
+from plmdepth.results import read_run
+
+
+def _runs(models: list[str], results_dir: str | Path) -> list[tuple[str, dict]]:
+    out = []
+    for m in models:
+        run = read_run(Path(results_dir) / model_slug(m))
+        if run is None:
+            raise FileNotFoundError(f"no run.json for model '{m}' under {results_dir}")
+        out.append((m, run))
+    return out
+
+
+def run_caption(models: list[str], results_dir: str | Path, fasta: str, n_sequences: int | None, seed: int) -> str:
+    """One sentence for a figure caption: models, data, number of sequences, seed."""
+    runs = _runs(models, results_dir)
+    names = ", ".join(run["model"]["name"] for _, run in runs)
+    counts = sorted({run["n_sequences"] for _, run in runs})
+    n_text = " / ".join(str(c) for c in counts)
+    return f"Models: {names}. Data: {Path(fasta).name}, {n_text} sequences; seed {seed}."
+
+
+def provenance_table(models: list[str], results_dir: str | Path, measurement: str) -> pd.DataFrame:
+    """One row per model: what ran, on what, with which versions, into which folder."""
+    rows = []
+    for m, run in _runs(models, results_dir):
+        meas = run["measurements"].get(measurement, {})
+        rows.append({
+            "model": run["model"]["name"],
+            "source": run["model"]["source"],
+            "weights checksum": run["model"]["checksum"][:23] + "…",
+            "FASTA": f"{run['fasta']} ({run['fasta_sha256'][:15]}…)",
+            "sequences": run["n_sequences"],
+            "seed": run["seed"],
+            "config": meas.get("config"),
+            "wall time [s]": meas.get("wall_time_s"),
+            "device": meas.get("device"),
+            "versions": ", ".join(f"{k} {v}" for k, v in run["versions"].items()),
+            "results folder": str(Path(results_dir) / model_slug(m)),
+        })
+    return pd.DataFrame(rows)

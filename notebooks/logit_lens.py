@@ -1,0 +1,106 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# (chapter-logit-lens)=
+# # The logit lens
+#
+# Do later layers still change the prediction, or do they only sharpen one that earlier
+# layers already made? The logit lens answers by reading every layer's residual stream
+# with the model's own output head: p_l = softmax(readout(h_l)), where the readout is the
+# final norm (if the model has one) followed by the full language-model head, so that p_L
+# is the model's own output. For every layer l = 0 … L we measure, at the evaluated
+# positions,
+#
+# - KL(p_l ‖ p_L) in nats: how far layer l's distribution is from the final one;
+# - top-1 agreement: whether argmax p_l = argmax p_L;
+# - top-1 accuracy: whether argmax p_l is the true residue.
+#
+# Masked models are evaluated at the masked positions of a seeded masking plan (15% of the
+# residues by default); autoregressive models at every residue, predicted from the token
+# before it. Means are over positions; the bands are bootstrap 95% intervals over sequences.
+# Depth is shown as l / L so that models of different depth share one axis.
+#
+# Re-run this chapter on other models with
+# `python -m plmdepth chapter logit-lens --model antiberty,iglm,<hub id or folder>`.
+
+# %% tags=["parameters"]
+models = "antiberty,iglm"  # comma-separated registry names, hub ids or local folders
+fasta = "data/antibody_vh.fasta"
+n_sequences = 200
+seed = 0
+mask_fraction = 0.15
+vocab = "full"  # "full" vocabulary or "amino_acids" (20 canonical, renormalised)
+results_dir = "results"
+device = "cpu"
+
+# %% tags=["hide-input"]
+import pandas as pd
+from IPython.display import SVG, Markdown
+from myst_nb import glue
+
+from plmdepth.figures import depth_curves, to_svg
+from plmdepth.provenance import provenance_table, run_caption
+from plmdepth.runner import run
+
+model_list = [m.strip() for m in models.split(",")] if isinstance(models, str) else list(models)
+tables = [
+    run("logit_lens", m, fasta, out=results_dir, seed=seed, n_sequences=n_sequences,
+        mask_fraction=mask_fraction, vocab=vocab, device=device, progress=False)
+    for m in model_list
+]
+frame = pd.concat(tables, ignore_index=True)
+caption = run_caption(model_list, results_dir, fasta, n_sequences, seed)
+glue("logit_lens_run", caption, display=False)
+for metric in ("kl", "top1_agreement", "top1_accuracy"):
+    glue(f"fig_logit_lens_{metric}", SVG(to_svg(depth_curves(frame, metric))), display=False)
+
+# %% [markdown]
+# ```{glue:figure} fig_logit_lens_kl
+# :name: fig-logit-lens-kl
+#
+# KL divergence between each layer's logit-lens distribution and the model's final output
+# distribution, against relative depth. {glue:text}`logit_lens_run`
+# ```
+#
+# ```{glue:figure} fig_logit_lens_top1_agreement
+# :name: fig-logit-lens-agreement
+#
+# Top-1 agreement between each layer's logit-lens prediction and the model's own prediction,
+# against relative depth. {glue:text}`logit_lens_run`
+# ```
+#
+# ```{glue:figure} fig_logit_lens_top1_accuracy
+# :name: fig-logit-lens-accuracy
+#
+# Top-1 accuracy of each layer's logit-lens prediction against the true residue, against
+# relative depth. {glue:text}`logit_lens_run`
+# ```
+#
+# {numref}`fig-logit-lens-kl` and {numref}`fig-logit-lens-agreement` are the paper's
+# Figs. 3–4 for the models run in this build; the values at every layer are in the table
+# below and in each model's `logit_lens.csv`.
+
+# %% tags=["hide-input"]
+summary = frame.pivot_table(index=["model", "layer", "relative_depth"],
+                            values=["kl", "top1_agreement", "top1_accuracy"]).reset_index()
+summary.style.format(precision=3).hide(axis="index")
+
+# %% [markdown]
+# ## Provenance
+#
+# The runs behind this chapter: model, weights checksum, inputs and package versions, as
+# recorded in each results folder's `run.json`.
+
+# %% tags=["hide-input"]
+provenance_table(model_list, results_dir, "logit_lens")
