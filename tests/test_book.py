@@ -1,0 +1,59 @@
+"""The book builds from the real offline models and works with no network."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from plmdepth.book import BOOK, ROOT, BookError, check_toc
+
+HTML = BOOK / "_build" / "html"
+
+
+@pytest.fixture(scope="module")
+def built_book():
+    proc = subprocess.run([sys.executable, "-m", "plmdepth", "book"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return HTML
+
+
+@pytest.mark.book
+def test_chapter_and_figure_files_are_in_the_html(built_book):
+    page = (built_book / "chapters" / "logit_lens.html").read_text()
+    assert "The logit lens" in page
+    images = re.findall(r'<img[^>]+src="([^"]+\.svg)"', page)
+    assert len(images) >= 3
+    for src in images:
+        svg = (built_book / "chapters" / src).resolve()
+        assert svg.is_file() and "<svg" in svg.read_text()[:500]
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page, re.S)
+    text = [re.sub(r"<[^>]+>", "", c) for c in captions]
+    for number in (1, 2, 3):
+        assert any(f"Fig. {number}" in t for t in text)
+    assert all("Models: antiberty, iglm" in t and "seed 0" in t for t in text)
+    # real numbers from the run, not placeholders: the provenance table names the wheels
+    assert "antiberty==0.1.3" in page and "iglm==0.1.0" in page
+
+
+@pytest.mark.book
+def test_no_page_loads_anything_from_another_host(built_book):
+    for page in built_book.rglob("*.html"):
+        html = page.read_text()
+        remote_scripts = re.findall(r'<script[^>]+src="(?:https?:)?//[^"]+"', html)
+        remote_styles = re.findall(r'<link[^>]+rel="stylesheet"[^>]+href="(?:https?:)?//[^"]+"', html)
+        remote_images = re.findall(r'<img[^>]+src="(?:https?:)?//[^"]+"', html)
+        assert not (remote_scripts or remote_styles or remote_images), (page, remote_scripts, remote_styles)
+
+
+@pytest.mark.book
+def test_toc_entries_exist_after_the_build(built_book):
+    check_toc()
+
+
+def test_check_toc_flags_a_missing_chapter(tmp_path):
+    toc = tmp_path / "_toc.yml"
+    toc.write_text("format: jb-book\nroot: index\nchapters:\n  - file: chapters/no_such_chapter\n")
+    with pytest.raises(BookError, match="chapters/no_such_chapter"):
+        check_toc(toc)

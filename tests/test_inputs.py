@@ -1,0 +1,107 @@
+"""FASTA validation, masking plans and model-loading errors give the promised messages."""
+
+import json
+
+import pytest
+
+from plmdepth.fasta import FastaError, Record, check_residues, read_fasta
+from plmdepth.plan import MaskingPlan, make_plan
+from plmdepth.registry import ModelLoadError, load_model
+
+
+def write(tmp_path, text, name="x.fasta"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_bad_letter_names_record_and_position(tmp_path):
+    recs = read_fasta(write(tmp_path, ">ok\nACDE\n>bad one\nACDJK\n"))
+    with pytest.raises(FastaError, match=r"record 'bad': letter 'J' at position 4 is not in the model's alphabet"):
+        check_residues(recs, "ACDEFGHIKLMNPQRSTVWY")
+
+
+def test_ambiguous_letter_error_suggests_map_and_map_accepts_it(tmp_path):
+    recs = read_fasta(write(tmp_path, ">a\nACXDE\n"))
+    with pytest.raises(FastaError, match=r"letter 'X' at position 3 .*unknown='map'"):
+        check_residues(recs, "ACDE")
+    assert check_residues(recs, "ACDE", unknown="map")[0].sequence == "ACXDE"
+
+
+def test_empty_record(tmp_path):
+    with pytest.raises(FastaError, match=r"record 'empty' has an empty sequence"):
+        read_fasta(write(tmp_path, ">a\nAC\n>empty\n>b\nDE\n"))
+
+
+def test_duplicate_ids(tmp_path):
+    with pytest.raises(FastaError, match=r"duplicate id 'a' \(records 1 and 3\)"):
+        read_fasta(write(tmp_path, ">a\nAC\n>b\nDE\n>a x\nFF\n"))
+
+
+def test_no_records_and_text_before_header(tmp_path):
+    with pytest.raises(FastaError, match="holds no FASTA records"):
+        read_fasta(write(tmp_path, "\n\n"))
+    with pytest.raises(FastaError, match="line 1 comes before the first '>' header"):
+        read_fasta(write(tmp_path, "ACDE\n>a\nAC\n"))
+    with pytest.raises(FastaError, match="does not exist"):
+        read_fasta(tmp_path / "missing.fasta")
+
+
+def test_too_long_errors_or_crops(tmp_path):
+    recs = [Record("long", "", "ACDEFGHIK")]
+    with pytest.raises(FastaError, match=r"record 'long' has 9 residues, more than the model's context of 5"):
+        check_residues(recs, "ACDEFGHIK", max_length=5)
+    assert check_residues(recs, "ACDEFGHIK", max_length=5, too_long="crop")[0].sequence == "ACDEF"
+
+
+def test_multiline_records_and_limit(tmp_path):
+    recs = read_fasta(write(tmp_path, ">a desc here\nAC\nde\n>b\nFF\n"), limit=1)
+    assert recs == [Record("a", "desc here", "ACDE")]
+
+
+def test_plan_rules_and_round_trip(tmp_path):
+    recs = [Record(f"s{i}", "", "A" * (20 + 10 * i)) for i in range(5)]
+    plan = make_plan(recs, "masked", seed=7)
+    for rec, sp in zip(recs, plan.sequences):
+        assert len(sp.masked) == round(0.15 * len(rec.sequence))
+        assert set(sp.future) <= set(sp.masked) and len(sp.future) == round(len(sp.masked) / 2)
+    # a sequence's plan does not depend on the others
+    assert make_plan(recs[2:3], "masked", seed=7).sequences[0] == plan.sequences[2]
+    assert make_plan(recs, "masked", seed=8).sequences[0] != plan.sequences[0]
+    plan.save(tmp_path / "plan.json")
+    data = json.loads((tmp_path / "plan.json").read_text())
+    assert data["objective"] == "masked" and set(data["sequences"][0]) == {"id", "masked", "future"}
+    assert MaskingPlan.load(tmp_path / "plan.json").sequences == plan.sequences
+
+    ar = make_plan(recs, "autoregressive", seed=0)
+    for rec, sp in zip(recs, ar.sequences):
+        assert len(sp.splits) == 4 and all(8 <= t <= len(rec.sequence) - 4 for t in sp.splits)
+
+
+def test_unknown_model_name_is_one_clear_sentence():
+    with pytest.raises(ModelLoadError, match=r"unknown model 'esm3000'; use a registered name \(antiberty, "):
+        load_model("esm3000")
+
+
+def test_offline_hub_id_says_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # empty cache
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError) as err:
+        load_model("facebook/esm2_t6_8M_UR50D")
+    message = str(err.value)
+    assert "hub cannot be reached" in message
+    assert "hf download facebook/esm2_t6_8M_UR50D --local-dir" in message
+    assert "antiberty, iglm, iglm-s" in message
+    assert "\n" not in message
+
+
+def test_registered_esm_name_offline_gives_the_same_sentence(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="facebook/esm2_t12_35M_UR50D' is not a local folder"):
+        load_model("esm2_t12_35M")
+
+
+def test_folder_without_config(tmp_path):
+    with pytest.raises(ModelLoadError, match="has no config.json"):
+        load_model(str(tmp_path))

@@ -1,0 +1,81 @@
+"""Results folders, caching, plan replay and the command line, on a local random ESM-2."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import tiny_esm_hf
+from plmdepth.cli import main
+from plmdepth.registry import load_model
+
+
+@pytest.fixture
+def esm_folder(tmp_path):
+    folder = tmp_path / "tiny_esm"
+    tiny_esm_hf(seed=5).save_pretrained(folder)
+    return folder
+
+
+def test_local_folder_loads_with_its_own_logits(esm_folder, records):
+    import torch
+
+    lm = load_model(str(esm_folder))
+    assert lm.info.family == "ESM-2" and lm.n_layers == 3 and lm.info.checksum.startswith("sha256:")
+    batch = lm.tokenize([r.id for r in records], [r.sequence for r in records])
+    with torch.no_grad():
+        own = tiny_esm_hf(seed=5)(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        torch.testing.assert_close(lm(batch), own)
+
+
+def test_cli_run_writes_results_folder_and_plan_replays_exactly(esm_folder, fasta_file, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["run", "logit-lens", "--model", str(esm_folder), "--fasta", str(fasta_file),
+                 "--out", str(out), "--seed", "3"]) == 0
+    folder = out / "tiny_esm"
+    assert {p.name for p in folder.iterdir()} == {"logit_lens.csv", "run.json", "plan.json"}
+    first = pd.read_csv(folder / "logit_lens.csv")
+    assert list(first.columns[:7]) == ["model", "layer", "relative_depth", "kl", "kl_low", "kl_high", "top1_agreement"]
+    for col in ("layer", "relative_depth", "kl", "top1_agreement", "top1_accuracy", "n_positions"):
+        assert col in first
+    run = json.loads((folder / "run.json").read_text())
+    assert run["seed"] == 3 and run["n_sequences"] == 4 and run["model"]["n_layers"] == 3
+    assert run["measurements"]["logit_lens"]["wall_time_s"] >= 0 and "torch" in run["versions"]
+
+    plan_copy = tmp_path / "plan_copy.json"
+    plan_copy.write_text((folder / "plan.json").read_text())
+    out2 = tmp_path / "again"
+    # a different seed, but the plan fixes every masked position: identical numbers
+    assert main(["run", "logit-lens", "--model", str(esm_folder), "--fasta", str(fasta_file),
+                 "--out", str(out2), "--plan", str(plan_copy), "--seed", "3"]) == 0
+    pd.testing.assert_frame_equal(first, pd.read_csv(out2 / "tiny_esm" / "logit_lens.csv"))
+    assert json.loads((out2 / "tiny_esm" / "plan.json").read_text())["sequences"] == \
+        json.loads(plan_copy.read_text())["sequences"]
+
+
+def test_cached_run_is_reused_and_changed_parameters_recompute(esm_folder, fasta_file, tmp_path):
+    from plmdepth.runner import run
+
+    out = tmp_path / "results"
+    run("logit_lens", str(esm_folder), fasta_file, out=out, progress=False)
+    csv = out / "tiny_esm" / "logit_lens.csv"
+    stamp = csv.stat().st_mtime_ns
+    run("logit_lens", str(esm_folder), fasta_file, out=out, progress=False)
+    assert csv.stat().st_mtime_ns == stamp
+    table = run("logit_lens", str(esm_folder), fasta_file, out=out, vocab="amino_acids", progress=False)
+    assert csv.stat().st_mtime_ns != stamp
+    assert json.loads((out / "tiny_esm" / "run.json").read_text())["measurements"]["logit_lens"]["config"]["vocab"] \
+        == "amino_acids"
+    assert len(table) == 4
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, fasta_file):
+    bad = tmp_path / "bad.fasta"
+    bad.write_text(">a\nACDJ\n")
+    proc = subprocess.run([sys.executable, "-m", "plmdepth", "run", "logit-lens", "--model", "nonexistent-model",
+                           "--fasta", str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: unknown model 'nonexistent-model'")
+    assert len(proc.stderr.strip().splitlines()) == 1
