@@ -56,7 +56,7 @@ from plmdepth.runner import run
 model_list = [m.strip() for m in models.split(",")] if isinstance(models, str) else list(models)
 tables = [
     run("logit_lens", m, fasta, out=results_dir, seed=seed, n_sequences=n_sequences,
-        mask_fraction=mask_fraction, vocab=vocab, device=device, progress=False)
+        mask_fraction=mask_fraction, vocab=vocab, device=device, progress=False)["logit_lens"]
     for m in model_list
 ]
 frame = pd.concat(tables, ignore_index=True)

@@ -64,7 +64,7 @@ def test_cached_run_is_reused_and_changed_parameters_recompute(esm_folder, fasta
     stamp = csv.stat().st_mtime_ns
     run("logit_lens", str(esm_folder), fasta_file, out=out, progress=False)
     assert csv.stat().st_mtime_ns == stamp
-    table = run("logit_lens", str(esm_folder), fasta_file, out=out, vocab="amino_acids", progress=False)
+    table = run("logit_lens", str(esm_folder), fasta_file, out=out, vocab="amino_acids", progress=False)["logit_lens"]
     assert csv.stat().st_mtime_ns != stamp
     assert json.loads((out / "tiny_esm" / "run.json").read_text())["measurements"]["logit_lens"]["config"]["vocab"] \
         == "amino_acids"

@@ -15,11 +15,17 @@ def _run(args) -> int:
     from plmdepth.runner import run
 
     measurement = args.measurement.replace("-", "_")
-    table = run(measurement, args.model, args.fasta, out=args.out, plan=args.plan, seed=args.seed,
-                n_sequences=args.n_sequences, mask_fraction=args.mask_fraction, unknown=args.unknown,
-                too_long=args.too_long, device=args.device, dtype=args.dtype, force=args.force,
-                vocab=args.vocab, batch_size=args.batch_size)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    params = {"batch_size": args.batch_size} if args.batch_size else {}
+    if measurement in ("logit_lens", "layer_skipping"):
+        params["vocab"] = args.vocab
+    if measurement == "layer_skipping":
+        params.update(mode=args.mode, max_rows=args.max_rows)
+    tables = run(measurement, args.model, args.fasta, out=args.out, plan=args.plan, seed=args.seed,
+                 n_sequences=args.n_sequences, mask_fraction=args.mask_fraction, unknown=args.unknown,
+                 too_long=args.too_long, device=args.device, dtype=args.dtype, force=args.force, **params)
+    for name, table in tables.items():
+        print(f"== {name}.csv")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", max_rows=60))
     return 0
 
 
@@ -57,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run a measurement on a model and a FASTA file")
-    p.add_argument("measurement", choices=["logit-lens"])
+    p.add_argument("measurement", choices=["logit-lens", "layer-skipping", "contributions"])
     p.add_argument("--model", required=True, help="registry name, hub id or local save_pretrained folder")
     p.add_argument("--fasta", required=True)
     p.add_argument("--out", default="results", help="results root; the run goes to OUT/<model-slug>/")
@@ -66,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-sequences", type=int, help="use the first N records")
     p.add_argument("--mask-fraction", type=float, default=0.15)
     p.add_argument("--vocab", choices=["full", "amino_acids"], default="full")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, help="sequences per batch (default: the measurement's)")
+    p.add_argument("--mode", choices=["future", "current"], default="future",
+                   help="layer skipping: skip outside F and measure at F, or skip and measure everywhere")
+    p.add_argument("--max-rows", type=int, default=64, help="layer skipping: most skip variants x units per call")
     p.add_argument("--unknown", choices=["error", "map"], default="error", help="X/B/Z/U/O: error or unknown token")
     p.add_argument("--too-long", choices=["error", "crop"], default="error")
     p.add_argument("--device", default="cpu")

@@ -70,6 +70,7 @@ class ProteinLM(nn.Module):
         info: ModelInfo,
         max_residues: int,
         forward_kwargs: dict | None = None,
+        sublayers: dict | None = None,
     ):
         super().__init__()
         if info.objective not in OBJECTIVES:
@@ -84,6 +85,7 @@ class ProteinLM(nn.Module):
         self.info = info
         self.max_residues = max_residues
         self.forward_kwargs = dict(forward_kwargs or {})
+        self.sublayers = dict(sublayers or {})
 
     # ----------------------------------------------------------------- metadata
     @property
@@ -148,6 +150,42 @@ class ProteinLM(nn.Module):
         kwargs = {k: v for k, v in batch.layer_context["kwargs"].items() if k != "hidden_states"}
         out = self.layers[layer](h, *batch.layer_context["args"], **kwargs)
         return out[0] if isinstance(out, tuple) else out
+
+    def block_parts(self, layer: int, h: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
+        """Run block `layer` once and observe its sublayers.
+
+        Returns `out` (h_{l+1}) and, where the architecture exposes them, the attention update
+        `attention` with the stream it is added to (`attention_base`) and the MLP update `mlp`
+        with its base `mlp_base`. Pre-LN blocks (`sublayers["mid"]` names the module whose
+        input is h + a): a = mid - h, m = out - mid. Post-LN blocks (`sublayers["attention"]`,
+        `["mlp"]` name the dense layers whose outputs are added before the norm): the updates
+        are those pre-norm outputs and the bases the pre-norm streams they are added to.
+        """
+        block = self.layers[layer]
+        seen: dict[str, torch.Tensor] = {}
+        handles = []
+        kind = self.sublayers.get("kind")
+        try:
+            if kind == "pre-LN":
+                mid = block.get_submodule(self.sublayers["mid"])
+                handles.append(mid.register_forward_pre_hook(lambda m, args: seen.__setitem__("mid", args[0])))
+            elif kind == "post-LN":
+                for part in ("attention", "mlp"):
+                    module = block.get_submodule(self.sublayers[part])
+                    handles.append(module.register_forward_hook(
+                        lambda m, args, out, part=part: seen.__setitem__(part, out)))
+                base = block.get_submodule(self.sublayers["mlp_base_of"])
+                handles.append(base.register_forward_pre_hook(lambda m, args: seen.__setitem__("mlp_base", args[1])))
+            out = self.block(layer, h, batch)
+        finally:
+            for handle in handles:
+                handle.remove()
+        parts = {"out": out}
+        if kind == "pre-LN":
+            parts.update(attention=seen["mid"] - h, attention_base=h, mlp=out - seen["mid"], mlp_base=seen["mid"])
+        elif kind == "post-LN":
+            parts.update(attention=seen["attention"], attention_base=h, mlp=seen["mlp"], mlp_base=seen["mlp_base"])
+        return parts
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         """Logits from a residual stream: the final norm (if any), then the full LM head."""

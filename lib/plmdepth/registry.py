@@ -88,7 +88,8 @@ def wrap_esm(hf_model, name: str, source: str, objective: str = "masked", licenc
     info = ModelInfo(name, source, "ESM-2", objective, "sequence", cfg.num_hidden_layers, cfg.hidden_size,
                      _n_params(hf_model), licence, checksum or state_dict_checksum(hf_model), "pre-LN")
     return ProteinLM(hf_model, hf_model.esm.encoder.layer, hf_model.esm.encoder.emb_layer_norm_after,
-                     hf_model.lm_head, alphabet, info, max_residues=cfg.max_position_embeddings - 2)
+                     hf_model.lm_head, alphabet, info, max_residues=cfg.max_position_embeddings - 2,
+                     sublayers={"kind": "pre-LN", "mid": "LayerNorm"})
 
 
 def wrap_bert(hf_model, name: str, source: str, alphabet: Alphabet, family: str = "BERT",
@@ -99,7 +100,9 @@ def wrap_bert(hf_model, name: str, source: str, alphabet: Alphabet, family: str 
                      _n_params(hf_model), licence, checksum or state_dict_checksum(hf_model), "post-LN")
     n_special = len(alphabet.prefix) + len(alphabet.suffix)
     return ProteinLM(hf_model, hf_model.bert.encoder.layer, None, hf_model.cls, alphabet, info,
-                     max_residues=cfg.max_position_embeddings - n_special)
+                     max_residues=cfg.max_position_embeddings - n_special,
+                     sublayers={"kind": "post-LN", "attention": "attention.output.dense", "mlp": "output.dense",
+                                "mlp_base_of": "output"})
 
 
 def wrap_gpt2(hf_model, name: str, source: str, alphabet: Alphabet, family: str = "GPT-2",
@@ -110,7 +113,8 @@ def wrap_gpt2(hf_model, name: str, source: str, alphabet: Alphabet, family: str 
                      _n_params(hf_model), licence, checksum or state_dict_checksum(hf_model), "pre-LN")
     n_special = len(alphabet.prefix) + len(alphabet.suffix)
     return ProteinLM(hf_model, hf_model.transformer.h, hf_model.transformer.ln_f, hf_model.lm_head, alphabet,
-                     info, max_residues=cfg.n_positions - n_special, forward_kwargs={"use_cache": False})
+                     info, max_residues=cfg.n_positions - n_special, forward_kwargs={"use_cache": False},
+                     sublayers={"kind": "pre-LN", "mid": "ln_2"})
 
 
 @contextmanager

@@ -57,9 +57,9 @@ def write_run(folder: str | Path, run: dict) -> None:
     atomic_write_text(Path(folder) / "run.json", json.dumps(run, indent=1, sort_keys=True, default=str) + "\n")
 
 
-def cached_run(folder: str | Path, measurement: str, key: dict) -> bool:
-    """True when `folder` holds `<measurement>.csv` from a run whose `key` equals this one."""
+def cached_run(folder: str | Path, measurement: str, key: dict, outputs=None) -> bool:
+    """True when `folder` holds the measurement's CSVs from a run whose `key` equals this one."""
     run = read_run(folder)
-    if not run or not (Path(folder) / f"{measurement}.csv").is_file():
+    if not run or not all((Path(folder) / f"{name}.csv").is_file() for name in (outputs or (measurement,))):
         return False
     return run.get("measurements", {}).get(measurement, {}).get("key") == json.loads(json.dumps(key, default=str))

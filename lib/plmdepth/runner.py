@@ -20,14 +20,20 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from plmdepth import contributions as contributions_module
+from plmdepth import layer_skipping as skipping_module
 from plmdepth import logit_lens as lens_module
 from plmdepth.fasta import check_residues, read_fasta
 from plmdepth.plan import MaskingPlan, make_plan
 from plmdepth.registry import load_model, model_slug
 from plmdepth.results import cached_run, package_versions, read_run, write_csv, write_run
 
+# measurement -> (config class, function, names of the CSV files it writes, in return order)
 MEASUREMENTS = {
-    "logit_lens": (lens_module.LogitLensConfig, lens_module.logit_lens),
+    "logit_lens": (lens_module.LogitLensConfig, lens_module.logit_lens, ("logit_lens",)),
+    "layer_skipping": (skipping_module.SkipConfig, skipping_module.layer_skipping, ("skip_effect", "skip_output")),
+    "contributions": (contributions_module.ContributionsConfig, contributions_module.contributions,
+                      ("contributions",)),
 }
 
 
@@ -52,11 +58,11 @@ def run(
     progress: bool = True,
     lm=None,
     **params,
-) -> pd.DataFrame:
-    """Compute (or reuse) one measurement; returns its tidy table. See the module docstring."""
+) -> dict[str, pd.DataFrame]:
+    """Compute (or reuse) one measurement; returns its tidy tables keyed by CSV name."""
     if measurement not in MEASUREMENTS:
         raise ValueError(f"unknown measurement '{measurement}'; choose from {', '.join(MEASUREMENTS)}")
-    config_cls, measure = MEASUREMENTS[measurement]
+    config_cls, measure, outputs = MEASUREMENTS[measurement]
     config = config_cls(seed=seed, **params)
     lm = lm if lm is not None else load_model(model, device=device, dtype=dtype)
     folder = Path(out) / model_slug(model)
@@ -82,14 +88,15 @@ def run(
         "too_long": too_long,
         "dtype": dtype,
     }
-    csv_path = folder / f"{measurement}.csv"
-    if not force and cached_run(folder, measurement, key):
-        return pd.read_csv(csv_path)
+    if not force and cached_run(folder, measurement, key, outputs):
+        return {name: pd.read_csv(folder / f"{name}.csv") for name in outputs}
 
     started = time.perf_counter()
-    table = measure(lm, records, masking, config, progress=progress)
+    result = measure(lm, records, masking, config, progress=progress)
     wall = time.perf_counter() - started
-    table.insert(0, "model", lm.info.name)
+    tables = dict(zip(outputs, result if isinstance(result, tuple) else (result,)))
+    for table in tables.values():
+        table.insert(0, "model", lm.info.name)
 
     previous = read_run(folder) or {}
     same_inputs = previous.get("plan_sha256") == key["plan_sha256"]
@@ -103,7 +110,8 @@ def run(
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     masking.save(folder / "plan.json")
-    write_csv(table, csv_path)
+    for name, table in tables.items():
+        write_csv(table, folder / f"{name}.csv")
     write_run(folder, {
         "model": lm.info.__dict__,
         "model_argument": str(model),
@@ -118,4 +126,4 @@ def run(
         "versions": package_versions(),
         "measurements": measurements,
     })
-    return table
+    return tables

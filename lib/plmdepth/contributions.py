@@ -1,0 +1,79 @@
+"""Residual contributions (SPEC M1): how much each block, and each sublayer, adds.
+
+For every block l, at every residue token of every sequence (no masking):
+
+- block:     ‖Δ_l‖ / ‖h_l‖ with Δ_l = h_{l+1} − h_l, and cos(Δ_l, h_l);
+- attention: ‖a_l‖ / ‖h_l‖ and cos(a_l, h_l);
+- mlp:       ‖m_l‖ / ‖h_l + a_l‖ and cos(m_l, h_l + a_l).
+
+Norms are L2 over the hidden dimension with eps = 1e-6 in denominators. Post-LN models
+(BERT: AntiBERTy) report sublayer updates on the pre-norm sums they enter (see
+`ProteinLM.block_parts`); their block ratio compares consecutive (normalised) streams.
+Results are streamed: per (layer, part) a running sum of ratios and cosines, a running max
+and a count; nothing grows with the number of sequences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from plmdepth.fasta import Record
+from plmdepth.model import ProteinLM
+from plmdepth.plan import MaskingPlan
+
+EPS = 1e-6
+
+
+@dataclass
+class ContributionsConfig:
+    """Parameters of a residual-contributions run (written to run.json verbatim)."""
+
+    batch_size: int = 16
+    seed: int = 0
+
+
+def ratio_and_cosine(update: torch.Tensor, base: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per token: ‖update‖ / max(‖base‖, eps) and the cosine similarity of update and base."""
+    update, base = update.double(), base.double()
+    u, b = update.norm(dim=-1), base.norm(dim=-1)
+    return u / b.clamp_min(EPS), (update * base).sum(-1) / (u * b).clamp_min(EPS)
+
+
+@torch.no_grad()
+def contributions(lm: ProteinLM, records: list[Record], plan: MaskingPlan | None = None,
+                  config: ContributionsConfig | None = None, progress: bool = True) -> pd.DataFrame:
+    """Measurement M1: one row per (layer, part) in the `contributions.csv` format of SPEC §4."""
+    config = config or ContributionsConfig()
+    parts = ["block"] + (["attention", "mlp"] if lm.sublayers.get("kind") else [])
+    stats = {(layer, part): [0.0, 0.0, 0.0, 0] for layer in range(lm.n_layers) for part in parts}  # ratio sum, max, cos sum, n
+    order = sorted(range(len(records)), key=lambda i: len(records[i].sequence))
+    for start in tqdm(range(0, len(order), config.batch_size), desc=f"contributions {lm.info.name}",
+                      unit="batch", disable=not progress):
+        recs = [records[i] for i in order[start:start + config.batch_size]]
+        batch = lm.tokenize([r.id for r in recs], [r.sequence for r in recs])
+        keep = batch.residue_index >= 0
+        h = lm.embed(batch)
+        for layer in range(lm.n_layers):
+            out = lm.block_parts(layer, h, batch)
+            pairs = {"block": (out["out"] - h, h)}
+            if "attention" in out:
+                pairs["attention"] = (out["attention"], out["attention_base"])
+                pairs["mlp"] = (out["mlp"], out["mlp_base"])
+            for part, (update, base) in pairs.items():
+                ratio, cosine = ratio_and_cosine(update[keep], base[keep])
+                s = stats[(layer, part)]
+                s[0] += float(ratio.sum())
+                s[1] = max(s[1], float(ratio.max()))
+                s[2] += float(cosine.sum())
+                s[3] += int(ratio.numel())
+            h = out["out"]
+    rows = [{"layer": layer, "part": part, "ratio_mean": s[0] / s[3], "ratio_max": s[1],
+             "cosine_mean": s[2] / s[3], "n_tokens": s[3]} for (layer, part), s in stats.items()]
+    frame = pd.DataFrame(rows).sort_values(["part", "layer"], kind="stable").reset_index(drop=True)
+    frame.insert(2, "relative_depth", (frame["layer"] + 1) / lm.n_layers)
+    frame["norm"] = lm.info.norm
+    return frame

@@ -1,0 +1,202 @@
+"""Layer skipping (SPEC M2, M3; paper Figs. 1-2): what changes when block s is skipped.
+
+Skipping block s means h'_{s+1} := h_s at every *intervened* position, the normal block
+output elsewhere, and the rest of the network recomputed normally. Positions:
+
+- mode "future" (default), masked/diffusion models: intervened = every residue outside the
+  plan's held-out set F ⊂ M; measured = F. Autoregressive models: one intervention per
+  split point t of the plan, intervened = residues < t, measured = residues >= t.
+- mode "current": intervened = measured = every residue position.
+
+Each intervention (a sequence, or a sequence and split point) is a *unit*. Per unit, for
+every later block j > s (M2) ``r(s, j) = max_{p in F} ‖Δ_j − Δ'_j‖ / max(‖Δ_j‖, eps)``
+and on the output (M3) ``max_{p in F} ‖softmax(z_p) − softmax(z'_p)‖_2`` and the mean
+KL(p ‖ p') over F. Units are aggregated by max (the paper's choice) and by mean.
+
+Fast by design: one clean pass caches the residual stream h_0..h_L; the run that skips s
+starts from the cached h_s / h_{s+1} instead of recomputing the prefix, and all skip
+variants that have reached block j go through it in one batched call (chunked to at most
+`max_rows` rows). Aggregation is online, so memory does not grow with the number of
+sequences. The plain reference (one full forward per skipped block) lives in the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from plmdepth.fasta import Record
+from plmdepth.logit_lens import LogitLens
+from plmdepth.model import ProteinLM
+from plmdepth.plan import MaskingPlan
+from plmdepth.tokens import Batch
+
+EPS = 1e-6
+MODES = ("future", "current")
+
+
+@dataclass
+class SkipConfig:
+    """Parameters of a layer-skipping run (written to run.json verbatim)."""
+
+    mode: str = "future"
+    vocab: str = "full"
+    batch_size: int = 8
+    max_rows: int = 64
+    seed: int = 0
+
+
+def intervention_units(lm: ProteinLM, batch: Batch, plans, mode: str):
+    """(row, intervened, measured) for every unit of a batch; bool masks over tokens."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    residue = batch.residue_index >= 0
+    rows, intervened, measured = [], [], []
+    for b, plan in enumerate(plans):
+        idx = batch.residue_index[b]
+        if mode == "current":
+            units = [(residue[b], residue[b])]
+        elif lm.objective == "autoregressive":
+            units = [(residue[b] & (idx < t), residue[b] & (idx >= t)) for t in plan.splits]
+        else:
+            future = torch.isin(idx, torch.tensor(plan.future, dtype=torch.long, device=idx.device)) & residue[b]
+            units = [(residue[b] & ~future, future)]
+        for inter, meas in units:
+            if meas.any():
+                rows.append(b)
+                intervened.append(inter)
+                measured.append(meas)
+    if not rows:
+        return None
+    return torch.tensor(rows, device=batch.input_ids.device), torch.stack(intervened), torch.stack(measured)
+
+
+def select_rows(batch: Batch, rows: torch.Tensor) -> Batch:
+    """A view of `batch` whose blocks see rows `rows` (block arguments re-indexed)."""
+    B = batch.input_ids.shape[0]
+
+    def pick(value):
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == B and B > 1:
+            return value.index_select(0, rows)
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == 1 and B == 1:
+            return value.expand(len(rows), *value.shape[1:])
+        if isinstance(value, tuple):
+            return tuple(pick(v) for v in value)
+        return value
+
+    tensors = [getattr(batch, name).index_select(0, rows) for name in
+               ("input_ids", "attention_mask", "true_ids", "residue_index", "target_index", "target_ids")]
+    view = Batch([batch.ids[i] for i in rows.tolist()], *tensors)
+    view.layer_context = {"args": tuple(pick(a) for a in batch.layer_context["args"]),
+                          "kwargs": {k: pick(v) for k, v in batch.layer_context["kwargs"].items()}}
+    return view
+
+
+class _Aggregate:
+    """Online max / sum / count over units, per key."""
+
+    def __init__(self, shape):
+        self.max = np.full(shape, -np.inf)
+        self.sum = np.zeros(shape)
+        self.count = np.zeros(shape)
+
+    def add(self, index, values: np.ndarray):
+        self.max[index] = max(self.max[index], float(values.max()))
+        self.sum[index] += float(values.sum())
+        self.count[index] += len(values)
+
+    def mean(self):
+        return self.sum / np.maximum(self.count, 1)
+
+
+def _masked_max(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return values.masked_fill(~mask, -torch.inf).amax(-1)
+
+
+@torch.no_grad()
+def skip_batch(lm: ProteinLM, batch: Batch, units, lens: LogitLens, config: SkipConfig, effect, prob_l2, kl):
+    """Accumulate M2/M3 for one batch of sequences into the aggregates."""
+    rows, intervened, measured = units
+    L, U = lm.n_layers, len(rows)
+    clean = [h for _, h in lm.hidden_states(batch)]  # h_0 .. h_L, cached once
+    unit_batch = select_rows(batch, rows)
+    H = [h.index_select(0, rows) for h in clean]  # per unit
+    del clean
+    D = [H[j + 1] - H[j] for j in range(L)]
+    D_norm = [d.double().norm(dim=-1).clamp_min(EPS) for d in D]
+    p_clean = torch.log_softmax(lens(H[L], L).double(), -1)
+    inter = intervened[..., None]
+    per_chunk = max(1, config.max_rows // U)
+    for first in range(0, L, per_chunk):
+        skips = list(range(first, min(L, first + per_chunk)))
+        stream, active = None, []
+        for j in range(skips[0] + 1, L + 1):
+            if j - 1 in skips:
+                start = torch.where(inter, H[j - 1], H[j])
+                stream = start if stream is None else torch.cat([stream, start])
+                active.append(j - 1)
+            if j == L:
+                break
+            n = len(active)
+            view = select_rows(unit_batch, torch.arange(U, device=rows.device).repeat(n))
+            out = lm.block(j, stream, view)
+            d_prime = (out - stream).view(n, U, *stream.shape[1:])
+            ratio = (D[j][None] - d_prime).double().norm(dim=-1) / D_norm[j][None]
+            per_unit = _masked_max(ratio, measured[None]).cpu().numpy()  # (n, U)
+            for v, s in enumerate(active):
+                effect.add((s, j), per_unit[v])
+            stream = out
+        n = len(active)
+        logp = torch.log_softmax(lens(stream, L).double(), -1).view(n, U, *p_clean.shape[1:])
+        l2 = (logp.exp() - p_clean.exp()[None]).norm(dim=-1)
+        kl_pos = (p_clean.exp()[None] * (p_clean[None] - logp)).sum(-1)
+        l2_unit = _masked_max(l2, measured[None]).cpu().numpy()
+        kl_unit = ((kl_pos * measured[None]).sum(-1) / measured.sum(-1)[None]).cpu().numpy()
+        for v, s in enumerate(active):
+            prob_l2.add(s, l2_unit[v])
+            kl.add(s, kl_unit[v])
+
+
+def layer_skipping(lm: ProteinLM, records: list[Record], plan: MaskingPlan, config: SkipConfig | None = None,
+                   progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Measurements M2 and M3: (`skip_effect.csv` table, `skip_output.csv` table)."""
+    config = config or SkipConfig()
+    L = lm.n_layers
+    lens = LogitLens(lm, config.vocab).to(lm.device)
+    effect, prob_l2, kl = _Aggregate((L, L + 1)), _Aggregate(L), _Aggregate(L)
+    order = sorted(range(len(records)), key=lambda i: len(records[i].sequence))
+    n_units = 0
+    for start in tqdm(range(0, len(order), config.batch_size), desc=f"layer skipping {lm.info.name}",
+                      unit="batch", disable=not progress):
+        recs = [records[i] for i in order[start:start + config.batch_size]]
+        plans = [plan.for_id(r.id) for r in recs]
+        masked = [p.masked for p in plans] if lm.objective != "autoregressive" else None
+        batch = lm.tokenize([r.id for r in recs], [r.sequence for r in recs], masked=masked)
+        units = intervention_units(lm, batch, plans, config.mode)
+        if units is None:
+            continue
+        n_units += len(units[0])
+        skip_batch(lm, batch, units, lens, config, effect, prob_l2, kl)
+    if n_units == 0:
+        raise ValueError("no sequence has positions to measure (empty future sets / no split points)")
+    pairs = [(s, j) for s in range(L) for j in range(s + 1, L)]
+    effect_mean = effect.mean()
+    effect_table = pd.DataFrame({
+        "skipped": [s for s, _ in pairs], "affected": [j for _, j in pairs],
+        "effect_max": [effect.max[s, j] for s, j in pairs], "effect_mean": [effect_mean[s, j] for s, j in pairs],
+    })
+    effect_table["relative_skipped"] = effect_table["skipped"] / L
+    effect_table["relative_affected"] = effect_table["affected"] / L
+    output_table = pd.DataFrame({
+        "skipped": np.arange(L), "prob_l2_max": prob_l2.max, "prob_l2_mean": prob_l2.mean(),
+        "kl_mean": kl.mean(), "kl_max": kl.max,
+    })
+    output_table["relative_depth"] = output_table["skipped"] / L
+    for table in (effect_table, output_table):
+        table["n_units"] = n_units
+        table["mode"] = config.mode
+    return effect_table, output_table

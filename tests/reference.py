@@ -1,0 +1,63 @@
+"""Plain reference implementations, nothing clever: one full forward pass per skipped block.
+
+Used by the exactness tests and by the benchmark. They run the model's own forward pass
+with a forward hook on block s that puts the block's input back at intervened positions,
+and record every block's input and output with hooks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from plmdepth.layer_skipping import EPS, intervention_units
+
+
+def _forward_recording(lm, batch, rows, skip=None, intervened=None):
+    """Own forward of rows `rows` of `batch`; returns (block inputs, block outputs, logits)."""
+    ins, outs, handles = {}, {}, []
+    for layer, block in enumerate(lm.layers):
+        def record(module, args, kwargs, output, layer=layer):
+            h_in = args[0] if args else kwargs["hidden_states"]
+            h_out = output[0] if isinstance(output, tuple) else output
+            if layer == skip:
+                h_out = torch.where(intervened[..., None], h_in, h_out)
+            ins[layer], outs[layer] = h_in, h_out
+            if layer == skip:
+                return (h_out,) + tuple(output[1:]) if isinstance(output, tuple) else h_out
+        handles.append(block.register_forward_hook(record, with_kwargs=True))
+    try:
+        logits = lm.hf_model(input_ids=batch.input_ids[rows], attention_mask=batch.attention_mask[rows],
+                             **lm.forward_kwargs).logits
+    finally:
+        for handle in handles:
+            handle.remove()
+    return ins, outs, logits
+
+
+@torch.no_grad()
+def reference_skipping(lm, batch, plans, mode="future", vocab_ids=None):
+    """Per unit: effect[s, j] (NaN where j <= s is not measured... but computed), l2[s], kl[s]."""
+    units = intervention_units(lm, batch, plans, mode)
+    rows, intervened, measured = units
+    L, U = lm.n_layers, len(rows)
+    ins, outs, logits = _forward_recording(lm, batch, rows)
+    clean_delta = [outs[j] - ins[j] for j in range(L)]
+    pick = (lambda z: z[..., vocab_ids]) if vocab_ids is not None else (lambda z: z)
+    p = torch.softmax(pick(logits).double(), -1)
+    effect = np.zeros((U, L, L))
+    l2 = np.zeros((U, L))
+    kl = np.zeros((U, L))
+    for s in range(L):
+        ins_s, outs_s, logits_s = _forward_recording(lm, batch, rows, skip=s, intervened=intervened)
+        for j in range(L):
+            d_prime = outs_s[j] - ins_s[j]
+            num = (clean_delta[j] - d_prime).double().norm(dim=-1)
+            den = clean_delta[j].double().norm(dim=-1).clamp_min(EPS)
+            r = (num / den).masked_fill(~measured, -torch.inf).amax(-1)
+            effect[:, s, j] = r.numpy()
+        q = torch.softmax(pick(logits_s).double(), -1)
+        l2[:, s] = (p - q).norm(dim=-1).masked_fill(~measured, -torch.inf).amax(-1).numpy()
+        kl_pos = (p * (p.log() - q.log())).sum(-1)
+        kl[:, s] = ((kl_pos * measured).sum(-1) / measured.sum(-1)).numpy()
+    return effect, l2, kl

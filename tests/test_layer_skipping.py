@@ -1,0 +1,85 @@
+"""Layer skipping (M2, M3): the fast implementation equals the plain reference."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_bert, tiny_esm, tiny_gpt2
+from plmdepth.layer_skipping import SkipConfig, layer_skipping
+from plmdepth.plan import make_plan
+from reference import reference_skipping
+
+
+def _reference_tables(lm, records, plan, mode, vocab_ids=None):
+    plans = [plan.for_id(r.id) for r in records]
+    masked = [p.masked for p in plans] if lm.objective != "autoregressive" else None
+    batch = lm.tokenize([r.id for r in records], [r.sequence for r in records], masked=masked)
+    return reference_skipping(lm, batch, plans, mode, vocab_ids)
+
+
+def _check_against_reference(lm, records, mode, max_rows=64, batch_size=3, vocab="full"):
+    plan = make_plan(records, lm.objective, seed=2, mask_fraction=0.3)
+    config = SkipConfig(mode=mode, batch_size=batch_size, max_rows=max_rows, vocab=vocab)
+    effect_table, output_table = layer_skipping(lm, records, plan, config, progress=False)
+    vocab_ids = lm.alphabet.canonical_ids if vocab == "amino_acids" else None
+    effect, l2, kl = _reference_tables(lm, records, plan, mode, vocab_ids)
+    L = lm.n_layers
+    # blocks before the skipped one are untouched: exactly zero effect (and, in "future" mode,
+    # the skipped block itself at the measured positions, which are not intervened on)
+    for s in range(L):
+        assert np.all(effect[:, s, : s + (mode == "future")] == 0.0)
+    for row in effect_table.itertuples():
+        ref = effect[:, row.skipped, row.affected]
+        np.testing.assert_allclose(row.effect_max, ref.max(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(row.effect_mean, ref.mean(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(output_table["prob_l2_max"], l2.max(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(output_table["prob_l2_mean"], l2.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(output_table["kl_mean"], kl.mean(0), rtol=1e-5, atol=1e-5)
+    assert len(effect_table) == L * (L - 1) // 2
+    assert effect_table["effect_max"].max() > 1e-3  # the comparison is not between zeros
+    return effect_table, output_table
+
+
+@pytest.mark.parametrize("make", [tiny_esm, tiny_bert, tiny_gpt2], ids=["esm", "bert", "gpt2"])
+@pytest.mark.parametrize("mode", ["future", "current"])
+def test_fast_skipping_equals_plain_reference(make, mode, records):
+    _check_against_reference(make(), records, mode)
+
+
+def test_chunking_and_batching_do_not_change_results(records):
+    lm = tiny_esm(layers=5)
+    a = _check_against_reference(lm, records, "future", max_rows=2, batch_size=1)
+    b = _check_against_reference(lm, records, "future", max_rows=1000, batch_size=4)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x.select_dtypes("number"), y.select_dtypes("number"), rtol=1e-6, atol=1e-7)
+
+
+def test_amino_acid_vocabulary(records):
+    _check_against_reference(tiny_esm(), records, "future", vocab="amino_acids")
+
+
+def test_skipping_a_block_whose_update_is_zero_has_zero_effect(records):
+    lm = tiny_esm(layers=4)
+    block = lm.layers[2]
+    with torch.no_grad():  # zero the attention output projection and the MLP output: Δ_2 = 0
+        block.attention.output.dense.weight.zero_()
+        block.attention.output.dense.bias.zero_()
+        block.output.dense.weight.zero_()
+        block.output.dense.bias.zero_()
+    plan = make_plan(records, "masked", seed=0, mask_fraction=0.3)
+    effect_table, output_table = layer_skipping(lm, records, plan, SkipConfig(), progress=False)
+    assert (effect_table.query("skipped == 2")[["effect_max", "effect_mean"]] == 0).all().all()
+    row = output_table.query("skipped == 2").iloc[0]
+    assert row["prob_l2_max"] == 0 and abs(row["kl_mean"]) < 1e-12
+    # skipping block 1 still changes block 3 (block 2's update is zero whatever its input)
+    assert effect_table.query("skipped == 1 and affected == 3")["effect_max"].item() > 0
+
+
+@pytest.mark.shipped
+@pytest.mark.parametrize("name", ["antiberty", "iglm"])
+def test_fast_skipping_equals_reference_on_shipped_models(name):
+    from plmdepth.fasta import read_fasta
+    from plmdepth.registry import load_model
+
+    records = read_fasta("data/antibody_vh.fasta", limit=4)
+    _check_against_reference(load_model(name), records, "future", batch_size=2)
