@@ -35,7 +35,7 @@
 # `python -m plmdepth chapter logit-lens --model antiberty,iglm,<hub id or folder>`.
 
 # %% tags=["parameters"]
-models = "antiberty,iglm"  # comma-separated registry names, hub ids or local folders
+models = "antiberty,iglm,iglm-s"  # comma-separated registry names, hub ids or local folders
 fasta = "data/antibody_vh.fasta"
 n_sequences = 200
 seed = 0
@@ -45,25 +45,15 @@ results_dir = "results"
 device = "cpu"
 
 # %% tags=["hide-input"]
-import pandas as pd
-from IPython.display import SVG, Markdown
-from myst_nb import glue
-
-from plmdepth.figures import depth_curves, to_svg
+from plmdepth.chapter import collect, glue_figure, glue_text, model_list
+from plmdepth.figures import depth_curves
 from plmdepth.provenance import provenance_table, run_caption
-from plmdepth.runner import run
 
-model_list = [m.strip() for m in models.split(",")] if isinstance(models, str) else list(models)
-tables = [
-    run("logit_lens", m, fasta, out=results_dir, seed=seed, n_sequences=n_sequences,
-        mask_fraction=mask_fraction, vocab=vocab, device=device, progress=False)["logit_lens"]
-    for m in model_list
-]
-frame = pd.concat(tables, ignore_index=True)
-caption = run_caption(model_list, results_dir, fasta, n_sequences, seed)
-glue("logit_lens_run", caption, display=False)
+frame = collect("logit_lens", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
+                mask_fraction=mask_fraction, vocab=vocab, device=device)["logit_lens"]
+glue_text("logit_lens_run", run_caption(model_list(models), results_dir, fasta, "logit_lens", seed))
 for metric in ("kl", "top1_agreement", "top1_accuracy"):
-    glue(f"fig_logit_lens_{metric}", SVG(to_svg(depth_curves(frame, metric))), display=False)
+    glue_figure(f"fig_logit_lens_{metric}", depth_curves(frame, metric))
 
 # %% [markdown]
 # ```{glue:figure} fig_logit_lens_kl
@@ -103,4 +93,4 @@ summary.style.format(precision=3).hide(axis="index")
 # recorded in each results folder's `run.json`.
 
 # %% tags=["hide-input"]
-provenance_table(model_list, results_dir, "logit_lens")
+provenance_table(model_list(models), results_dir, "logit_lens")

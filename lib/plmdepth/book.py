@@ -19,7 +19,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 BOOK = ROOT / "book"
 CHAPTERS = {
+    "contributions": "contributions",
+    "layer-skipping": "layer_skipping",
     "logit-lens": "logit_lens",
+    "cross-model": "cross_model",
 }
 
 
@@ -49,7 +52,7 @@ def run_chapter(name: str, parameters: dict | None = None, yaml_values: bool = F
         params = {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in params.items()}
     notebook = jupytext.read(source)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
+    partial = target.with_name(f".{target.stem}.partial.ipynb")
     try:
         papermill.execute_notebook(notebook, str(partial), parameters=params, cwd=str(ROOT),
                                    kernel_name="python3", progress_bar=True)

@@ -98,8 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_book)
 
     args = parser.parse_args(argv)
+    from plmdepth.book import BookError
+
     try:
         return args.func(args)
-    except (FastaError, ModelLoadError, WeightsError, ValueError, FileNotFoundError) as err:
+    except (FastaError, ModelLoadError, WeightsError, BookError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

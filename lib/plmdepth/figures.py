@@ -15,6 +15,10 @@ METRIC_TITLES = {
     "kl": "KL(p_l ‖ p_L) [nats]",
     "top1_agreement": "top-1 agreement with the final layer",
     "top1_accuracy": "top-1 accuracy (true residue)",
+    "prob_l2_max": "max output-probability change (L2)",
+    "prob_l2_mean": "mean over units of max probability change (L2)",
+    "kl_mean": "mean KL(p ‖ p') [nats]",
+    "ratio_mean": "‖Δ_l‖ / ‖h_l‖ (mean)",
 }
 
 
@@ -27,7 +31,8 @@ def depth_curves(frame: pd.DataFrame, metric: str, title: str | None = None, wid
     )
     line = base.mark_line(point=True).encode(
         y=alt.Y(f"{metric}:Q", title=METRIC_TITLES.get(metric, metric)),
-        tooltip=["model", "layer", alt.Tooltip(f"{metric}:Q", format=".3f")],
+        tooltip=["model"] + [c for c in ("layer", "skipped") if c in frame]
+        + [alt.Tooltip(f"{metric}:Q", format=".3f")],
     )
     layers = [line]
     if f"{metric}_low" in frame and f"{metric}_high" in frame:
@@ -41,3 +46,27 @@ def to_svg(chart: alt.Chart) -> str:
     buffer = io.StringIO()
     chart.save(buffer, format="svg")
     return buffer.getvalue()
+
+
+def skip_heatmap(frame: pd.DataFrame, value: str = "effect_max", size: int = 180) -> alt.Chart:
+    """Skipped block × affected block heat map of M2, one panel per model."""
+    panels = []
+    for model, part in frame.groupby("model", sort=False):
+        panels.append(alt.Chart(part).mark_rect().encode(
+            x=alt.X("affected:O", title="affected block j"),
+            y=alt.Y("skipped:O", title="skipped block s"),
+            color=alt.Color(f"{value}:Q", title=value.replace("_", " "), scale=alt.Scale(scheme="viridis")),
+            tooltip=["skipped", "affected", alt.Tooltip(f"{value}:Q", format=".3f")],
+        ).properties(width=size, height=size, title=str(model)))
+    return alt.hconcat(*panels).resolve_scale(color="independent")
+
+
+def contribution_curves(frame: pd.DataFrame, value: str = "ratio_mean", width: int = 220,
+                        height: int = 200) -> alt.Chart:
+    """M1 per part (block / attention / mlp), one line per model, against relative depth."""
+    return alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("relative_depth:Q", title="relative depth (l+1) / L", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y(f"{value}:Q", title=value.replace("_", " ")),
+        color=alt.Color("model:N"),
+        tooltip=["model", "layer", "part", alt.Tooltip(f"{value}:Q", format=".3f")],
+    ).properties(width=width, height=height).facet(column=alt.Column("part:N", title=None))

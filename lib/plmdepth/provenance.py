@@ -20,11 +20,11 @@ def _runs(models: list[str], results_dir: str | Path) -> list[tuple[str, dict]]:
     return out
 
 
-def run_caption(models: list[str], results_dir: str | Path, fasta: str, n_sequences: int | None, seed: int) -> str:
+def run_caption(models: list[str], results_dir: str | Path, fasta: str, measurement: str, seed: int) -> str:
     """One sentence for a figure caption: models, data, number of sequences, seed."""
     runs = _runs(models, results_dir)
     names = ", ".join(run["model"]["name"] for _, run in runs)
-    counts = sorted({run["n_sequences"] for _, run in runs})
+    counts = sorted({run["measurements"][measurement]["n_sequences"] for _, run in runs})
     n_text = " / ".join(str(c) for c in counts)
     return f"Models: {names}. Data: {Path(fasta).name}, {n_text} sequences; seed {seed}."
 
@@ -38,9 +38,10 @@ def provenance_table(models: list[str], results_dir: str | Path, measurement: st
             "model": run["model"]["name"],
             "source": run["model"]["source"],
             "weights checksum": run["model"]["checksum"][:23] + "…",
-            "FASTA": f"{run['fasta']} ({run['fasta_sha256'][:15]}…)",
-            "sequences": run["n_sequences"],
-            "seed": run["seed"],
+            "FASTA": f"{meas.get('fasta')} ({meas.get('key', {}).get('fasta_sha256', '')[:15]}…)",
+            "sequences": meas.get("n_sequences"),
+            "seed": meas.get("seed"),
+            "plan": meas.get("plan_sha256", "")[:15] + "…",
             "config": meas.get("config"),
             "wall time [s]": meas.get("wall_time_s"),
             "device": meas.get("device"),

@@ -99,11 +99,15 @@ def run(
         table.insert(0, "model", lm.info.name)
 
     previous = read_run(folder) or {}
-    same_inputs = previous.get("plan_sha256") == key["plan_sha256"]
-    measurements = previous.get("measurements", {}) if same_inputs else {}
+    measurements = previous.get("measurements", {})
     measurements[measurement] = {
         "key": json.loads(json.dumps(key, default=str)),
         "config": asdict(config),
+        "fasta": str(fasta),
+        "n_sequences": len(records),
+        "seed": seed,
+        "plan_sha256": key["plan_sha256"],
+        "outputs": [f"{name}.csv" for name in outputs],
         "wall_time_s": round(wall, 3),
         "device": str(lm.device),
         "torch_threads": torch.get_num_threads(),

@@ -1,0 +1,74 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# (chapter-contributions)=
+# # Residual contributions
+#
+# How much does each block change the residual stream it reads from? For every block l and
+# every residue token (no masking) we measure the relative size of its update,
+# ‖Δ_l‖ / ‖h_l‖ with Δ_l = h_{l+1} − h_l, and its cosine similarity with the stream. Where
+# the block exposes its sublayers we split the update into attention, ‖a_l‖ / ‖h_l‖, and
+# MLP, ‖m_l‖ / ‖h_l + a_l‖, each with its cosine to the stream it is added to. Small ratios
+# in late blocks mean that the late blocks only nudge a representation that is already
+# formed.
+#
+# AntiBERTy is post-LN (BERT): a layer norm follows each sublayer's residual sum, so its
+# sublayer ratios are computed on the pre-norm sums they enter and its block ratio compares
+# consecutive normalised streams. IgLM is pre-LN (GPT-2), like ESM-2.
+#
+# Re-run on other models with `python -m plmdepth chapter contributions --model <names>`.
+
+# %% tags=["parameters"]
+models = "antiberty,iglm,iglm-s"
+fasta = "data/antibody_vh.fasta"
+n_sequences = 200
+seed = 0
+results_dir = "results"
+device = "cpu"
+
+# %% tags=["hide-input"]
+from plmdepth.chapter import collect, glue_figure, glue_text, model_list
+from plmdepth.figures import contribution_curves
+from plmdepth.provenance import provenance_table, run_caption
+
+table = collect("contributions", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
+                device=device)["contributions"]
+glue_text("contrib_run", run_caption(model_list(models), results_dir, fasta, "contributions", seed))
+glue_figure("fig_contrib_ratio", contribution_curves(table, "ratio_mean"))
+glue_figure("fig_contrib_cosine", contribution_curves(table, "cosine_mean"))
+
+# %% [markdown]
+# ```{glue:figure} fig_contrib_ratio
+# :name: fig-contrib-ratio
+#
+# Mean relative size of each block's update (left), its attention sublayer (middle) and its
+# MLP sublayer (right), over all residue tokens, against relative depth (l+1) / L.
+# {glue:text}`contrib_run`
+# ```
+#
+# ```{glue:figure} fig_contrib_cosine
+# :name: fig-contrib-cosine
+#
+# Mean cosine similarity between each update and the residual stream it is added to.
+# {glue:text}`contrib_run`
+# ```
+
+# %% tags=["hide-input"]
+table.drop(columns=["n_tokens"]).style.format(precision=3).hide(axis="index")
+
+# %% [markdown]
+# ## Provenance
+
+# %% tags=["hide-input"]
+provenance_table(model_list(models), results_dir, "contributions")

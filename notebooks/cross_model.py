@@ -1,0 +1,92 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# (chapter-cross-model)=
+# # Across models
+#
+# Every model on one relative-depth axis l / L, so that models of different depth and
+# training objective can be compared (SPEC M6): the logit-lens KL to the final output, the
+# output change when a block is skipped, and the size of each block's update. The last
+# table gives, per model, the fraction of blocks whose skipping changes the output
+# probabilities by less than a threshold (maximum L2 change over future positions): the
+# *skippable fraction*.
+#
+# This page reads the results folders written by the other chapters (and computes any that
+# are missing, with the same parameters).
+
+# %% tags=["parameters"]
+models = "antiberty,iglm,iglm-s"
+fasta = "data/antibody_vh.fasta"
+n_sequences = 200
+seed = 0
+threshold = 0.1  # a block is "skippable" if skipping it changes output probabilities by less (L2)
+skippable_metric = "prob_l2_max"  # or "prob_l2_mean"
+results_dir = "results"
+
+# %% tags=["hide-input"]
+import pandas as pd
+
+from plmdepth.chapter import collect, glue_figure, glue_text, model_list
+from plmdepth.figures import depth_curves
+from plmdepth.provenance import provenance_table, run_caption
+
+names = model_list(models)
+lens = collect("logit_lens", names, fasta, results_dir, seed=seed, n_sequences=n_sequences)["logit_lens"]
+skip = collect("layer_skipping", names, fasta, results_dir, seed=seed, n_sequences=n_sequences)["skip_output"]
+contrib = collect("contributions", names, fasta, results_dir, seed=seed, n_sequences=n_sequences)["contributions"]
+block = contrib.query("part == 'block'")
+glue_text("cross_run", run_caption(names, results_dir, fasta, "layer_skipping", seed))
+glue_figure("fig_cross_kl", depth_curves(lens, "kl"))
+glue_figure("fig_cross_skip", depth_curves(skip, skippable_metric))
+glue_figure("fig_cross_ratio", depth_curves(block, "ratio_mean"))
+
+skippable = (skip.assign(skippable=skip[skippable_metric] < threshold)
+             .groupby("model", sort=False)
+             .agg(blocks=("skipped", "size"), skippable_blocks=("skippable", "sum"))
+             .assign(skippable_fraction=lambda t: t.skippable_blocks / t.blocks)
+             .reset_index())
+
+# %% [markdown]
+# ```{glue:figure} fig_cross_kl
+# :name: fig-cross-kl
+#
+# Logit-lens KL(p_l ‖ p_L) of every model against relative depth. {glue:text}`cross_run`
+# ```
+#
+# ```{glue:figure} fig_cross_skip
+# :name: fig-cross-skip
+#
+# Output change when block s is skipped (the chapter's `skippable_metric`, default the
+# maximum L2 change of output probabilities at future positions) against relative depth
+# s / L. {glue:text}`cross_run`
+# ```
+#
+# ```{glue:figure} fig_cross_ratio
+# :name: fig-cross-ratio
+#
+# Relative size of each block's update ‖Δ_l‖ / ‖h_l‖ against relative depth (l+1) / L.
+# {glue:text}`cross_run`
+# ```
+#
+# Skippable fraction per model (threshold and metric are the chapter's parameters):
+
+# %% tags=["hide-input"]
+skippable.style.format({"skippable_fraction": "{:.2f}"}).hide(axis="index")
+
+# %% [markdown]
+# ## Provenance
+
+# %% tags=["hide-input"]
+pd.concat([provenance_table(names, results_dir, m).assign(measurement=m)
+           for m in ("logit_lens", "layer_skipping", "contributions")], ignore_index=True)
