@@ -79,3 +79,51 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, fasta_file):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: unknown model 'nonexistent-model'")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_interrupted_run_resumes_without_recomputing_finished_batches(esm_folder, fasta_file, tmp_path, monkeypatch):
+    from plmdepth import logit_lens as ll
+    from plmdepth import streaming
+    from plmdepth.runner import run
+
+    monkeypatch.setattr(streaming, "CHECKPOINT_EVERY_S", 0.0)
+    original = ll.LogitLensAccumulator.add
+    calls = []
+
+    def interrupted(self, rows):
+        calls.append(tuple(rows))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        original(self, rows)
+
+    monkeypatch.setattr(ll.LogitLensAccumulator, "add", interrupted)
+    out = tmp_path / "results"
+    with pytest.raises(KeyboardInterrupt):
+        run("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False)
+    folder = out / "tiny_esm"
+    assert not (folder / "logit_lens.csv").exists()  # nothing half-written
+    assert (folder / ".logit_lens.partial.pt").is_file()
+
+    calls.clear()
+    monkeypatch.setattr(ll.LogitLensAccumulator, "add", lambda self, rows: (calls.append(tuple(rows)),
+                                                                             original(self, rows)))
+    resumed = run("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False)["logit_lens"]
+    assert len(calls) == 2  # only the two batches that had not finished
+    assert not (folder / ".logit_lens.partial.pt").exists()
+    fresh = run("logit_lens", str(esm_folder), fasta_file, out=tmp_path / "fresh", batch_size=1,
+                progress=False)["logit_lens"]
+    pd.testing.assert_frame_equal(resumed, fresh)
+
+
+def test_checkpoint_of_another_run_is_ignored(esm_folder, fasta_file, tmp_path, monkeypatch):
+    from plmdepth import streaming
+    from plmdepth.runner import run
+
+    monkeypatch.setattr(streaming, "CHECKPOINT_EVERY_S", 0.0)
+    out = tmp_path / "results"
+    folder = out / "tiny_esm"
+    folder.mkdir(parents=True)
+    streaming._save(folder / ".logit_lens.partial.pt", {"key": "something else", "n_batches": 4, "done": 3,
+                                                          "state": {}})
+    table = run("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False)["logit_lens"]
+    assert (table["n_sequences"] == 4).all()

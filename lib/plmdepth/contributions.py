@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from plmdepth.fasta import Record
 from plmdepth.model import ProteinLM
 from plmdepth.plan import MaskingPlan
+from plmdepth.streaming import stream
 
 EPS = 1e-6
 
@@ -43,17 +44,20 @@ def ratio_and_cosine(update: torch.Tensor, base: torch.Tensor) -> tuple[torch.Te
     return u / b.clamp_min(EPS), (update * base).sum(-1) / (u * b).clamp_min(EPS)
 
 
-@torch.no_grad()
-def contributions(lm: ProteinLM, records: list[Record], plan: MaskingPlan | None = None,
-                  config: ContributionsConfig | None = None, progress: bool = True) -> pd.DataFrame:
-    """Measurement M1: one row per (layer, part) in the `contributions.csv` format of SPEC §4."""
-    config = config or ContributionsConfig()
-    parts = ["block"] + (["attention", "mlp"] if lm.sublayers.get("kind") else [])
-    stats = {(layer, part): [0.0, 0.0, 0.0, 0] for layer in range(lm.n_layers) for part in parts}  # ratio sum, max, cos sum, n
-    order = sorted(range(len(records)), key=lambda i: len(records[i].sequence))
-    for start in tqdm(range(0, len(order), config.batch_size), desc=f"contributions {lm.info.name}",
-                      unit="batch", disable=not progress):
-        recs = [records[i] for i in order[start:start + config.batch_size]]
+class ContributionsAccumulator:
+    """Per (layer, part): running sum of ratios, max ratio, sum of cosines, token count."""
+
+    outputs = ("contributions",)
+
+    def __init__(self, lm: ProteinLM, records: list[Record], plan: MaskingPlan | None, config: ContributionsConfig):
+        self.lm, self.records, self.config = lm, records, config
+        self.parts = ["block"] + (["attention", "mlp"] if lm.sublayers.get("kind") else [])
+        self.stats = np.zeros((lm.n_layers, len(self.parts), 4))  # ratio sum, ratio max, cosine sum, n
+
+    @torch.no_grad()
+    def add(self, rows: list[int]) -> None:
+        lm = self.lm
+        recs = [self.records[i] for i in rows]
         batch = lm.tokenize([r.id for r in recs], [r.sequence for r in recs])
         keep = batch.residue_index >= 0
         h = lm.embed(batch)
@@ -63,17 +67,35 @@ def contributions(lm: ProteinLM, records: list[Record], plan: MaskingPlan | None
             if "attention" in out:
                 pairs["attention"] = (out["attention"], out["attention_base"])
                 pairs["mlp"] = (out["mlp"], out["mlp_base"])
-            for part, (update, base) in pairs.items():
-                ratio, cosine = ratio_and_cosine(update[keep], base[keep])
-                s = stats[(layer, part)]
+            for p, part in enumerate(self.parts):
+                ratio, cosine = ratio_and_cosine(pairs[part][0][keep], pairs[part][1][keep])
+                s = self.stats[layer, p]
                 s[0] += float(ratio.sum())
                 s[1] = max(s[1], float(ratio.max()))
                 s[2] += float(cosine.sum())
-                s[3] += int(ratio.numel())
+                s[3] += ratio.numel()
             h = out["out"]
-    rows = [{"layer": layer, "part": part, "ratio_mean": s[0] / s[3], "ratio_max": s[1],
-             "cosine_mean": s[2] / s[3], "n_tokens": s[3]} for (layer, part), s in stats.items()]
-    frame = pd.DataFrame(rows).sort_values(["part", "layer"], kind="stable").reset_index(drop=True)
-    frame.insert(2, "relative_depth", (frame["layer"] + 1) / lm.n_layers)
-    frame["norm"] = lm.info.norm
-    return frame
+
+    def state_dict(self) -> dict:
+        return {"stats": self.stats.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.stats = np.array(state["stats"])
+
+    def result(self) -> pd.DataFrame:
+        rows = [{"layer": layer, "part": part, "ratio_mean": s[0] / s[3], "ratio_max": s[1],
+                 "cosine_mean": s[2] / s[3], "n_tokens": int(s[3])}
+                for p, part in enumerate(self.parts) for layer, s in enumerate(self.stats[:, p])]
+        frame = pd.DataFrame(rows)
+        frame.insert(2, "relative_depth", (frame["layer"] + 1) / self.lm.n_layers)
+        frame["norm"] = self.lm.info.norm
+        return frame
+
+
+def contributions(lm: ProteinLM, records: list[Record], plan: MaskingPlan | None = None,
+                  config: ContributionsConfig | None = None, progress: bool = True, checkpoint=None,
+                  key=None) -> pd.DataFrame:
+    """Measurement M1: one row per (part, layer) in the `contributions.csv` format of SPEC §4."""
+    acc = ContributionsAccumulator(lm, records, plan, config or ContributionsConfig())
+    stream(acc, records, acc.config.batch_size, f"contributions {lm.info.name}", progress, checkpoint, key)
+    return acc.result()

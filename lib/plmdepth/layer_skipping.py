@@ -27,12 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from plmdepth.fasta import Record
 from plmdepth.logit_lens import LogitLens
 from plmdepth.model import ProteinLM
 from plmdepth.plan import MaskingPlan
+from plmdepth.streaming import stream
 from plmdepth.tokens import Batch
 
 EPS = 1e-6
@@ -161,42 +161,69 @@ def skip_batch(lm: ProteinLM, batch: Batch, units, lens: LogitLens, config: Skip
             kl.add(s, kl_unit[v])
 
 
-def layer_skipping(lm: ProteinLM, records: list[Record], plan: MaskingPlan, config: SkipConfig | None = None,
-                   progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Measurements M2 and M3: (`skip_effect.csv` table, `skip_output.csv` table)."""
-    config = config or SkipConfig()
-    L = lm.n_layers
-    lens = LogitLens(lm, config.vocab).to(lm.device)
-    effect, prob_l2, kl = _Aggregate((L, L + 1)), _Aggregate(L), _Aggregate(L)
-    order = sorted(range(len(records)), key=lambda i: len(records[i].sequence))
-    n_units = 0
-    for start in tqdm(range(0, len(order), config.batch_size), desc=f"layer skipping {lm.info.name}",
-                      unit="batch", disable=not progress):
-        recs = [records[i] for i in order[start:start + config.batch_size]]
-        plans = [plan.for_id(r.id) for r in recs]
+class SkipAccumulator:
+    """Online max / mean over units of M2 (per skipped, affected) and M3 (per skipped)."""
+
+    outputs = ("skip_effect", "skip_output")
+
+    def __init__(self, lm: ProteinLM, records: list[Record], plan: MaskingPlan, config: SkipConfig):
+        if config.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {config.mode!r}")
+        self.lm, self.records, self.plan, self.config = lm, records, plan, config
+        self.lens = LogitLens(lm, config.vocab).to(lm.device)
+        L = lm.n_layers
+        self.effect, self.prob_l2, self.kl = _Aggregate((L, L + 1)), _Aggregate(L), _Aggregate(L)
+        self.n_units = 0
+
+    def add(self, rows: list[int]) -> None:
+        lm = self.lm
+        recs = [self.records[i] for i in rows]
+        plans = [self.plan.for_id(r.id) for r in recs]
         masked = [p.masked for p in plans] if lm.objective != "autoregressive" else None
         batch = lm.tokenize([r.id for r in recs], [r.sequence for r in recs], masked=masked)
-        units = intervention_units(lm, batch, plans, config.mode)
-        if units is None:
-            continue
-        n_units += len(units[0])
-        skip_batch(lm, batch, units, lens, config, effect, prob_l2, kl)
-    if n_units == 0:
-        raise ValueError("no sequence has positions to measure (empty future sets / no split points)")
-    pairs = [(s, j) for s in range(L) for j in range(s + 1, L)]
-    effect_mean = effect.mean()
-    effect_table = pd.DataFrame({
-        "skipped": [s for s, _ in pairs], "affected": [j for _, j in pairs],
-        "effect_max": [effect.max[s, j] for s, j in pairs], "effect_mean": [effect_mean[s, j] for s, j in pairs],
-    })
-    effect_table["relative_skipped"] = effect_table["skipped"] / L
-    effect_table["relative_affected"] = effect_table["affected"] / L
-    output_table = pd.DataFrame({
-        "skipped": np.arange(L), "prob_l2_max": prob_l2.max, "prob_l2_mean": prob_l2.mean(),
-        "kl_mean": kl.mean(), "kl_max": kl.max,
-    })
-    output_table["relative_depth"] = output_table["skipped"] / L
-    for table in (effect_table, output_table):
-        table["n_units"] = n_units
-        table["mode"] = config.mode
-    return effect_table, output_table
+        units = intervention_units(lm, batch, plans, self.config.mode)
+        if units is not None:
+            self.n_units += len(units[0])
+            skip_batch(lm, batch, units, self.lens, self.config, self.effect, self.prob_l2, self.kl)
+
+    def state_dict(self) -> dict:
+        return {"n_units": self.n_units,
+                **{f"{name}.{field}": getattr(getattr(self, name), field).copy()
+                   for name in ("effect", "prob_l2", "kl") for field in ("max", "sum", "count")}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.n_units = state["n_units"]
+        for name in ("effect", "prob_l2", "kl"):
+            for field in ("max", "sum", "count"):
+                setattr(getattr(self, name), field, np.array(state[f"{name}.{field}"]))
+
+    def result(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if self.n_units == 0:
+            raise ValueError("no sequence has positions to measure (empty future sets / no split points)")
+        L, effect, prob_l2, kl = self.lm.n_layers, self.effect, self.prob_l2, self.kl
+        pairs = [(s, j) for s in range(L) for j in range(s + 1, L)]
+        effect_mean = effect.mean()
+        effect_table = pd.DataFrame({
+            "skipped": [s for s, _ in pairs], "affected": [j for _, j in pairs],
+            "effect_max": [effect.max[s, j] for s, j in pairs],
+            "effect_mean": [effect_mean[s, j] for s, j in pairs],
+        })
+        effect_table["relative_skipped"] = effect_table["skipped"] / L
+        effect_table["relative_affected"] = effect_table["affected"] / L
+        output_table = pd.DataFrame({
+            "skipped": np.arange(L), "prob_l2_max": prob_l2.max, "prob_l2_mean": prob_l2.mean(),
+            "kl_mean": kl.mean(), "kl_max": kl.max,
+        })
+        output_table["relative_depth"] = output_table["skipped"] / L
+        for table in (effect_table, output_table):
+            table["n_units"] = self.n_units
+            table["mode"] = self.config.mode
+        return effect_table, output_table
+
+
+def layer_skipping(lm: ProteinLM, records: list[Record], plan: MaskingPlan, config: SkipConfig | None = None,
+                   progress: bool = True, checkpoint=None, key=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Measurements M2 and M3: (`skip_effect.csv` table, `skip_output.csv` table)."""
+    acc = SkipAccumulator(lm, records, plan, config or SkipConfig())
+    stream(acc, records, acc.config.batch_size, f"layer skipping {lm.info.name}", progress, checkpoint, key)
+    return acc.result()

@@ -19,17 +19,17 @@ as means over positions, with bootstrap 95% intervals over sequences.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from plmdepth.fasta import Record
 from plmdepth.model import ProteinLM
 from plmdepth.plan import MaskingPlan
+from plmdepth.streaming import stream
 
 VOCABS = ("full", "amino_acids")
 
@@ -77,20 +77,23 @@ def evaluated_positions(lm: ProteinLM, batch, plans) -> torch.Tensor:
     return sel & (batch.residue_index >= 0)
 
 
-@torch.no_grad()
-def per_sequence_sums(lm: ProteinLM, records: list[Record], plan: MaskingPlan, config: LogitLensConfig,
-                      progress: bool = True) -> dict[str, np.ndarray]:
+class LogitLensAccumulator:
     """Per sequence and layer: sums of KL, agreement and accuracy, and the position count."""
-    lens = LogitLens(lm, config.vocab).to(lm.device)
-    L, n = lm.n_layers, len(records)
-    sums = {k: np.zeros((n, L + 1)) for k in ("kl", "top1_agreement", "top1_accuracy")}
-    counts = np.zeros(n)
-    order = sorted(range(n), key=lambda i: len(records[i].sequence))
-    starts = range(0, n, config.batch_size)
-    for start in tqdm(starts, desc=f"logit lens {lm.info.name}", unit="batch", disable=not progress):
-        rows = order[start:start + config.batch_size]
-        recs = [records[i] for i in rows]
-        plans = [plan.for_id(r.id) for r in recs]
+
+    outputs = ("logit_lens",)
+
+    def __init__(self, lm: ProteinLM, records: list[Record], plan: MaskingPlan, config: LogitLensConfig):
+        self.lm, self.records, self.plan, self.config = lm, records, plan, config
+        self.lens = LogitLens(lm, config.vocab).to(lm.device)
+        n, L = len(records), lm.n_layers
+        self.sums = {k: np.zeros((n, L + 1)) for k in ("kl", "top1_agreement", "top1_accuracy")}
+        self.sums["n_positions"] = np.zeros(n)
+
+    @torch.no_grad()
+    def add(self, rows: list[int]) -> None:
+        lm, lens = self.lm, self.lens
+        recs = [self.records[i] for i in rows]
+        plans = [self.plan.for_id(r.id) for r in recs]
         masked = [p.masked for p in plans] if lm.objective != "autoregressive" else None
         batch = lm.tokenize([r.id for r in recs], [r.sequence for r in recs], masked=masked)
         sel = evaluated_positions(lm, batch, plans)
@@ -103,10 +106,17 @@ def per_sequence_sums(lm: ProteinLM, records: list[Record], plan: MaskingPlan, c
             kl = (lp.exp() * (lp - final)).sum(-1)
             top = lp.argmax(-1)
             for key, value in (("kl", kl), ("top1_agreement", top == final_top), ("top1_accuracy", top == target)):
-                np.add.at(sums[key][:, layer], owner, value.double().cpu().numpy())
-        np.add.at(counts, owner, 1)
-    sums["n_positions"] = counts
-    return sums
+                np.add.at(self.sums[key][:, layer], owner, value.double().cpu().numpy())
+        np.add.at(self.sums["n_positions"], owner, 1)
+
+    def state_dict(self) -> dict:
+        return {k: v.copy() for k, v in self.sums.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums = {k: np.array(v) for k, v in state.items()}
+
+    def result(self) -> pd.DataFrame:
+        return summarise(self.sums, self.config.n_bootstrap, self.config.seed)
 
 
 def summarise(sums: dict[str, np.ndarray], n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -131,12 +141,8 @@ def summarise(sums: dict[str, np.ndarray], n_bootstrap: int = 1000, seed: int = 
 
 
 def logit_lens(lm: ProteinLM, records: list[Record], plan: MaskingPlan, config: LogitLensConfig | None = None,
-               progress: bool = True) -> pd.DataFrame:
+               progress: bool = True, checkpoint=None, key=None) -> pd.DataFrame:
     """Measurement M4: one row per layer 0..L in the `logit_lens.csv` format of SPEC §4."""
-    config = config or LogitLensConfig()
-    sums = per_sequence_sums(lm, records, plan, config, progress=progress)
-    return summarise(sums, config.n_bootstrap, config.seed)
-
-
-def config_dict(config: LogitLensConfig) -> dict:
-    return asdict(config)
+    acc = LogitLensAccumulator(lm, records, plan, config or LogitLensConfig())
+    stream(acc, records, acc.config.batch_size, f"logit lens {lm.info.name}", progress, checkpoint, key)
+    return acc.result()

@@ -92,7 +92,8 @@ def run(
         return {name: pd.read_csv(folder / f"{name}.csv") for name in outputs}
 
     started = time.perf_counter()
-    result = measure(lm, records, masking, config, progress=progress)
+    result = measure(lm, records, masking, config, progress=progress,
+                     checkpoint=folder / f".{measurement}.partial.pt", key=key)
     wall = time.perf_counter() - started
     tables = dict(zip(outputs, result if isinstance(result, tuple) else (result,)))
     for table in tables.values():
