@@ -38,13 +38,15 @@ results_dir = "results"
 device = "cpu"
 
 # %% tags=["hide-input"]
-from plmdepth.chapter import collect, glue_figure, glue_text, model_list
+from plmdepth.chapter import collect, glue_figure, glue_text
 from plmdepth.figures import contribution_curves
 from plmdepth.provenance import provenance_table, run_caption
 
-table = collect("contributions", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
-                device=device)["contributions"]
-glue_text("contrib_run", run_caption(model_list(models), results_dir, fasta, "contributions", seed))
+# no masking here: a diffusion model is measured once (at the first ratio's folder)
+result = collect("contributions", models, fasta, results_dir, seed=seed, n_sequences=n_sequences, device=device,
+                 diffusion_ratios=[0.15])
+table = result["contributions"]
+glue_text("contrib_run", run_caption(result.folders, fasta, "contributions", seed))
 glue_figure("fig_contrib_ratio", contribution_curves(table, "ratio_mean"))
 glue_figure("fig_contrib_cosine", contribution_curves(table, "cosine_mean"))
 
@@ -71,4 +73,4 @@ table.drop(columns=["n_tokens"]).style.format(precision=3).hide(axis="index")
 # ## Provenance
 
 # %% tags=["hide-input"]
-provenance_table(model_list(models), results_dir, "contributions")
+provenance_table(result.folders, "contributions")

@@ -32,21 +32,28 @@ n_sequences = 200
 seed = 0
 threshold = 0.1  # a block is "skippable" if skipping it changes output probabilities by less (L2)
 skippable_metric = "prob_l2_max"  # or "prob_l2_mean"
+diffusion_ratios = [0.15, 0.5, 0.9]
+diffusion_models = ""
 results_dir = "results"
 
 # %% tags=["hide-input"]
 import pandas as pd
 
-from plmdepth.chapter import collect, glue_figure, glue_text, model_list
+from plmdepth.chapter import collect, glue_figure, glue_text
 from plmdepth.figures import depth_curves
 from plmdepth.provenance import provenance_table, run_caption
 
-names = model_list(models)
-lens = collect("logit_lens", names, fasta, results_dir, seed=seed, n_sequences=n_sequences)["logit_lens"]
-skip = collect("layer_skipping", names, fasta, results_dir, seed=seed, n_sequences=n_sequences)["skip_output"]
-contrib = collect("contributions", names, fasta, results_dir, seed=seed, n_sequences=n_sequences)["contributions"]
-block = contrib.query("part == 'block'")
-glue_text("cross_run", run_caption(names, results_dir, fasta, "layer_skipping", seed))
+common = dict(seed=seed, n_sequences=n_sequences, diffusion_models=diffusion_models)
+results = {
+    "logit_lens": collect("logit_lens", models, fasta, results_dir, diffusion_ratios=diffusion_ratios, **common),
+    "layer_skipping": collect("layer_skipping", models, fasta, results_dir, diffusion_ratios=diffusion_ratios,
+                              **common),
+    "contributions": collect("contributions", models, fasta, results_dir, diffusion_ratios=[0.15], **common),
+}
+lens = results["logit_lens"]["logit_lens"]
+skip = results["layer_skipping"]["skip_output"]
+block = results["contributions"]["contributions"].query("part == 'block'")
+glue_text("cross_run", run_caption(results["layer_skipping"].folders, fasta, "layer_skipping", seed))
 glue_figure("fig_cross_kl", depth_curves(lens, "kl"))
 glue_figure("fig_cross_skip", depth_curves(skip, skippable_metric))
 glue_figure("fig_cross_ratio", depth_curves(block, "ratio_mean"))
@@ -88,5 +95,4 @@ skippable.style.format({"skippable_fraction": "{:.2f}"}).hide(axis="index")
 # ## Provenance
 
 # %% tags=["hide-input"]
-pd.concat([provenance_table(names, results_dir, m).assign(measurement=m)
-           for m in ("logit_lens", "layer_skipping", "contributions")], ignore_index=True)
+pd.concat([provenance_table(r.folders, m).assign(measurement=m) for m, r in results.items()], ignore_index=True)

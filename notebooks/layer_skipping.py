@@ -46,18 +46,21 @@ seed = 0
 mask_fraction = 0.15
 mode = "future"  # "future" (skip outside F, measure at F) or "current" (skip and measure everywhere)
 aggregate = "effect_max"  # "effect_max" (paper) or "effect_mean"
+diffusion_ratios = [0.15, 0.5, 0.9]  # diffusion models: one curve per masking ratio
+diffusion_models = ""  # models to treat as diffusion models (e.g. a local folder with DPLM weights)
 results_dir = "results"
 device = "cpu"
 
 # %% tags=["hide-input"]
-from plmdepth.chapter import collect, glue_figure, glue_text, model_list
+from plmdepth.chapter import collect, glue_figure, glue_text
 from plmdepth.figures import depth_curves, skip_heatmap
 from plmdepth.provenance import provenance_table, run_caption
 
-tables = collect("layer_skipping", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
-                 mask_fraction=mask_fraction, mode=mode, device=device)
-effect, output = tables["skip_effect"], tables["skip_output"]
-glue_text("skip_run", run_caption(model_list(models), results_dir, fasta, "layer_skipping", seed) + f" Mode: {mode}.")
+result = collect("layer_skipping", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
+                 mask_fraction=mask_fraction, mode=mode, device=device, diffusion_ratios=diffusion_ratios,
+                 diffusion_models=diffusion_models)
+effect, output = result["skip_effect"], result["skip_output"]
+glue_text("skip_run", run_caption(result.folders, fasta, "layer_skipping", seed) + f" Mode: {mode}.")
 glue_figure("fig_skip_effect", skip_heatmap(effect, aggregate))
 glue_figure("fig_skip_output", depth_curves(output, "prob_l2_max"))
 glue_figure("fig_skip_kl", depth_curves(output, "kl_mean"))
@@ -96,4 +99,4 @@ output[["model", "skipped", "relative_depth", "prob_l2_max", "prob_l2_mean", "kl
 # ## Provenance
 
 # %% tags=["hide-input"]
-provenance_table(model_list(models), results_dir, "layer_skipping")
+provenance_table(result.folders, "layer_skipping")

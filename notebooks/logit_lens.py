@@ -41,17 +41,21 @@ n_sequences = 200
 seed = 0
 mask_fraction = 0.15
 vocab = "full"  # "full" vocabulary or "amino_acids" (20 canonical, renormalised)
+diffusion_ratios = [0.15, 0.5, 0.9]  # diffusion models: one curve per masking ratio
+diffusion_models = ""  # models to treat as diffusion models (e.g. a local folder with DPLM weights)
 results_dir = "results"
 device = "cpu"
 
 # %% tags=["hide-input"]
-from plmdepth.chapter import collect, glue_figure, glue_text, model_list
+from plmdepth.chapter import collect, glue_figure, glue_text
 from plmdepth.figures import depth_curves
 from plmdepth.provenance import provenance_table, run_caption
 
-frame = collect("logit_lens", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
-                mask_fraction=mask_fraction, vocab=vocab, device=device)["logit_lens"]
-glue_text("logit_lens_run", run_caption(model_list(models), results_dir, fasta, "logit_lens", seed))
+result = collect("logit_lens", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
+                 mask_fraction=mask_fraction, vocab=vocab, device=device, diffusion_ratios=diffusion_ratios,
+                 diffusion_models=diffusion_models)
+frame = result["logit_lens"]
+glue_text("logit_lens_run", run_caption(result.folders, fasta, "logit_lens", seed))
 for metric in ("kl", "top1_agreement", "top1_accuracy"):
     glue_figure(f"fig_logit_lens_{metric}", depth_curves(frame, metric))
 
@@ -93,4 +97,4 @@ summary.style.format(precision=3).hide(axis="index")
 # recorded in each results folder's `run.json`.
 
 # %% tags=["hide-input"]
-provenance_table(model_list(models), results_dir, "logit_lens")
+provenance_table(result.folders, "logit_lens")

@@ -127,3 +127,17 @@ def test_checkpoint_of_another_run_is_ignored(esm_folder, fasta_file, tmp_path, 
                                                           "state": {}})
     table = run("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False)["logit_lens"]
     assert (table["n_sequences"] == 4).all()
+
+
+def test_diffusion_model_gets_one_folder_and_one_curve_per_masking_ratio(esm_folder, fasta_file, tmp_path):
+    from plmdepth.chapter import collect
+
+    result = collect("logit_lens", str(esm_folder), str(fasta_file), str(tmp_path / "r"),
+                     diffusion_models=str(esm_folder), diffusion_ratios=[0.15, 0.5])
+    assert [f.name for f in result.folders] == ["tiny_esm@mask0.15", "tiny_esm@mask0.5"]
+    table = result["logit_lens"]
+    assert list(dict.fromkeys(table["model"])) == ["tiny_esm (mask 0.15)", "tiny_esm (mask 0.5)"]
+    n = table.groupby("model", sort=False)["n_positions"].first().tolist()
+    assert n[1] > 2 * n[0]
+    plan = json.loads((result.folders[1] / "plan.json").read_text())
+    assert plan["objective"] == "diffusion" and plan["params"]["mask_fraction"] == 0.5

@@ -2,16 +2,36 @@
 
 Keeps the notebooks thin (parameters, one call, one chart, one caption):
 
-    tables = collect("layer_skipping", models, fasta, results_dir, n_sequences=..., seed=...)
-    show_figure("fig_skip_effect", chart)
+    result = collect("layer_skipping", models, fasta, results_dir, n_sequences=..., seed=...)
+    result.tables["skip_effect"], result.folders      # tables over models, results folders used
+    glue_figure("fig_skip_effect", chart)
+
+Diffusion models are run once per masking ratio in `diffusion_ratios` (one curve each).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import pandas as pd
 
 from plmdepth.figures import to_svg
-from plmdepth.runner import run
+from plmdepth.registry import load_model
+from plmdepth.runner import results_folder, run
+
+DIFFUSION_RATIOS = (0.15, 0.5, 0.9)
+
+
+@dataclass
+class Collected:
+    """A measurement's tables concatenated over models, and the results folders they came from."""
+
+    tables: dict[str, pd.DataFrame]
+    folders: list[Path] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return self.tables[name]
 
 
 def model_list(models) -> list[str]:
@@ -19,10 +39,25 @@ def model_list(models) -> list[str]:
     return [m.strip() for m in models.split(",") if m.strip()] if isinstance(models, str) else list(models)
 
 
-def collect(measurement: str, models, fasta: str, results_dir: str = "results", **kwargs) -> dict[str, pd.DataFrame]:
-    """Run (or reuse) `measurement` on every model; its tables concatenated over models."""
-    per_model = [run(measurement, m, fasta, out=results_dir, progress=False, **kwargs) for m in model_list(models)]
-    return {name: pd.concat([t[name] for t in per_model], ignore_index=True) for name in per_model[0]}
+def collect(measurement: str, models, fasta: str, results_dir: str = "results", device: str = "cpu",
+            diffusion_ratios=DIFFUSION_RATIOS, diffusion_models=(), mask_fraction: float = 0.15,
+            **kwargs) -> Collected:
+    """Run (or reuse) `measurement` on every model (every ratio for diffusion models).
+
+    `diffusion_models` names models to treat as diffusion models although their loader says
+    masked (e.g. a local folder holding DPLM weights).
+    """
+    per_run, folders = [], []
+    for m in model_list(models):
+        options = {"objective": "diffusion"} if m in model_list(diffusion_models) else {}
+        lm = load_model(m, device=device, **options)
+        ratios = list(diffusion_ratios) if lm.objective == "diffusion" else [mask_fraction]
+        for ratio in ratios:
+            per_run.append(run(measurement, m, fasta, out=results_dir, lm=lm, mask_fraction=ratio,
+                               progress=False, **kwargs))
+            folders.append(results_folder(results_dir, m, lm.objective, ratio))
+    tables = {name: pd.concat([t[name] for t in per_run], ignore_index=True) for name in per_run[0]}
+    return Collected(tables, folders)
 
 
 def glue_figure(name: str, chart) -> None:

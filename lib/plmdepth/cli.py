@@ -20,7 +20,12 @@ def _run(args) -> int:
         params["vocab"] = args.vocab
     if measurement == "layer_skipping":
         params.update(mode=args.mode, max_rows=args.max_rows)
-    tables = run(measurement, args.model, args.fasta, out=args.out, plan=args.plan, seed=args.seed,
+    lm = None
+    if args.objective:
+        from plmdepth.registry import load_model
+
+        lm = load_model(args.model, device=args.device, dtype=args.dtype, objective=args.objective)
+    tables = run(measurement, args.model, args.fasta, lm=lm, out=args.out, plan=args.plan, seed=args.seed,
                  n_sequences=args.n_sequences, mask_fraction=args.mask_fraction, unknown=args.unknown,
                  too_long=args.too_long, device=args.device, dtype=args.dtype, force=args.force, **params)
     for name, table in tables.items():
@@ -78,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-rows", type=int, default=64, help="layer skipping: most skip variants x units per call")
     p.add_argument("--unknown", choices=["error", "map"], default="error", help="X/B/Z/U/O: error or unknown token")
     p.add_argument("--too-long", choices=["error", "crop"], default="error")
+    p.add_argument("--objective", choices=["masked", "diffusion"],
+                   help="override an ESM checkpoint's objective (diffusion: DPLM weights in a local folder)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--force", action="store_true", help="recompute even if a cached run matches")

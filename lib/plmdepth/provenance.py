@@ -6,33 +6,32 @@ from pathlib import Path
 
 import pandas as pd
 
-from plmdepth.registry import model_slug
 from plmdepth.results import read_run
 
 
-def _runs(models: list[str], results_dir: str | Path) -> list[tuple[str, dict]]:
+def _runs(folders: list[str | Path]) -> list[tuple[Path, dict]]:
     out = []
-    for m in models:
-        run = read_run(Path(results_dir) / model_slug(m))
+    for folder in folders:
+        run = read_run(folder)
         if run is None:
-            raise FileNotFoundError(f"no run.json for model '{m}' under {results_dir}")
-        out.append((m, run))
+            raise FileNotFoundError(f"no run.json in {folder}")
+        out.append((Path(folder), run))
     return out
 
 
-def run_caption(models: list[str], results_dir: str | Path, fasta: str, measurement: str, seed: int) -> str:
+def run_caption(folders: list[str | Path], fasta: str, measurement: str, seed: int) -> str:
     """One sentence for a figure caption: models, data, number of sequences, seed."""
-    runs = _runs(models, results_dir)
-    names = ", ".join(run["model"]["name"] for _, run in runs)
+    runs = _runs(folders)
+    names = ", ".join(dict.fromkeys(run["model"]["name"] for _, run in runs))
     counts = sorted({run["measurements"][measurement]["n_sequences"] for _, run in runs})
     n_text = " / ".join(str(c) for c in counts)
     return f"Models: {names}. Data: {Path(fasta).name}, {n_text} sequences; seed {seed}."
 
 
-def provenance_table(models: list[str], results_dir: str | Path, measurement: str) -> pd.DataFrame:
-    """One row per model: what ran, on what, with which versions, into which folder."""
+def provenance_table(folders: list[str | Path], measurement: str) -> pd.DataFrame:
+    """One row per results folder: what ran, on what, with which versions."""
     rows = []
-    for m, run in _runs(models, results_dir):
+    for folder, run in _runs(folders):
         meas = run["measurements"].get(measurement, {})
         rows.append({
             "model": run["model"]["name"],
@@ -46,6 +45,6 @@ def provenance_table(models: list[str], results_dir: str | Path, measurement: st
             "wall time [s]": meas.get("wall_time_s"),
             "device": meas.get("device"),
             "versions": ", ".join(f"{k} {v}" for k, v in run["versions"].items()),
-            "results folder": str(Path(results_dir) / model_slug(m)),
+            "results folder": str(folder),
         })
     return pd.DataFrame(rows)

@@ -41,6 +41,17 @@ def _sha256(path: Path) -> str:
     return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def results_folder(out: str | Path, model: str, objective: str, mask_fraction: float) -> Path:
+    """`out/<model-slug>/`; diffusion models get one folder per masking ratio (`…@mask0.5`)."""
+    slug = model_slug(model)
+    return Path(out) / (f"{slug}@mask{mask_fraction:g}" if objective == "diffusion" else slug)
+
+
+def curve_name(lm, mask_fraction: float) -> str:
+    """The model's name in tables and legends (with the masking ratio for diffusion models)."""
+    return f"{lm.info.name} (mask {mask_fraction:g})" if lm.objective == "diffusion" else lm.info.name
+
+
 def run(
     measurement: str,
     model: str,
@@ -59,13 +70,16 @@ def run(
     lm=None,
     **params,
 ) -> dict[str, pd.DataFrame]:
-    """Compute (or reuse) one measurement; returns its tidy tables keyed by CSV name."""
+    """Compute (or reuse) one measurement; returns its tidy tables keyed by CSV name.
+
+    The results go to `results_folder(out, model, ...)`; pass `lm` to reuse a loaded model.
+    """
     if measurement not in MEASUREMENTS:
         raise ValueError(f"unknown measurement '{measurement}'; choose from {', '.join(MEASUREMENTS)}")
     config_cls, measure, outputs = MEASUREMENTS[measurement]
     config = config_cls(seed=seed, **params)
     lm = lm if lm is not None else load_model(model, device=device, dtype=dtype)
-    folder = Path(out) / model_slug(model)
+    folder = results_folder(out, model, lm.objective, mask_fraction)
 
     records = read_fasta(fasta, limit=n_sequences)
     records = check_residues(records, lm.alphabet.residues, lm.max_residues, unknown=unknown, too_long=too_long)
@@ -97,7 +111,7 @@ def run(
     wall = time.perf_counter() - started
     tables = dict(zip(outputs, result if isinstance(result, tuple) else (result,)))
     for table in tables.values():
-        table.insert(0, "model", lm.info.name)
+        table.insert(0, "model", curve_name(lm, mask_fraction))
 
     previous = read_run(folder) or {}
     measurements = previous.get("measurements", {})
