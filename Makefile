@@ -22,9 +22,10 @@ book: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# make chapter CHAPTER=logit-lens MODEL=antiberty,iglm,facebook/esm2_t12_35M_UR50D
+# make chapter CHAPTER=layer-skipping MODEL=facebook/esm2_t12_35M_UR50D   (adds a model to the chapter)
+# make chapter CHAPTER=logit-lens MODELS=esm2_t6_8M,antiberty             (replaces the chapter's models)
 chapter: $(STAMP)
-	$(PY) -m plmdepth chapter $(CHAPTER) $(if $(MODEL),--model $(MODEL))
+	$(PY) -m plmdepth chapter $(CHAPTER) $(if $(MODEL),--add-model $(MODEL)) $(if $(MODELS),--models $(MODELS))
 
 models: $(STAMP)
 	$(PY) -m plmdepth models

@@ -24,12 +24,12 @@ def _seeded(seed: int):
     torch.manual_seed(seed)
 
 
-def tiny_esm_hf(seed: int = 0, layers: int = 3):
+def tiny_esm_hf(seed: int = 0, layers: int = 3, max_positions: int = 128):
     from transformers import EsmConfig, EsmForMaskedLM
 
     _seeded(seed)
     config = EsmConfig(vocab_size=len(ESM_TOKENS), hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
-                       intermediate_size=64, max_position_embeddings=128, position_embedding_type="rotary",
+                       intermediate_size=64, max_position_embeddings=max_positions, position_embedding_type="rotary",
                        token_dropout=True, mask_token_id=32, pad_token_id=1, emb_layer_norm_before=False,
                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     return EsmForMaskedLM(config).eval()

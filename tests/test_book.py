@@ -49,6 +49,13 @@ def test_every_chapter_has_its_numbered_captioned_figures(built_book, chapter, n
 
 
 @pytest.mark.book
+def test_chapters_show_no_errors_or_warnings(built_book):
+    for page in (built_book / "chapters").glob("*.html"):
+        html = page.read_text()
+        assert "output stderr" not in html and "output error" not in html and "Traceback" not in html, page
+
+
+@pytest.mark.book
 def test_no_page_loads_anything_from_another_host(built_book):
     for page in built_book.rglob("*.html"):
         html = page.read_text()

@@ -37,19 +37,45 @@ def chapter_paths(name: str) -> tuple[Path, Path]:
     return ROOT / "notebooks" / f"{stem}.py", BOOK / "chapters" / f"{stem}.ipynb"
 
 
-def run_chapter(name: str, parameters: dict | None = None, yaml_values: bool = False) -> Path:
+def chapter_defaults(name: str) -> dict:
+    """The default values of a chapter's `parameters` cell."""
+    import jupytext
+
+    source, _ = chapter_paths(name)
+    cell = next((c for c in jupytext.read(source).cells if "parameters" in c.metadata.get("tags", [])), None)
+    if cell is None:
+        raise BookError(f"chapter '{name}' has no cell tagged 'parameters'")
+    values: dict = {}
+    exec(compile(cell.source, f"{source}:parameters", "exec"), {}, values)
+    return values
+
+
+def run_chapter(name: str, parameters: dict | None = None, yaml_values: bool = False,
+                add_models: str | None = None, output: Path | None = None) -> Path:
     """Execute chapter `name` with papermill; returns the executed notebook's path.
 
     `parameters` override the notebook's `parameters` cell; with `yaml_values` the values
     are strings from the command line and are parsed as YAML (`200` -> 200, `[a, b]` -> list).
+    `add_models` (comma-separated) are appended to the chapter's `models`. The executed
+    notebook goes to `book/chapters/` unless `output` says otherwise.
     """
     import jupytext
     import papermill
 
     source, target = chapter_paths(name)
+    target = Path(output) if output is not None else target
     params = dict(parameters or {})
     if yaml_values:
         params = {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in params.items()}
+    defaults = chapter_defaults(name)
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise BookError(f"chapter '{name}' has no parameter {', '.join(unknown)}; "
+                        f"its parameters are {', '.join(defaults)}")
+    if add_models:
+        current = str(params.get("models", defaults.get("models", ""))).split(",")
+        extra = [m for m in add_models.split(",") if m and m not in current]
+        params["models"] = ",".join([m for m in current if m] + extra)
     notebook = jupytext.read(source)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.stem}.partial.ipynb")

@@ -49,10 +49,18 @@ def _models(args) -> int:
 def _chapter(args) -> int:
     from plmdepth.book import run_chapter
 
+    from plmdepth.book import build_book
+
+    bad = [kv for kv in args.param if "=" not in kv]
+    if bad:
+        raise ValueError(f"parameters are NAME=VALUE, not {bad[0]!r}")
     params = dict(kv.split("=", 1) for kv in args.param)
-    if args.model:
-        params["models"] = args.model
-    run_chapter(args.chapter, params, yaml_values=True)
+    if args.models:
+        params["models"] = args.models
+    path = run_chapter(args.chapter, params, yaml_values=True, add_models=args.add_model)
+    print(f"Executed {path}")
+    if not args.no_build:
+        build_book(execute=False)
     return 0
 
 
@@ -96,8 +104,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("chapter", help="execute one chapter's notebook with papermill")
     p.add_argument("chapter", help="chapter name, e.g. logit-lens")
-    p.add_argument("--model", help="comma-separated models for the chapter (its `models` parameter)")
-    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--add-model", metavar="MODELS",
+                   help="comma-separated models to add to the chapter's models (registry names, hub ids, folders)")
+    p.add_argument("--models", help="comma-separated models replacing the chapter's `models` parameter")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="any other parameter of the chapter's parameters cell (value parsed as YAML)")
+    p.add_argument("--no-build", action="store_true", help="only execute the chapter, do not rebuild the HTML")
     p.set_defaults(func=_chapter)
 
     p = sub.add_parser("book", help="execute every chapter and build the HTML book")

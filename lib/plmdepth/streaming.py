@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from plmdepth.fasta import Record
 

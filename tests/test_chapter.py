@@ -1,0 +1,40 @@
+"""Re-executing one chapter on another model (a local save_pretrained folder)."""
+
+import json
+
+import nbformat
+import pytest
+
+from conftest import tiny_esm_hf
+from plmdepth.book import BookError, chapter_defaults, run_chapter
+
+
+def test_chapter_defaults_are_read_from_the_parameters_cell():
+    defaults = chapter_defaults("layer-skipping")
+    assert defaults["models"] == "antiberty,iglm,iglm-s" and defaults["n_sequences"] == 200
+
+
+def test_unknown_parameter_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(BookError, match="has no parameter n_seqs"):
+        run_chapter("logit-lens", {"n_seqs": 3}, output=tmp_path / "x.ipynb")
+
+
+@pytest.mark.shipped
+def test_chapter_on_a_local_folder_adds_its_results_and_reuses_cache(tmp_path):
+    folder = tmp_path / "my_esm"
+    tiny_esm_hf(seed=9, max_positions=256).save_pretrained(folder)
+    results = tmp_path / "results"
+    params = {"models": "iglm-s", "n_sequences": 6, "results_dir": str(results)}
+    out = run_chapter("layer-skipping", params, add_models=str(folder), output=tmp_path / "chapter.ipynb")
+    assert {p.name for p in results.iterdir()} == {"iglm-s", "my_esm"}
+    nb = nbformat.read(out, as_version=4)
+    svgs = [o for c in nb.cells for o in c.get("outputs", [])
+            if "application/papermill.record/image/svg+xml" in o.get("data", {})]
+    assert len(svgs) == 3  # the chapter's three glued figures
+    injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert f'"iglm-s,{folder}"' in injected.source
+    run_json = json.loads((results / "my_esm" / "run.json").read_text())
+    stamps = {p.name: p.stat().st_mtime_ns for p in (results / "my_esm").iterdir()}
+    run_chapter("layer-skipping", params, add_models=str(folder), output=tmp_path / "chapter.ipynb")
+    assert {p.name: p.stat().st_mtime_ns for p in (results / "my_esm").iterdir()} == stamps  # cached
+    assert run_json["model"]["n_layers"] == 3
