@@ -20,6 +20,7 @@ book: $(STAMP)
 	$(PY) -m plmdepth book
 
 test: $(STAMP)
+	bash scripts/install_browser.sh
 	$(PY) -m pytest -q
 
 # make chapter CHAPTER=layer-skipping MODEL=facebook/esm2_t12_35M_UR50D   (adds a model to the chapter)

@@ -38,7 +38,7 @@ results_dir = "results"
 device = "cpu"
 
 # %% tags=["hide-input"]
-from plmdepth.chapter import collect, glue_figure, glue_text
+from plmdepth.chapter import collect, glue_text, publish_figure
 from plmdepth.figures import contribution_curves
 from plmdepth.provenance import provenance_table, run_caption
 
@@ -47,8 +47,8 @@ result = collect("contributions", models, fasta, results_dir, seed=seed, n_seque
                  diffusion_ratios=[0.15])
 table = result["contributions"]
 glue_text("contrib_run", run_caption(result.folders, fasta, "contributions", seed))
-glue_figure("fig_contrib_ratio", contribution_curves(table, "ratio_mean"))
-glue_figure("fig_contrib_cosine", contribution_curves(table, "cosine_mean"))
+publish_figure("fig-contrib-ratio", contribution_curves(table, "ratio_mean"), table)
+publish_figure("fig-contrib-cosine", contribution_curves(table, "cosine_mean"), table)
 
 # %% [markdown]
 # ```{glue:figure} fig_contrib_ratio
@@ -59,12 +59,18 @@ glue_figure("fig_contrib_cosine", contribution_curves(table, "cosine_mean"))
 # {glue:text}`contrib_run`
 # ```
 #
+# {download}`SVG <../figures/fig-contrib-ratio.svg>` · {download}`PNG <../figures/fig-contrib-ratio.png>` · {download}`data (CSV) <../figures/fig-contrib-ratio.csv>` ·
+# {download}`interactive (HTML) <../figures/fig-contrib-ratio.html>`. {glue:text}`cite_fig_contrib_ratio`
+#
 # ```{glue:figure} fig_contrib_cosine
 # :name: fig-contrib-cosine
 #
 # Mean cosine similarity between each update and the residual stream it is added to.
 # {glue:text}`contrib_run`
 # ```
+#
+# {download}`SVG <../figures/fig-contrib-cosine.svg>` · {download}`PNG <../figures/fig-contrib-cosine.png>` · {download}`data (CSV) <../figures/fig-contrib-cosine.csv>` ·
+# {download}`interactive (HTML) <../figures/fig-contrib-cosine.html>`. {glue:text}`cite_fig_contrib_cosine`
 
 # %% tags=["hide-input"]
 table.drop(columns=["n_tokens"]).style.format(precision=3).hide(axis="index")

@@ -39,7 +39,7 @@ results_dir = "results"
 # %% tags=["hide-input"]
 import pandas as pd
 
-from plmdepth.chapter import collect, glue_figure, glue_text
+from plmdepth.chapter import collect, glue_text, publish_figure
 from plmdepth.figures import depth_curves
 from plmdepth.provenance import provenance_table, run_caption
 
@@ -54,9 +54,9 @@ lens = results["logit_lens"]["logit_lens"]
 skip = results["layer_skipping"]["skip_output"]
 block = results["contributions"]["contributions"].query("part == 'block'")
 glue_text("cross_run", run_caption(results["layer_skipping"].folders, fasta, "layer_skipping", seed))
-glue_figure("fig_cross_kl", depth_curves(lens, "kl"))
-glue_figure("fig_cross_skip", depth_curves(skip, skippable_metric))
-glue_figure("fig_cross_ratio", depth_curves(block, "ratio_mean"))
+publish_figure("fig-cross-kl", depth_curves(lens, "kl"), lens)
+publish_figure("fig-cross-skip", depth_curves(skip, skippable_metric), skip)
+publish_figure("fig-cross-ratio", depth_curves(block, "ratio_mean"), block)
 
 skippable = (skip.assign(skippable=skip[skippable_metric] < threshold)
              .groupby("model", sort=False)
@@ -71,6 +71,9 @@ skippable = (skip.assign(skippable=skip[skippable_metric] < threshold)
 # Logit-lens KL(p_l ‖ p_L) of every model against relative depth. {glue:text}`cross_run`
 # ```
 #
+# {download}`SVG <../figures/fig-cross-kl.svg>` · {download}`PNG <../figures/fig-cross-kl.png>` · {download}`data (CSV) <../figures/fig-cross-kl.csv>` ·
+# {download}`interactive (HTML) <../figures/fig-cross-kl.html>`. {glue:text}`cite_fig_cross_kl`
+#
 # ```{glue:figure} fig_cross_skip
 # :name: fig-cross-skip
 #
@@ -79,12 +82,18 @@ skippable = (skip.assign(skippable=skip[skippable_metric] < threshold)
 # s / L. {glue:text}`cross_run`
 # ```
 #
+# {download}`SVG <../figures/fig-cross-skip.svg>` · {download}`PNG <../figures/fig-cross-skip.png>` · {download}`data (CSV) <../figures/fig-cross-skip.csv>` ·
+# {download}`interactive (HTML) <../figures/fig-cross-skip.html>`. {glue:text}`cite_fig_cross_skip`
+#
 # ```{glue:figure} fig_cross_ratio
 # :name: fig-cross-ratio
 #
 # Relative size of each block's update ‖Δ_l‖ / ‖h_l‖ against relative depth (l+1) / L.
 # {glue:text}`cross_run`
 # ```
+#
+# {download}`SVG <../figures/fig-cross-ratio.svg>` · {download}`PNG <../figures/fig-cross-ratio.png>` · {download}`data (CSV) <../figures/fig-cross-ratio.csv>` ·
+# {download}`interactive (HTML) <../figures/fig-cross-ratio.html>`. {glue:text}`cite_fig_cross_ratio`
 #
 # Skippable fraction per model (threshold and metric are the chapter's parameters):
 

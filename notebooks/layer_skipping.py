@@ -52,7 +52,7 @@ results_dir = "results"
 device = "cpu"
 
 # %% tags=["hide-input"]
-from plmdepth.chapter import collect, glue_figure, glue_text
+from plmdepth.chapter import collect, glue_text, publish_figure
 from plmdepth.figures import depth_curves, skip_heatmap
 from plmdepth.provenance import provenance_table, run_caption
 
@@ -61,9 +61,9 @@ result = collect("layer_skipping", models, fasta, results_dir, seed=seed, n_sequ
                  diffusion_models=diffusion_models)
 effect, output = result["skip_effect"], result["skip_output"]
 glue_text("skip_run", run_caption(result.folders, fasta, "layer_skipping", seed) + f" Mode: {mode}.")
-glue_figure("fig_skip_effect", skip_heatmap(effect, aggregate))
-glue_figure("fig_skip_output", depth_curves(output, "prob_l2_max"))
-glue_figure("fig_skip_kl", depth_curves(output, "kl_mean"))
+publish_figure("fig-skip-effect", skip_heatmap(effect, aggregate), effect)
+publish_figure("fig-skip-output", depth_curves(output, "prob_l2_max"), output)
+publish_figure("fig-skip-kl", depth_curves(output, "kl_mean"), output)
 
 # %% [markdown]
 # ```{glue:figure} fig_skip_effect
@@ -74,6 +74,9 @@ glue_figure("fig_skip_kl", depth_curves(output, "kl_mean"))
 # `aggregate` parameter (default: maximum). {glue:text}`skip_run`
 # ```
 #
+# {download}`SVG <../figures/fig-skip-effect.svg>` · {download}`PNG <../figures/fig-skip-effect.png>` · {download}`data (CSV) <../figures/fig-skip-effect.csv>` ·
+# {download}`interactive (HTML) <../figures/fig-skip-effect.html>`. {glue:text}`cite_fig_skip_effect`
+#
 # ```{glue:figure} fig_skip_output
 # :name: fig-skip-output
 #
@@ -81,12 +84,18 @@ glue_figure("fig_skip_kl", depth_curves(output, "kl_mean"))
 # future positions when block s is skipped, against relative depth s / L. {glue:text}`skip_run`
 # ```
 #
+# {download}`SVG <../figures/fig-skip-output.svg>` · {download}`PNG <../figures/fig-skip-output.png>` · {download}`data (CSV) <../figures/fig-skip-output.csv>` ·
+# {download}`interactive (HTML) <../figures/fig-skip-output.html>`. {glue:text}`cite_fig_skip_output`
+#
 # ```{glue:figure} fig_skip_kl
 # :name: fig-skip-kl
 #
 # Mean KL divergence from the model's output distribution to the skipped model's, at future
 # positions, against relative depth s / L. {glue:text}`skip_run`
 # ```
+#
+# {download}`SVG <../figures/fig-skip-kl.svg>` · {download}`PNG <../figures/fig-skip-kl.png>` · {download}`data (CSV) <../figures/fig-skip-kl.csv>` ·
+# {download}`interactive (HTML) <../figures/fig-skip-kl.html>`. {glue:text}`cite_fig_skip_kl`
 #
 # {numref}`fig-skip-effect` and {numref}`fig-skip-output` are the paper's Figs. 1–2 for the
 # models run in this build. Numbers per skipped block:

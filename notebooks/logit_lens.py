@@ -47,7 +47,7 @@ results_dir = "results"
 device = "cpu"
 
 # %% tags=["hide-input"]
-from plmdepth.chapter import collect, glue_figure, glue_text
+from plmdepth.chapter import collect, glue_text, publish_figure
 from plmdepth.figures import depth_curves
 from plmdepth.provenance import provenance_table, run_caption
 
@@ -56,8 +56,9 @@ result = collect("logit_lens", models, fasta, results_dir, seed=seed, n_sequence
                  diffusion_models=diffusion_models)
 frame = result["logit_lens"]
 glue_text("logit_lens_run", run_caption(result.folders, fasta, "logit_lens", seed))
-for metric in ("kl", "top1_agreement", "top1_accuracy"):
-    glue_figure(f"fig_logit_lens_{metric}", depth_curves(frame, metric))
+for metric, label in (("kl", "fig-logit-lens-kl"), ("top1_agreement", "fig-logit-lens-agreement"),
+                      ("top1_accuracy", "fig-logit-lens-accuracy")):
+    publish_figure(label, depth_curves(frame, metric), frame)
 
 # %% [markdown]
 # ```{glue:figure} fig_logit_lens_kl
@@ -67,19 +68,28 @@ for metric in ("kl", "top1_agreement", "top1_accuracy"):
 # distribution, against relative depth. {glue:text}`logit_lens_run`
 # ```
 #
-# ```{glue:figure} fig_logit_lens_top1_agreement
+# {download}`SVG <../figures/fig-logit-lens-kl.svg>` · {download}`PNG <../figures/fig-logit-lens-kl.png>` · {download}`data (CSV) <../figures/fig-logit-lens-kl.csv>` ·
+# {download}`interactive (HTML) <../figures/fig-logit-lens-kl.html>`. {glue:text}`cite_fig_logit_lens_kl`
+#
+# ```{glue:figure} fig_logit_lens_agreement
 # :name: fig-logit-lens-agreement
 #
 # Top-1 agreement between each layer's logit-lens prediction and the model's own prediction,
 # against relative depth. {glue:text}`logit_lens_run`
 # ```
 #
-# ```{glue:figure} fig_logit_lens_top1_accuracy
+# {download}`SVG <../figures/fig-logit-lens-agreement.svg>` · {download}`PNG <../figures/fig-logit-lens-agreement.png>` · {download}`data (CSV) <../figures/fig-logit-lens-agreement.csv>` ·
+# {download}`interactive (HTML) <../figures/fig-logit-lens-agreement.html>`. {glue:text}`cite_fig_logit_lens_agreement`
+#
+# ```{glue:figure} fig_logit_lens_accuracy
 # :name: fig-logit-lens-accuracy
 #
 # Top-1 accuracy of each layer's logit-lens prediction against the true residue, against
 # relative depth. {glue:text}`logit_lens_run`
 # ```
+#
+# {download}`SVG <../figures/fig-logit-lens-accuracy.svg>` · {download}`PNG <../figures/fig-logit-lens-accuracy.png>` · {download}`data (CSV) <../figures/fig-logit-lens-accuracy.csv>` ·
+# {download}`interactive (HTML) <../figures/fig-logit-lens-accuracy.html>`. {glue:text}`cite_fig_logit_lens_accuracy`
 #
 # {numref}`fig-logit-lens-kl` and {numref}`fig-logit-lens-agreement` are the paper's
 # Figs. 3–4 for the models run in this build; the values at every layer are in the table

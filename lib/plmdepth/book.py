@@ -10,8 +10,11 @@ build instead of passing silently.
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
@@ -104,12 +107,66 @@ def check_toc(toc: Path = ROOT / "_toc.yml") -> None:
         raise BookError(f"_toc.yml names files that do not exist under book/: {', '.join(missing)}")
 
 
+def install_mathjax() -> Path:
+    """Copy MathJax 3 (from its PyPI wheel, sha-checked and cached) into book/_assets/mathjax.
+
+    Sphinx loads MathJax from a CDN by default, which shows raw TeX offline; the book serves
+    its own copy instead (`mathjax_path` in _config.yml).
+    """
+    from plmdepth import weights
+
+    source = weights.fetch(weights.MATHJAX, quiet=True) / "mathjax" / "static" / "mathjax" / "es5"
+    target = BOOK / "_assets" / "mathjax"
+    if (target / "tex-chtml.js").is_file():
+        return target
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    return target
+
+
+def figure_labels() -> list[tuple[str, str]]:
+    """(chapter file stem, label) of every `{glue:figure}` with a `:name:` in the chapters, in toc order."""
+    out = []
+    for name, stem in CHAPTERS.items():
+        text = (ROOT / "notebooks" / f"{stem}.py").read_text()
+        out += [(stem, label) for label in re.findall(r"^# :name: (fig-[\w-]+)\s*$", text, re.M)]
+    return out
+
+
+def write_generated_pages(version: str) -> None:
+    """book/build_info.md (build date, version, models run) and book/figures.md (figure index)."""
+    from plmdepth.results import read_run
+
+    runs = []
+    for run_json in sorted((ROOT / "results").glob("*/run.json")):
+        run = read_run(run_json.parent)
+        runs.append(f"| {run['model']['name']} | {run['model']['family']} | {run['model']['objective']} | "
+                    f"{run['model']['n_layers']} | {run['model']['source']} | "
+                    f"{', '.join(sorted(run['measurements']))} | `results/{run_json.parent.name}` |")
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    info = [f"*Built {date} from plmdepth {version}.*", ""]
+    if runs:
+        info += ["Models run in this build:", "",
+                 "| model | family | objective | blocks | weights | measurements | results folder |",
+                 "|---|---|---|---|---|---|---|", *runs, ""]
+    (BOOK / "build_info.md").write_text("\n".join(info) + "\n")
+    lines = ["(figure-index)=", "# Figure index", "",
+             "Every figure of the book, by chapter. Each figure's page offers it as SVG, PNG, its data as",
+             "CSV and an interactive version that works offline, with a citation line.", ""]
+    for chapter, label in figure_labels():
+        lines.append(f"- {{numref}}`{label}` in {{doc}}`chapters/{chapter}`")
+    (BOOK / "figures.md").write_text("\n".join(lines) + "\n")
+
+
 def build_book(execute: bool = True) -> Path:
     """Execute every chapter (results are cached) and build the HTML book; returns index.html."""
+    from plmdepth import __version__
+
     if execute:
         for name in CHAPTERS:
             print(f"== chapter {name}", flush=True)
             run_chapter(name)
+    install_mathjax()
+    write_generated_pages(__version__)
     check_toc()
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(BOOK), "--all", "--config", str(ROOT / "_config.yml"),
            "--toc", str(ROOT / "_toc.yml"), "--path-output", str(BOOK), "-W", "-n", "--keep-going"]

