@@ -74,3 +74,22 @@ def fasta_file(tmp_path):
     path = tmp_path / "seqs.fasta"
     path.write_text("".join(f">{r.id}\n{r.sequence}\n" for r in SEQUENCES))
     return path
+
+
+def tiny_unirep(seed: int = 0, layers: int = 3):
+    """A randomly initialised UniRep (mLSTM) of 3 layers, through the same wrapper as the real one."""
+    from torch import nn
+
+    from plmdepth import unirep
+    from plmdepth.model import ModelInfo, ProteinLM
+
+    _seeded(seed)
+    model = unirep.UniRepLM(d_hidden=16, n_layers=layers)
+    for p in model.parameters():
+        nn.init.normal_(p, std=0.5)
+    wrapped = unirep.UniRepTokenLM(model.eval())
+    alphabet = Alphabet(unirep.UNIREP_TOKENS, pad="-", unk="X", prefix=("start",), suffix=("stop",))
+    info = ModelInfo("tiny-unirep", "random init", "UniRep", "autoregressive", "sequence", layers, 16, 0,
+                     "none", "none", "none (mLSTM)")
+    return ProteinLM(wrapped, wrapped.layers, None, nn.Sequential(model.head, wrapped.to_tokens), alphabet, info,
+                     max_residues=1000, first_lens_layer=1)

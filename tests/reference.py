@@ -37,20 +37,24 @@ def _forward_recording(lm, batch, rows, skip=None, intervened=None):
 
 @torch.no_grad()
 def reference_skipping(lm, batch, plans, mode="future", vocab_ids=None):
-    """Per unit: effect[s, j] (NaN where j <= s is not measured... but computed), l2[s], kl[s]."""
+    """Per unit: effect[s, j] for every pair (j <= s too, to check they are 0), l2[s], kl[s].
+
+    Blocks before `lm.first_lens_layer` change the stream's width and are neither skipped nor
+    compared (their entries stay 0).
+    """
     units = intervention_units(lm, batch, plans, mode)
     rows, intervened, measured = units
     L, U = lm.n_layers, len(rows)
     ins, outs, logits = _forward_recording(lm, batch, rows)
-    clean_delta = [outs[j] - ins[j] for j in range(L)]
+    clean_delta = [outs[j] - ins[j] if j >= lm.first_lens_layer else None for j in range(L)]
     pick = (lambda z: z[..., vocab_ids]) if vocab_ids is not None else (lambda z: z)
     p = torch.softmax(pick(logits).double(), -1)
     effect = np.zeros((U, L, L))
     l2 = np.zeros((U, L))
     kl = np.zeros((U, L))
-    for s in range(L):
+    for s in range(lm.first_lens_layer, L):  # earlier blocks change the stream's width
         ins_s, outs_s, logits_s = _forward_recording(lm, batch, rows, skip=s, intervened=intervened)
-        for j in range(L):
+        for j in range(lm.first_lens_layer, L):
             d_prime = outs_s[j] - ins_s[j]
             num = (clean_delta[j] - d_prime).double().norm(dim=-1)
             den = clean_delta[j].double().norm(dim=-1).clamp_min(EPS)
@@ -58,6 +62,7 @@ def reference_skipping(lm, batch, plans, mode="future", vocab_ids=None):
             effect[:, s, j] = r.numpy()
         q = torch.softmax(pick(logits_s).double(), -1)
         l2[:, s] = (p - q).norm(dim=-1).masked_fill(~measured, -torch.inf).amax(-1).numpy()
-        kl_pos = (p * (p.log() - q.log())).sum(-1)
+        kl_pos = (p * (torch.log_softmax(pick(logits).double(), -1)
+                       - torch.log_softmax(pick(logits_s).double(), -1))).sum(-1)
         kl[:, s] = ((kl_pos * measured).sum(-1) / measured.sum(-1)).numpy()
     return effect, l2, kl

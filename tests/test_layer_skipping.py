@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_bert, tiny_esm, tiny_gpt2
+from conftest import tiny_bert, tiny_esm, tiny_gpt2, tiny_unirep
 from plmdepth.layer_skipping import SkipConfig, layer_skipping
 from plmdepth.plan import make_plan
 from reference import reference_skipping
@@ -23,24 +23,24 @@ def _check_against_reference(lm, records, mode, max_rows=64, batch_size=3, vocab
     effect_table, output_table = layer_skipping(lm, records, plan, config, progress=False)
     vocab_ids = lm.alphabet.canonical_ids if vocab == "amino_acids" else None
     effect, l2, kl = _reference_tables(lm, records, plan, mode, vocab_ids)
-    L = lm.n_layers
+    L, first = lm.n_layers, lm.first_lens_layer
     # blocks before the skipped one are untouched: exactly zero effect (and, in "future" mode,
     # the skipped block itself at the measured positions, which are not intervened on)
-    for s in range(L):
+    for s in range(first, L):
         assert np.all(effect[:, s, : s + (mode == "future")] == 0.0)
     for row in effect_table.itertuples():
         ref = effect[:, row.skipped, row.affected]
         np.testing.assert_allclose(row.effect_max, ref.max(), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(row.effect_mean, ref.mean(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(output_table["prob_l2_max"], l2.max(0), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(output_table["prob_l2_mean"], l2.mean(0), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(output_table["kl_mean"], kl.mean(0), rtol=1e-5, atol=1e-5)
-    assert len(effect_table) == L * (L - 1) // 2
+    np.testing.assert_allclose(output_table["prob_l2_max"], l2.max(0)[first:], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(output_table["prob_l2_mean"], l2.mean(0)[first:], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(output_table["kl_mean"], kl.mean(0)[first:], rtol=1e-5, atol=1e-5)
+    assert len(effect_table) == (L - first) * (L - first - 1) // 2
     assert effect_table["effect_max"].max() > 1e-3  # the comparison is not between zeros
     return effect_table, output_table
 
 
-@pytest.mark.parametrize("make", [tiny_esm, tiny_bert, tiny_gpt2], ids=["esm", "bert", "gpt2"])
+@pytest.mark.parametrize("make", [tiny_esm, tiny_bert, tiny_gpt2, tiny_unirep], ids=["esm", "bert", "gpt2", "unirep"])
 @pytest.mark.parametrize("mode", ["future", "current"])
 def test_fast_skipping_equals_plain_reference(make, mode, records):
     _check_against_reference(make(), records, mode)

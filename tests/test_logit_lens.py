@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_esm, tiny_gpt2
+from conftest import tiny_esm, tiny_gpt2, tiny_unirep
 from plmdepth.logit_lens import LogitLens, LogitLensConfig, logit_lens
 from plmdepth.plan import make_plan
 
@@ -69,11 +69,12 @@ def test_logit_lens_equals_hand_written_reference(records, vocab):
     assert kl[0] > 1e-3
 
 
-@pytest.mark.parametrize("make", [tiny_esm, tiny_gpt2])
+@pytest.mark.parametrize("make", [tiny_esm, tiny_gpt2, tiny_unirep])
 def test_last_layer_kl_zero_agreement_one_and_kl_nonnegative(make, records):
     lm = make()
     plan = make_plan(records, lm.objective, seed=0)
     table = logit_lens(lm, records, plan, LogitLensConfig(n_bootstrap=100), progress=False)
+    assert table["layer"].tolist() == list(range(lm.first_lens_layer, lm.n_layers + 1))
     last = table.iloc[-1]
     assert abs(last["kl"]) < 1e-6
     assert last["top1_agreement"] == 1.0

@@ -21,6 +21,17 @@ def _stream_logits(lm, batch):
         return lm.readout(h), lm(batch)
 
 
+def test_unirep_readout_at_last_layer_is_its_own_token_logits(records):
+    from conftest import tiny_unirep
+
+    lm = tiny_unirep()
+    batch = _batch(lm, records)
+    ours, own = _stream_logits(lm, batch)
+    keep = batch.attention_mask.bool()
+    torch.testing.assert_close(ours[keep], own[keep], rtol=1e-5, atol=1e-5)
+    assert own.shape[-1] == len(lm.alphabet.tokens) and (own[..., 0] == -1e4).all()
+
+
 def test_readout_at_last_layer_is_the_models_own_logits(tiny_model, records):
     batch = _batch(tiny_model, records)
     ours, own = _stream_logits(tiny_model, batch)

@@ -62,6 +62,9 @@ class ContributionsAccumulator:
         keep = batch.residue_index >= 0
         h = lm.embed(batch)
         for layer in range(lm.n_layers):
+            if layer < lm.first_lens_layer:  # the block changes the stream's width: no ratio
+                h = lm.block(layer, h, batch)
+                continue
             out = lm.block_parts(layer, h, batch)
             pairs = {"block": (out["out"] - h, h)}
             if "attention" in out:
@@ -85,7 +88,8 @@ class ContributionsAccumulator:
     def result(self) -> pd.DataFrame:
         rows = [{"layer": layer, "part": part, "ratio_mean": s[0] / s[3], "ratio_max": s[1],
                  "cosine_mean": s[2] / s[3], "n_tokens": int(s[3])}
-                for p, part in enumerate(self.parts) for layer, s in enumerate(self.stats[:, p])]
+                for p, part in enumerate(self.parts) for layer, s in enumerate(self.stats[:, p])
+                if layer >= self.lm.first_lens_layer]
         frame = pd.DataFrame(rows)
         frame.insert(2, "relative_depth", (frame["layer"] + 1) / self.lm.n_layers)
         frame["norm"] = self.lm.info.norm

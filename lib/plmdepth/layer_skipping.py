@@ -126,13 +126,14 @@ def skip_batch(lm: ProteinLM, batch: Batch, units, lens: LogitLens, config: Skip
     unit_batch = select_rows(batch, rows)
     H = [h.index_select(0, rows) for h in clean]  # per unit
     del clean
-    D = [H[j + 1] - H[j] for j in range(L)]
-    D_norm = [d.double().norm(dim=-1).clamp_min(EPS) for d in D]
+    first = lm.first_lens_layer  # before it, blocks change the stream's width: not skippable
+    D = [H[j + 1] - H[j] if j >= first else None for j in range(L)]
+    D_norm = [d.double().norm(dim=-1).clamp_min(EPS) if d is not None else None for d in D]
     p_clean = torch.log_softmax(lens(H[L], L).double(), -1)
     inter = intervened[..., None]
     per_chunk = max(1, config.max_rows // U)
-    for first in range(0, L, per_chunk):
-        skips = list(range(first, min(L, first + per_chunk)))
+    for chunk_start in range(first, L, per_chunk):
+        skips = list(range(chunk_start, min(L, chunk_start + per_chunk)))
         stream, active = None, []
         for j in range(skips[0] + 1, L + 1):
             if j - 1 in skips:
@@ -201,7 +202,8 @@ class SkipAccumulator:
         if self.n_units == 0:
             raise ValueError("no sequence has positions to measure (empty future sets / no split points)")
         L, effect, prob_l2, kl = self.lm.n_layers, self.effect, self.prob_l2, self.kl
-        pairs = [(s, j) for s in range(L) for j in range(s + 1, L)]
+        start = self.lm.first_lens_layer  # blocks that change the stream's width cannot be skipped
+        pairs = [(s, j) for s in range(start, L) for j in range(s + 1, L)]
         effect_mean = effect.mean()
         effect_table = pd.DataFrame({
             "skipped": [s for s, _ in pairs], "affected": [j for _, j in pairs],
@@ -213,7 +215,7 @@ class SkipAccumulator:
         output_table = pd.DataFrame({
             "skipped": np.arange(L), "prob_l2_max": prob_l2.max, "prob_l2_mean": prob_l2.mean(),
             "kl_mean": kl.mean(), "kl_max": kl.max,
-        })
+        }).iloc[start:].reset_index(drop=True)
         output_table["relative_depth"] = output_table["skipped"] / L
         for table in (effect_table, output_table):
             table["n_units"] = self.n_units

@@ -99,10 +99,12 @@ class LogitLensAccumulator:
         sel = evaluated_positions(lm, batch, plans)
         owner = torch.tensor(rows, device=sel.device)[:, None].expand_as(sel)[sel].cpu().numpy()
         target = lens.class_of(batch.target_ids[sel])
-        logp = [torch.log_softmax(lens(h[sel], layer).float(), dim=-1) for layer, h in lm.hidden_states(batch)]
+        first = lm.first_lens_layer
+        logp = [torch.log_softmax(lens(h[sel], layer).float(), dim=-1)
+                for layer, h in lm.hidden_states(batch) if layer >= first]
         final = logp[-1]
         final_top = final.argmax(-1)
-        for layer, lp in enumerate(logp):
+        for layer, lp in enumerate(logp, start=first):
             kl = (lp.exp() * (lp - final)).sum(-1)
             top = lp.argmax(-1)
             for key, value in (("kl", kl), ("top1_agreement", top == final_top), ("top1_accuracy", top == target)):
@@ -116,7 +118,8 @@ class LogitLensAccumulator:
         self.sums = {k: np.array(v) for k, v in state.items()}
 
     def result(self) -> pd.DataFrame:
-        return summarise(self.sums, self.config.n_bootstrap, self.config.seed)
+        frame = summarise(self.sums, self.config.n_bootstrap, self.config.seed)
+        return frame[frame["layer"] >= self.lm.first_lens_layer].reset_index(drop=True)
 
 
 def summarise(sums: dict[str, np.ndarray], n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:

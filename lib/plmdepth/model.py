@@ -58,6 +58,8 @@ class ProteinLM(nn.Module):
     `layers` are the model's own block modules, `final_norm` the norm applied after the last
     block (None for post-LN models such as BERT), `head` the full language-model head.
     `forward_kwargs` are passed to the model's own forward (e.g. ``use_cache=False``).
+    `first_lens_layer` is the first layer the readout can read (1 when the embeddings are
+    narrower than the hidden state, as in UniRep); measurements start there.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class ProteinLM(nn.Module):
         max_residues: int,
         forward_kwargs: dict | None = None,
         sublayers: dict | None = None,
+        first_lens_layer: int = 0,
     ):
         super().__init__()
         if info.objective not in OBJECTIVES:
@@ -86,6 +89,7 @@ class ProteinLM(nn.Module):
         self.max_residues = max_residues
         self.forward_kwargs = dict(forward_kwargs or {})
         self.sublayers = dict(sublayers or {})
+        self.first_lens_layer = first_lens_layer
 
     # ----------------------------------------------------------------- metadata
     @property

