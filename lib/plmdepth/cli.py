@@ -7,6 +7,7 @@ import json
 import sys
 
 from plmdepth.fasta import FastaError
+from plmdepth.variant_effects import AssayError
 from plmdepth.registry import REGISTRY, ModelLoadError, describe
 from plmdepth.weights import WeightsError
 
@@ -31,6 +32,19 @@ def _run(args) -> int:
     for name, table in tables.items():
         print(f"== {name}.csv")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", max_rows=60))
+    return 0
+
+
+def _variant_effects(args) -> int:
+    from plmdepth.runner import run_variant_effects
+
+    params = {"scoring": args.scoring, "n_bootstrap": args.n_bootstrap}
+    if args.batch_size:
+        params["batch_size"] = args.batch_size
+    table = run_variant_effects(args.model, args.reference, out=args.out, assays=args.assay or None,
+                                max_variants=args.max_variants, seed=args.seed, device=args.device,
+                                dtype=args.dtype, force=args.force, **params)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", max_rows=80))
     return 0
 
 
@@ -98,6 +112,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="recompute even if a cached run matches")
     p.set_defaults(func=_run)
 
+    p = sub.add_parser("variant-effects", help="per-layer variant-effect prediction on ProteinGym-style assays")
+    p.add_argument("--model", required=True)
+    p.add_argument("--reference", default="data/dms/DMS_substitutions.csv",
+                   help="ProteinGym-style reference table (DMS_id, target_seq); assay CSVs beside it")
+    p.add_argument("--assay", action="append", help="assay id to use (repeatable; default: all)")
+    p.add_argument("--max-variants", type=int, help="seeded random subset of each larger assay")
+    p.add_argument("--scoring", default="auto", choices=["auto", "masked_marginal", "wt_marginal",
+                                                         "log_likelihood_ratio"])
+    p.add_argument("--n-bootstrap", type=int, default=200)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--out", default="results")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=_variant_effects)
+
     p = sub.add_parser("models", help="list registered models")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_models)
@@ -121,6 +152,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (FastaError, ModelLoadError, WeightsError, BookError, ValueError, FileNotFoundError) as err:
+    except (FastaError, AssayError, ModelLoadError, WeightsError, BookError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

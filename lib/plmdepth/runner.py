@@ -23,6 +23,7 @@ import torch
 from plmdepth import contributions as contributions_module
 from plmdepth import layer_skipping as skipping_module
 from plmdepth import logit_lens as lens_module
+from plmdepth import variant_effects as variant_module
 from plmdepth.fasta import check_residues, read_fasta
 from plmdepth.plan import MaskingPlan, make_plan
 from plmdepth.registry import load_model, model_slug
@@ -39,6 +40,27 @@ MEASUREMENTS = {
 
 def _sha256(path: Path) -> str:
     return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def save_run(folder: Path, lm, model: str, measurement: str, key: dict, config, tables: dict, wall: float,
+             entry: dict, run: dict) -> None:
+    """Write a measurement's CSVs and record it in run.json (kept: other measurements' entries)."""
+    previous = read_run(folder) or {}
+    measurements = previous.get("measurements", {})
+    measurements[measurement] = {
+        "key": json.loads(json.dumps(key, default=str)),
+        "config": asdict(config),
+        **entry,
+        "outputs": [f"{name}.csv" for name in tables],
+        "wall_time_s": round(wall, 3),
+        "device": str(lm.device),
+        "torch_threads": torch.get_num_threads(),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    for name, table in tables.items():
+        write_csv(table, folder / f"{name}.csv")
+    write_run(folder, {**previous, "model": lm.info.__dict__, "model_argument": str(model), **run,
+                       "versions": package_versions(), "measurements": measurements})
 
 
 def results_folder(out: str | Path, model: str, objective: str, mask_fraction: float) -> Path:
@@ -113,36 +135,47 @@ def run(
     for table in tables.values():
         table.insert(0, "model", curve_name(lm, mask_fraction))
 
-    previous = read_run(folder) or {}
-    measurements = previous.get("measurements", {})
-    measurements[measurement] = {
-        "key": json.loads(json.dumps(key, default=str)),
-        "config": asdict(config),
-        "fasta": str(fasta),
-        "n_sequences": len(records),
-        "seed": seed,
-        "plan_sha256": key["plan_sha256"],
-        "outputs": [f"{name}.csv" for name in outputs],
-        "wall_time_s": round(wall, 3),
-        "device": str(lm.device),
-        "torch_threads": torch.get_num_threads(),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
     masking.save(folder / "plan.json")
-    for name, table in tables.items():
-        write_csv(table, folder / f"{name}.csv")
-    write_run(folder, {
-        "model": lm.info.__dict__,
-        "model_argument": str(model),
-        "fasta": str(fasta),
-        "fasta_sha256": key["fasta_sha256"],
-        "n_sequences": len(records),
-        "plan": "plan.json",
-        "plan_sha256": key["plan_sha256"],
-        "plan_given": str(plan) if plan is not None else None,
-        "seed": seed,
-        "mask_fraction": mask_fraction,
-        "versions": package_versions(),
-        "measurements": measurements,
-    })
+    save_run(folder, lm, model, measurement, key, config, tables, wall,
+             entry={"fasta": str(fasta), "n_sequences": len(records), "seed": seed,
+                    "plan_sha256": key["plan_sha256"]},
+             run={"fasta": str(fasta), "fasta_sha256": key["fasta_sha256"], "n_sequences": len(records),
+                  "plan": "plan.json", "plan_sha256": key["plan_sha256"],
+                  "plan_given": str(plan) if plan is not None else None, "seed": seed,
+                  "mask_fraction": mask_fraction})
     return tables
+
+
+def run_variant_effects(
+    model: str,
+    reference: str | Path,
+    out: str | Path = "results",
+    assays: list[str] | None = None,
+    max_variants: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    dtype: str = "float32",
+    force: bool = False,
+    progress: bool = True,
+    lm=None,
+    **params,
+) -> pd.DataFrame:
+    """Compute (or reuse) M5 on the ProteinGym-style assays of `reference` into `out/<model-slug>/`."""
+    config = variant_module.VariantEffectsConfig(seed=seed, **params)
+    lm = lm if lm is not None else load_model(model, device=device, dtype=dtype)
+    folder = results_folder(out, model, lm.objective, 0.15)
+    data = variant_module.read_assays(reference, assays=assays, max_variants=max_variants, seed=seed)
+    files = {a.id: variant_module.assay_checksum(a) for a in data}
+    key = {"model_checksum": lm.info.checksum, "assays": files, "max_variants": max_variants,
+           "config": asdict(config), "dtype": dtype}
+    if not force and cached_run(folder, "variant_effects", key, ("variant_effects",)):
+        return pd.read_csv(folder / "variant_effects.csv")
+    started = time.perf_counter()
+    table = variant_module.variant_effects(lm, data, config, progress=progress)
+    wall = time.perf_counter() - started
+    table.insert(0, "model", lm.info.name)
+    save_run(folder, lm, model, "variant_effects", key, config, {"variant_effects": table}, wall,
+             entry={"reference": str(reference), "assays": files, "max_variants": max_variants, "seed": seed,
+                    "n_sequences": int(sum(len(a.variants) for a in data))},
+             run={})
+    return table
