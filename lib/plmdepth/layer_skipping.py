@@ -127,8 +127,6 @@ def skip_batch(lm: ProteinLM, batch: Batch, units, lens: LogitLens, config: Skip
     H = [h.index_select(0, rows) for h in clean]  # per unit
     del clean
     first = lm.first_lens_layer  # before it, blocks change the stream's width: not skippable
-    D = [H[j + 1] - H[j] if j >= first else None for j in range(L)]
-    D_norm = [d.double().norm(dim=-1).clamp_min(EPS) if d is not None else None for d in D]
     p_clean = torch.log_softmax(lens(H[L], L).double(), -1)
     inter = intervened[..., None]
     per_chunk = max(1, config.max_rows // U)
@@ -146,7 +144,9 @@ def skip_batch(lm: ProteinLM, batch: Batch, units, lens: LogitLens, config: Skip
             view = select_rows(unit_batch, torch.arange(U, device=rows.device).repeat(n))
             out = lm.block(j, stream, view)
             d_prime = (out - stream).view(n, U, *stream.shape[1:])
-            ratio = (D[j][None] - d_prime).double().norm(dim=-1) / D_norm[j][None]
+            clean_update = H[j + 1] - H[j]  # Δ_j, recomputed here rather than cached for every j
+            ratio = ((clean_update[None] - d_prime).norm(dim=-1).double()
+                     / clean_update.norm(dim=-1).double().clamp_min(EPS)[None])
             per_unit = _masked_max(ratio, measured[None]).cpu().numpy()  # (n, U)
             for v, s in enumerate(active):
                 effect.add((s, j), per_unit[v])

@@ -40,7 +40,10 @@ class MaskingPlan:
         return self._index()[seq_id]
 
     def _index(self) -> dict[str, SequencePlan]:
-        return {s.id: s for s in self.sequences}
+        cached = self.__dict__.get("_by_id")
+        if cached is None or len(cached) != len(self.sequences):
+            cached = self.__dict__["_by_id"] = {s.id: s for s in self.sequences}
+        return cached
 
     def to_json(self) -> dict:
         seqs = []
