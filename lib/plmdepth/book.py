@@ -26,6 +26,7 @@ CHAPTERS = {
     "layer-skipping": "layer_skipping",
     "logit-lens": "logit_lens",
     "cross-model": "cross_model",
+    "variant-effects": "variant_effects",
 }
 
 
@@ -157,8 +158,12 @@ def write_generated_pages(version: str) -> None:
     (BOOK / "figures.md").write_text("\n".join(lines) + "\n")
 
 
-def build_book(execute: bool = True) -> Path:
-    """Execute every chapter (results are cached) and build the HTML book; returns index.html."""
+def build_book(execute: bool = True, full: bool = True) -> Path:
+    """Execute every chapter (results are cached) and build the HTML book; returns index.html.
+
+    `full=False` lets Sphinx re-render only the pages that changed (used after re-running
+    one chapter); `make book` always rebuilds every page, so every warning is seen.
+    """
     from plmdepth import __version__
 
     if execute:
@@ -168,8 +173,9 @@ def build_book(execute: bool = True) -> Path:
     install_mathjax()
     write_generated_pages(__version__)
     check_toc()
-    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(BOOK), "--all", "--config", str(ROOT / "_config.yml"),
-           "--toc", str(ROOT / "_toc.yml"), "--path-output", str(BOOK), "-W", "-n", "--keep-going"]
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(BOOK), *(["--all"] if full else []),
+           "--config", str(ROOT / "_config.yml"), "--toc", str(ROOT / "_toc.yml"), "--path-output", str(BOOK),
+           "-W", "-n", "--keep-going"]
     if subprocess.run(cmd, cwd=ROOT).returncode != 0:
         raise BookError("jupyter-book build failed (warnings are errors); see the messages above")
     index = BOOK / "_build" / "html" / "index.html"

@@ -26,7 +26,7 @@ import pandas as pd
 
 from plmdepth.figures import to_svg
 from plmdepth.registry import load_model
-from plmdepth.runner import results_folder, run
+from plmdepth.runner import results_folder, run, run_variant_effects
 
 DIFFUSION_RATIOS = (0.15, 0.5, 0.9)
 
@@ -78,6 +78,17 @@ def cite_text(label: str) -> str:
 
     return (f"Cite as: plmdepth contributors (2026). {BOOK_TITLE} Executable book, "
             f"version {__version__}, figure {label}.")
+
+
+def collect_variant_effects(models, reference: str, results_dir: str = "results", device: str = "cpu",
+                            **kwargs) -> Collected:
+    """Run (or reuse) M5 on every model; `variant_effects` concatenated over models."""
+    tables, folders = [], []
+    for m in model_list(models):
+        lm = load_model(m, device=device)
+        tables.append(run_variant_effects(m, reference, out=results_dir, lm=lm, progress=False, **kwargs))
+        folders.append(results_folder(results_dir, m, lm.objective, 0.15))
+    return Collected({"variant_effects": pd.concat(tables, ignore_index=True)}, folders)
 
 
 def publish_figure(label: str, chart, data: pd.DataFrame) -> None:

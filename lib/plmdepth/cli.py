@@ -74,7 +74,7 @@ def _chapter(args) -> int:
     path = run_chapter(args.chapter, params, yaml_values=True, add_models=args.add_model)
     print(f"Executed {path}")
     if not args.no_build:
-        build_book(execute=False)
+        build_book(execute=False, full=False)
     return 0
 
 

@@ -70,3 +70,20 @@ def contribution_curves(frame: pd.DataFrame, value: str = "ratio_mean", width: i
         color=alt.Color("model:N"),
         tooltip=["model", "layer", "part", alt.Tooltip(f"{value}:Q", format=".3f")],
     ).properties(width=width, height=height).facet(column=alt.Column("part:N", title=None))
+
+
+def variant_effect_curves(frame: pd.DataFrame, width: int = 170, height: int = 170) -> alt.Chart:
+    """M5: Spearman ρ per layer against relative depth, one panel per assay (and the mean),
+    one line per model, with the final layer's value marked by a larger point."""
+    base = alt.Chart().encode(
+        x=alt.X("relative_depth:Q", title="relative depth l / L", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("spearman:Q", title="Spearman ρ"),
+        color=alt.Color("model:N"),
+        tooltip=["model", "assay", "layer", alt.Tooltip("spearman:Q", format=".3f")],
+    )
+    band = alt.Chart().mark_area(opacity=0.15).encode(
+        x="relative_depth:Q", y="spearman_low:Q", y2="spearman_high:Q", color="model:N")
+    lines = base.mark_line(point=True)
+    final = base.mark_point(size=140, shape="diamond", filled=True).transform_filter("datum.relative_depth == 1")
+    return alt.layer(band, lines, final, data=frame).properties(width=width, height=height).facet(
+        facet=alt.Facet("assay:N", title=None), columns=3)

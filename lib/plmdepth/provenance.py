@@ -19,13 +19,20 @@ def _runs(folders: list[str | Path]) -> list[tuple[Path, dict]]:
     return out
 
 
-def run_caption(folders: list[str | Path], fasta: str, measurement: str, seed: int) -> str:
-    """One sentence for a figure caption: models, data, number of sequences, seed."""
+def run_caption(folders: list[str | Path], fasta: str, measurement: str, seed: int, unit: str = "sequences") -> str:
+    """One sentence for a figure caption: models, data, number of sequences (or `unit`), seed."""
     runs = _runs(folders)
     names = ", ".join(dict.fromkeys(run["model"]["name"] for _, run in runs))
     counts = sorted({run["measurements"][measurement]["n_sequences"] for _, run in runs})
     n_text = " / ".join(str(c) for c in counts)
-    return f"Models: {names}. Data: {Path(fasta).name}, {n_text} sequences; seed {seed}."
+    return f"Models: {names}. Data: {Path(fasta).name}, {n_text} {unit}; seed {seed}."
+
+
+def _inputs(meas: dict) -> str:
+    if meas.get("fasta"):
+        return f"{meas['fasta']} ({meas.get('key', {}).get('fasta_sha256', '')[:15]}…)"
+    assays = meas.get("assays", {})
+    return f"{meas.get('reference')}: " + ", ".join(f"{a} ({h[:15]}…)" for a, h in assays.items())
 
 
 def provenance_table(folders: list[str | Path], measurement: str) -> pd.DataFrame:
@@ -37,10 +44,10 @@ def provenance_table(folders: list[str | Path], measurement: str) -> pd.DataFram
             "model": run["model"]["name"],
             "source": run["model"]["source"],
             "weights checksum": run["model"]["checksum"][:23] + "…",
-            "FASTA": f"{meas.get('fasta')} ({meas.get('key', {}).get('fasta_sha256', '')[:15]}…)",
+            "inputs": _inputs(meas),
             "sequences": meas.get("n_sequences"),
             "seed": meas.get("seed"),
-            "plan": meas.get("plan_sha256", "")[:15] + "…",
+            "plan": (meas.get("plan_sha256") or "")[:15] + "…" if meas.get("plan_sha256") else "none",
             "config": meas.get("config"),
             "wall time [s]": meas.get("wall_time_s"),
             "device": meas.get("device"),
