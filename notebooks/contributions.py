@@ -30,7 +30,7 @@
 # Re-run on other models with `python -m plmdepth chapter contributions --model <names>`.
 
 # %% tags=["parameters"]
-models = "antiberty,iglm,iglm-s"
+models = "antiberty,sapiens-vh,iglm,iglm-s"
 fasta = "data/antibody_vh.fasta"
 n_sequences = 200
 seed = 0

@@ -26,7 +26,7 @@
 # are missing, with the same parameters).
 
 # %% tags=["parameters"]
-models = "antiberty,iglm,iglm-s"
+models = "antiberty,sapiens-vh,iglm,iglm-s"
 fasta = "data/antibody_vh.fasta"
 n_sequences = 200
 seed = 0

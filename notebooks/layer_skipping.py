@@ -39,7 +39,7 @@
 # Re-run on other models with `python -m plmdepth chapter layer-skipping --model <names>`.
 
 # %% tags=["parameters"]
-models = "antiberty,iglm,iglm-s"  # comma-separated registry names, hub ids or local folders
+models = "antiberty,sapiens-vh,iglm,iglm-s"  # comma-separated registry names, hub ids or local folders
 fasta = "data/antibody_vh.fasta"
 n_sequences = 200
 seed = 0

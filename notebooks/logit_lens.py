@@ -35,7 +35,7 @@
 # `python -m plmdepth chapter logit-lens --model antiberty,iglm,<hub id or folder>`.
 
 # %% tags=["parameters"]
-models = "antiberty,iglm,iglm-s"  # comma-separated registry names, hub ids or local folders
+models = "antiberty,sapiens-vh,iglm,iglm-s"  # comma-separated registry names, hub ids or local folders
 fasta = "data/antibody_vh.fasta"
 n_sequences = 200
 seed = 0

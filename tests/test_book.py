@@ -32,18 +32,20 @@ def test_chapter_and_figure_files_are_in_the_html(built_book):
     text = [re.sub(r"<[^>]+>", "", c) for c in captions]
     numbers = [re.search(r"Fig\. (\d+)", t).group(1) for t in text]
     assert len(numbers) == 3 and len(set(numbers)) == 3
-    assert all("Models: antiberty, iglm, iglm-s" in t and "seed 0" in t for t in text)
+    assert all("Models: antiberty, sapiens-vh, iglm, iglm-s" in t and "seed 0" in t for t in text)
     # real numbers from the run, not placeholders: the provenance table names the wheels
-    assert "antiberty==0.1.3" in page and "iglm==0.1.0" in page
+    assert "antiberty==0.1.3" in page and "iglm==0.1.0" in page and "sapiens==1.0.5" in page
 
 
 @pytest.mark.book
-@pytest.mark.parametrize("chapter,n_figures", [("contributions", 2), ("layer_skipping", 3), ("cross_model", 3)])
+@pytest.mark.parametrize("chapter,n_figures", [("contributions", 2), ("layer_skipping", 3), ("cross_model", 3),
+                                              ("variant_effects", 1)])
 def test_every_chapter_has_its_numbered_captioned_figures(built_book, chapter, n_figures):
     page = (built_book / "chapters" / f"{chapter}.html").read_text()
     captions = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<figcaption>(.*?)</figcaption>", page, re.S)]
     assert len(captions) == n_figures
-    assert all(re.search(r"Fig\. \d+", c) and "Models: antiberty, iglm, iglm-s" in c for c in captions)
+    models = "unirep-64, unirep-256, unirep-1900" if chapter == "variant_effects" else "antiberty, sapiens-vh, iglm, iglm-s"
+    assert all(re.search(r"Fig\. \d+", c) and f"Models: {models}" in c for c in captions)
     assert len(re.findall(r'<img[^>]+src="[^"]+\.svg"', page)) == n_figures
     assert "Provenance" in page
 

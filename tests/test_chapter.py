@@ -11,7 +11,7 @@ from plmdepth.book import BookError, chapter_defaults, run_chapter
 
 def test_chapter_defaults_are_read_from_the_parameters_cell():
     defaults = chapter_defaults("layer-skipping")
-    assert defaults["models"] == "antiberty,iglm,iglm-s" and defaults["n_sequences"] == 200
+    assert defaults["models"] == "antiberty,sapiens-vh,iglm,iglm-s" and defaults["n_sequences"] == 200
 
 
 def test_unknown_parameter_is_refused_before_anything_runs(tmp_path):

@@ -76,7 +76,7 @@ def test_skipping_a_block_whose_update_is_zero_has_zero_effect(records):
 
 
 @pytest.mark.shipped
-@pytest.mark.parametrize("name", ["antiberty", "iglm"])
+@pytest.mark.parametrize("name", ["antiberty", "iglm", "sapiens-vh", "unirep-64"])
 def test_fast_skipping_equals_reference_on_shipped_models(name):
     from plmdepth.fasta import read_fasta
     from plmdepth.registry import load_model

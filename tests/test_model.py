@@ -79,7 +79,7 @@ def test_autoregressive_targets_are_the_next_residue(records):
 
 
 @pytest.mark.shipped
-@pytest.mark.parametrize("name", ["antiberty", "iglm", "iglm-s"])
+@pytest.mark.parametrize("name", ["antiberty", "iglm", "iglm-s", "sapiens-vh", "sapiens-vl", "unirep-64"])
 def test_shipped_models_readout_matches_own_logits(name, records):
     from plmdepth.registry import load_model
 

