@@ -23,7 +23,6 @@ import argparse  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import platform  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -40,6 +39,7 @@ from plmdepth.fasta import Record  # noqa: E402
 from plmdepth.layer_skipping import SkipConfig, layer_skipping  # noqa: E402
 from plmdepth.plan import make_plan  # noqa: E402
 from plmdepth.registry import wrap_esm  # noqa: E402
+from machine import machine  # benchmarks/machine.py (this folder is on sys.path)
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 # published ESM-2 configs: layers, hidden, heads, intermediate
@@ -71,27 +71,6 @@ def make_records(n: int, length: int, seed: int = 0) -> list[Record]:
     rng = np.random.default_rng(seed)
     letters = np.array(list(AMINO_ACIDS))
     return [Record(f"r{i}", "", "".join(rng.choice(letters, size=length))) for i in range(n)]
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import transformers
-
-    return "\n".join([
-        f"platform      {platform.platform()}",
-        f"python        {platform.python_version()}",
-        f"cpu           {cpu}; os.cpu_count() = {os.cpu_count()}; affinity = {len(os.sched_getaffinity(0))}",
-        f"torch         {torch.__version__}; torch.get_num_threads() = {torch.get_num_threads()}",
-        f"transformers  {transformers.__version__}",
-        f"load average  {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine skews wall times)",
-    ])
 
 
 def fmt_s(seconds: float) -> str:

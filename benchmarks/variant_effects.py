@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -46,6 +45,7 @@ sys.path.insert(0, str(ROOT / "lib"))
 
 from plmdepth.registry import wrap_esm  # noqa: E402
 from plmdepth.variant_effects import Assay, VariantEffectsConfig, layer_scores, parse_mutant  # noqa: E402
+from machine import machine  # benchmarks/machine.py (this folder is on sys.path)
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 TOL = 1e-5
@@ -92,28 +92,6 @@ def make_assay(length: int, n_variants: int, design: str, seed: int = 0) -> Assa
     frame = pd.DataFrame(rows)
     mutations = [parse_mutant(m, wt, "bench") for m in frame["mutant"]]
     return Assay("bench", wt, frame, mutations)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import transformers
-
-    return "\n".join([
-        f"platform      {platform.platform()}",
-        f"python        {platform.python_version()}",
-        f"cpu           {cpu}; os.cpu_count() = {os.cpu_count()}; affinity = {len(os.sched_getaffinity(0))}",
-        f"torch         {torch.__version__}; torch.get_num_threads() = {torch.get_num_threads()}; "
-        f"interop threads = {torch.get_num_interop_threads()}",
-        f"transformers  {transformers.__version__}",
-        f"load average  {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine skews wall times)",
-    ])
 
 
 def fmt_s(seconds: float) -> str:
