@@ -140,15 +140,15 @@ def write_generated_pages(version: str) -> None:
     runs = []
     for run_json in sorted((ROOT / "results").glob("*/run.json")):
         run = read_run(run_json.parent)
-        runs.append(f"| {run['model']['name']} | {run['model']['family']} | {run['model']['objective']} | "
-                    f"{run['model']['n_layers']} | {run['model']['source']} | "
-                    f"{', '.join(sorted(run['measurements']))} | `results/{run_json.parent.name}` |")
+        runs.append(f"| {run['model']['name']} | {run['model']['objective']} | {run['model']['n_layers']} | "
+                    f"{run['model']['source']} | {', '.join(sorted(run['measurements']))} | "
+                    f"`results/{run_json.parent.name}` |")
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     info = [f"*Built {date} from plmdepth {version}.*", ""]
     if runs:
         info += ["Models run in this build:", "",
-                 "| model | family | objective | blocks | weights | measurements | results folder |",
-                 "|---|---|---|---|---|---|---|", *runs, ""]
+                 "| model | objective | blocks | weights | measurements | results folder |",
+                 "|---|---|---|---|---|---|", *runs, ""]
     (BOOK / "build_info.md").write_text("\n".join(info) + "\n")
     lines = ["(figure-index)=", "# Figure index", "",
              "Every figure of the book, by chapter. Each figure's page offers it as SVG, PNG, its data as",
