@@ -115,3 +115,13 @@ def test_fair_esm_registry_name_offline_is_one_clear_sentence(monkeypatch, tmp_p
     with pytest.raises(ModelLoadError) as err:
         load_model("esm2_t6_8M-fair")
     assert "\n" not in str(err.value) and ".pt" in str(err.value)
+
+
+def test_dplm_registry_names_are_diffusion_models_and_fail_offline_clearly(monkeypatch, tmp_path):
+    from plmdepth.registry import REGISTRY
+
+    assert [REGISTRY[f"dplm_{s}"].objective for s in ("150m", "650m", "3b")] == ["diffusion"] * 3
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="airkingbd/dplm_150m' is not a local folder"):
+        load_model("dplm_150m")

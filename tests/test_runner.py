@@ -141,3 +141,19 @@ def test_diffusion_model_gets_one_folder_and_one_curve_per_masking_ratio(esm_fol
     assert n[1] > 2 * n[0]
     plan = json.loads((result.folders[1] / "plan.json").read_text())
     assert plan["objective"] == "diffusion" and plan["params"]["mask_fraction"] == 0.5
+
+
+def test_dplm_folder_loads_as_a_diffusion_model(tmp_path):
+    """A checkpoint whose config names a `dplm_type` (DPLM's EsmForDPLM) loads as a diffusion model."""
+    import torch
+
+    hf = tiny_esm_hf(seed=4)
+    hf.config.dplm_type = "dplm"
+    folder = tmp_path / "dplm_tiny"
+    hf.save_pretrained(folder)
+    lm = load_model(str(folder))
+    assert lm.objective == "diffusion" and lm.info.family == "DPLM"
+    assert load_model(str(folder), objective="masked").objective == "masked"
+    batch = lm.tokenize(["a"], ["MKTAYIAKQRQ"], masked=[[2, 5]])
+    with torch.no_grad():
+        torch.testing.assert_close(lm(batch), hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits)

@@ -85,10 +85,10 @@ def _n_params(module: torch.nn.Module) -> int:
 
 # -------------------------------------------------------------------- architectures
 def wrap_esm(hf_model, name: str, source: str, objective: str = "masked", licence: str = "MIT",
-             alphabet: Alphabet = ESM_ALPHABET, checksum: str | None = None) -> ProteinLM:
+             alphabet: Alphabet = ESM_ALPHABET, checksum: str | None = None, family: str = "ESM-2") -> ProteinLM:
     """An `EsmForMaskedLM` as a `ProteinLM` (pre-LN; final norm `emb_layer_norm_after`)."""
     cfg = hf_model.config
-    info = ModelInfo(name, source, "ESM-2", objective, "sequence", cfg.num_hidden_layers, cfg.hidden_size,
+    info = ModelInfo(name, source, family, objective, "sequence", cfg.num_hidden_layers, cfg.hidden_size,
                      _n_params(hf_model), licence, checksum or state_dict_checksum(hf_model), "pre-LN")
     return ProteinLM(hf_model, hf_model.esm.encoder.layer, hf_model.esm.encoder.emb_layer_norm_after,
                      hf_model.lm_head, alphabet, info, max_residues=cfg.max_position_embeddings - 2,
@@ -194,11 +194,19 @@ def _read_config(name_or_path: str) -> dict:
 
 
 # -------------------------------------------------------------------------- loaders
-def load_esm2(name_or_path: str, name: str | None = None, objective: str = "masked") -> ProteinLM:
-    """ESM-2 (or any `EsmForMaskedLM` checkpoint) from a hub id or a local folder."""
+def load_esm2(name_or_path: str, name: str | None = None, objective: str | None = None) -> ProteinLM:
+    """ESM-2 (or any `EsmForMaskedLM` checkpoint) from a hub id or a local folder.
+
+    DPLM checkpoints (their config has a `dplm_type`) are ESM-2 networks trained as diffusion
+    models: DPLM's `EsmForDPLM` subclasses `EsmForMaskedLM` with the same module names, so
+    their weights load unchanged, and their objective defaults to `diffusion`.
+    `objective` overrides what the config says.
+    """
     from transformers import EsmForMaskedLM
 
     hf_model = _from_pretrained(EsmForMaskedLM, name_or_path)
+    is_dplm = getattr(hf_model.config, "dplm_type", None) is not None
+    objective = objective or ("diffusion" if is_dplm else "masked")
     alphabet = ESM_ALPHABET
     vocab = Path(name_or_path, "vocab.txt")
     if vocab.is_file():
@@ -208,7 +216,8 @@ def load_esm2(name_or_path: str, name: str | None = None, objective: str = "mask
     checksum = state_dict_checksum(hf_model)
     source = f"{name_or_path}@{revision}" if revision and not Path(name_or_path).exists() else str(name_or_path)
     return wrap_esm(hf_model, name or _slug(name_or_path), source, objective=objective, checksum=checksum,
-                    alphabet=alphabet)
+                    alphabet=alphabet, family="DPLM" if is_dplm else "ESM-2",
+                    licence="Apache-2.0" if is_dplm else "MIT")
 
 
 def load_antiberty() -> ProteinLM:
@@ -306,6 +315,12 @@ for _size, _depth in ESM2_SIZES.items():
     _name, _hub = f"esm2_t{_depth}_{_size}", f"facebook/esm2_t{_depth}_{_size}_UR50D"
     REGISTRY[_name] = Entry(_name, "ESM-2", "masked", "sequence", "MIT", _hub,
                             lambda _hub=_hub, _name=_name, **kw: load_esm2(_hub, name=_name, **kw),
+                            loader_name="load_esm2")
+for _size in ("150m", "650m", "3b"):  # DPLM: ESM-2 architecture, diffusion training (airkingbd/dplm_*)
+    _name, _hub = f"dplm_{_size}", f"airkingbd/dplm_{_size}"
+    REGISTRY[_name] = Entry(_name, "DPLM", "diffusion", "sequence", "Apache-2.0", _hub,
+                            lambda _hub=_hub, _name=_name, **kw: load_esm2(_hub, name=_name,
+                                                                             **{"objective": "diffusion", **kw}),
                             loader_name="load_esm2")
 for _size, _depth in ESM2_SIZES.items():  # the same weights through fair-esm (esm.pretrained)
     _name, _fair = f"esm2_t{_depth}_{_size}-fair", f"esm2_t{_depth}_{_size}_UR50D"
