@@ -125,3 +125,11 @@ def test_dplm_registry_names_are_diffusion_models_and_fail_offline_clearly(monke
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="airkingbd/dplm_150m' is not a local folder"):
         load_model("dplm_150m")
+
+
+def test_progen2_registry_names_fail_offline_clearly(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError) as err:
+        load_model("progen2-small")
+    assert "hugohrban/progen2-small" in str(err.value) and "\n" not in str(err.value)

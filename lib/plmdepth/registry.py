@@ -186,9 +186,43 @@ def _from_pretrained(cls, name_or_path: str, **kwargs):
         ) from None
 
 
+def _snapshot(repo_id: str) -> Path:
+    """A local folder holding hub repository `repo_id` (the cache, or downloaded if reachable)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached (the hub client raises several error types)
+        pass
+    if not _hub_reachable():
+        raise ModelLoadError(
+            f"'{repo_id}' is not in the Hugging Face cache and the hub cannot be reached from here; download it "
+            f"where the hub is reachable (`hf download {repo_id} --local-dir <folder>`) and pass that folder."
+        )
+    try:
+        return Path(snapshot_download(repo_id))
+    except Exception as err:  # noqa: BLE001
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelLoadError(f"could not download '{repo_id}' from the Hugging Face hub ({first}).") from None
+
+
+def load_progen2_model(name_or_path: str, name: str | None = None) -> ProteinLM:
+    """ProGen2 (readable torch port, `progen2.py`) from a local folder/file or a hub repository."""
+    from plmdepth import progen2
+
+    local = Path(name_or_path)
+    folder = local if local.exists() else _snapshot(name_or_path)
+    return progen2.load_progen2(folder, name=name or _slug(name_or_path))
+
+
 def _read_config(name_or_path: str) -> dict:
+    """config.json of a local folder (read as JSON: its model type may be unknown to transformers)
+    or of a hub repository (through transformers' AutoConfig)."""
     from transformers import AutoConfig
 
+    local = Path(name_or_path, "config.json")
+    if local.is_file():
+        return json.loads(local.read_text())
     cfg = _from_pretrained(AutoConfig, name_or_path)
     return cfg.to_dict()
 
@@ -316,6 +350,11 @@ for _size, _depth in ESM2_SIZES.items():
     REGISTRY[_name] = Entry(_name, "ESM-2", "masked", "sequence", "MIT", _hub,
                             lambda _hub=_hub, _name=_name, **kw: load_esm2(_hub, name=_name, **kw),
                             loader_name="load_esm2")
+for _size in ("small", "medium", "base", "large", "xlarge"):  # ProGen2 (hugohrban/progen2-* conversions)
+    _name, _hub = f"progen2-{_size}", f"hugohrban/progen2-{_size}"
+    REGISTRY[_name] = Entry(_name, "ProGen2", "autoregressive", "sequence", "BSD-3-Clause", _hub,
+                            lambda _hub=_hub, _name=_name, **kw: load_progen2_model(_hub, name=_name, **kw),
+                            loader_name="load_progen2_model")
 for _size in ("150m", "650m", "3b"):  # DPLM: ESM-2 architecture, diffusion training (airkingbd/dplm_*)
     _name, _hub = f"dplm_{_size}", f"airkingbd/dplm_{_size}"
     REGISTRY[_name] = Entry(_name, "DPLM", "diffusion", "sequence", "Apache-2.0", _hub,
@@ -362,10 +401,12 @@ def load_model(name_or_path: str, device: str | torch.device = "cpu", dtype: tor
                 "a Hugging Face hub id such as facebook/esm2_t12_35M_UR50D, or a local save_pretrained folder."
             )
         model_type = _read_config(name_or_path).get("model_type")
+        if model_type == "progen":
+            return load_progen2_model(str(name_or_path), **options).to(device=device, dtype=dtype)
         if model_type != "esm":
             raise ModelLoadError(
-                f"'{name_or_path}' is a '{model_type}' model; hub ids and folders are supported for ESM-2 "
-                "(model_type 'esm'); BERT and GPT-2 protein models load through their registry names."
+                f"'{name_or_path}' is a '{model_type}' model; hub ids and folders are supported for ESM-2 and DPLM "
+                "(model_type 'esm') and ProGen2 ('progen'); other models load through their registry names."
             )
         lm = load_esm2(str(name_or_path), **options)
     return lm.to(device=device, dtype=dtype)
