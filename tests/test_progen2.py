@@ -200,8 +200,25 @@ def test_logit_lens_and_contributions_run():
     table = logit_lens(lm, SEQUENCES, plan, LogitLensConfig(batch_size=3, n_bootstrap=20), progress=False)
     assert len(table) > 0 and np.isfinite(table.select_dtypes("number").to_numpy()).all()
     frame = contributions(lm, SEQUENCES, progress=False)
-    assert set(frame["part"]) == {"block"} and len(frame) == lm.n_layers
+    assert set(frame["part"]) == {"block", "attention", "mlp"} and len(frame) == 3 * lm.n_layers
     assert (frame["ratio_mean"] > 0).all() and (frame["norm"] == "pre-LN (parallel)").all()
+
+
+def test_parallel_sublayers_add_up_to_the_block_and_match_hand_computed_parts():
+    lm = tiny_progen2(seed=6)
+    batch = lm.tokenize([r.id for r in SEQUENCES], [r.sequence for r in SEQUENCES])
+    with torch.no_grad():
+        h = lm.embed(batch)
+        for layer in range(lm.n_layers):
+            parts = lm.block_parts(layer, h, batch)
+            block = lm.layers[layer]
+            x = block.ln_1(h)
+            mask = batch.layer_context["kwargs"].get("attention_mask")
+            torch.testing.assert_close(parts["mlp"], block.mlp(x))
+            torch.testing.assert_close(parts["attention"], block.attn(x, attention_mask=mask))
+            torch.testing.assert_close(h + parts["attention"] + parts["mlp"], parts["out"])
+            assert parts["mlp_base"] is h and parts["attention_base"] is h
+            h = parts["out"]
 
 
 @pytest.mark.parametrize("mode", ["future", "current"])

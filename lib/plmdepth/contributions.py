@@ -9,6 +9,7 @@ For every block l, at every residue token of every sequence (no masking):
 Norms are L2 over the hidden dimension with eps = 1e-6 in denominators. Post-LN models
 (BERT: AntiBERTy) report sublayer updates on the pre-norm sums they enter (see
 `ProteinLM.block_parts`); their block ratio compares consecutive (normalised) streams.
+Parallel blocks (ProGen2) add both updates to h, so their MLP ratio is ‖m_l‖ / ‖h_l‖.
 Results are streamed: per (layer, part) a running sum of ratios and cosines, a running max
 and a count; nothing grows with the number of sequences.
 """

@@ -164,6 +164,9 @@ class ProteinLM(nn.Module):
         input is h + a): a = mid - h, m = out - mid. Post-LN blocks (`sublayers["attention"]`,
         `["mlp"]` name the dense layers whose outputs are added before the norm): the updates
         are those pre-norm outputs and the bases the pre-norm streams they are added to.
+        Parallel blocks (GPT-J style, ProGen2: out = h + attn(ln(h)) + mlp(ln(h));
+        `["attention"]`, `["mlp"]` name the two sublayers): both updates are added to h, so both
+        bases are h.
         """
         block = self.layers[layer]
         seen: dict[str, torch.Tensor] = {}
@@ -173,11 +176,12 @@ class ProteinLM(nn.Module):
             if kind == "pre-LN":
                 mid = block.get_submodule(self.sublayers["mid"])
                 handles.append(mid.register_forward_pre_hook(lambda m, args: seen.__setitem__("mid", args[0])))
-            elif kind == "post-LN":
+            elif kind in ("post-LN", "parallel"):
                 for part in ("attention", "mlp"):
                     module = block.get_submodule(self.sublayers[part])
                     handles.append(module.register_forward_hook(
                         lambda m, args, out, part=part: seen.__setitem__(part, out)))
+            if kind == "post-LN":
                 base = block.get_submodule(self.sublayers["mlp_base_of"])
                 handles.append(base.register_forward_pre_hook(lambda m, args: seen.__setitem__("mlp_base", args[1])))
             out = self.block(layer, h, batch)
@@ -189,6 +193,8 @@ class ProteinLM(nn.Module):
             parts.update(attention=seen["mid"] - h, attention_base=h, mlp=out - seen["mid"], mlp_base=seen["mid"])
         elif kind == "post-LN":
             parts.update(attention=seen["attention"], attention_base=h, mlp=seen["mlp"], mlp_base=seen["mlp_base"])
+        elif kind == "parallel":
+            parts.update(attention=seen["attention"], attention_base=h, mlp=seen["mlp"], mlp_base=h)
         return parts
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:

@@ -251,9 +251,8 @@ def wrap_progen2(model: ProGen2LM, name: str, source: str, licence: str = "BSD-3
                  checksum: str | None = None) -> ProteinLM:
     """A `ProGen2LM` as a `ProteinLM` (parallel pre-LN; final norm `ln_f`).
 
-    Sublayers are not declared: attention and MLP read the same ln_1(h) and are added together,
-    so there is no intermediate stream h + a for `block_parts` to observe. (They can be observed
-    separately with forward hooks on `attn` and `mlp`: out = h + attn_out + mlp_out.)
+    Attention and MLP read the same ln_1(h) and are added together (out = h + attn_out +
+    mlp_out): the sublayers are declared "parallel", both updates measured against h.
     """
     from plmdepth.registry import _n_params, state_dict_checksum
 
@@ -262,7 +261,8 @@ def wrap_progen2(model: ProGen2LM, name: str, source: str, licence: str = "BSD-3
                      _n_params(model), licence, checksum or state_dict_checksum(model), "pre-LN (parallel)")
     n_special = len(PROGEN2_ALPHABET.prefix) + len(PROGEN2_ALPHABET.suffix)
     return ProteinLM(model, model.transformer.h, model.transformer.ln_f, model.lm_head, PROGEN2_ALPHABET, info,
-                     max_residues=cfg.n_positions - n_special)
+                     max_residues=cfg.n_positions - n_special,
+                     sublayers={"kind": "parallel", "attention": "attn", "mlp": "mlp"})
 
 
 # ---------------------------------------------------------------------------- loading
