@@ -28,6 +28,10 @@ def test_full_size_esm2_runs_every_measurement(size):
                        layer_norm_eps=1e-5, **CONFIGS[size])
     lm = wrap_esm(EsmForMaskedLM(config).eval(), f"esm2-{size}-random", "random init")
     assert lm.n_layers == CONFIGS[size]["num_hidden_layers"] and lm.max_residues == 1024
+    from plmdepth.registry import REGISTRY
+
+    for entry in (REGISTRY[f"esm2_t{lm.n_layers}_{size}"], REGISTRY[f"esm2_t{lm.n_layers}_{size}-fair"]):
+        assert (entry.blocks, entry.width) == (lm.n_layers, lm.info.d_model)
     records = [Record("a", "", "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ"), Record("b", "", "EVQLVESGGGLVQPGGSLRLSCAAS")]
     plan = make_plan(records, "masked", seed=0, mask_fraction=0.3)
     batch = lm.tokenize([r.id for r in records], [r.sequence for r in records], masked=[p.masked for p in plan.sequences])

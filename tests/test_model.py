@@ -83,7 +83,10 @@ def test_autoregressive_targets_are_the_next_residue(records):
 def test_shipped_models_readout_matches_own_logits(name, records):
     from plmdepth.registry import load_model
 
+    from plmdepth.registry import REGISTRY
+
     lm = load_model(name)
+    assert (lm.n_layers, lm.info.d_model) == (REGISTRY[name].blocks, REGISTRY[name].width)  # the model table's
     batch = _batch(lm, records)
     ours, own = _stream_logits(lm, batch)
     keep = batch.attention_mask.bool()

