@@ -39,7 +39,7 @@ from plmdepth.fasta import Record  # noqa: E402
 from plmdepth.layer_skipping import SkipConfig, layer_skipping  # noqa: E402
 from plmdepth.plan import make_plan  # noqa: E402
 from plmdepth.registry import wrap_esm  # noqa: E402
-from machine import machine  # benchmarks/machine.py (this folder is on sys.path)
+from common import Timer, machine  # benchmarks/common.py (this folder is on sys.path)
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 # published ESM-2 configs: layers, hidden, heads, intermediate
@@ -80,17 +80,6 @@ def fmt_s(seconds: float) -> str:
 
 
 # ----------------------------------------------------------------------------- runs
-class Timer:
-    def __enter__(self):
-        gc.collect()
-        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall = time.perf_counter() - self.wall0
-        self.cpu = time.process_time() - self.cpu0
-
-
 @torch.no_grad()
 def run_fast(lm, records, plan, batch_size: int, max_rows: int):
     config = SkipConfig(batch_size=batch_size, max_rows=max_rows)

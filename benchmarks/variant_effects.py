@@ -30,10 +30,8 @@ See benchmarks/README_variant_effects.md.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +43,7 @@ sys.path.insert(0, str(ROOT / "lib"))
 
 from plmdepth.registry import wrap_esm  # noqa: E402
 from plmdepth.variant_effects import Assay, VariantEffectsConfig, layer_scores, parse_mutant  # noqa: E402
-from machine import machine  # benchmarks/machine.py (this folder is on sys.path)
+from common import Timer, machine  # benchmarks/common.py (this folder is on sys.path)
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 TOL = 1e-5
@@ -129,17 +127,6 @@ class PassCounter:
     def close(self):
         del self.lm.hf_model.forward
         del self.lm.embed
-
-
-class Timer:
-    def __enter__(self):
-        gc.collect()
-        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc):
-        self.wall = time.perf_counter() - self.wall0
-        self.cpu = time.process_time() - self.cpu0
 
 
 # ----------------------------------------------------------------------------- reference

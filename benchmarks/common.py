@@ -1,7 +1,10 @@
-"""The machine a benchmark ran on, printed at the top of every benchmark's output."""
+"""What the benchmarks share: the machine they ran on (printed at the top of every output)
+and a wall-clock / CPU-time timer."""
 
+import gc
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -27,3 +30,16 @@ def machine() -> str:
         f"transformers  {transformers.__version__}",
         f"load average  {' '.join(f'{x:.2f}' for x in os.getloadavg())} (other work on the machine skews wall times)",
     ])
+
+
+class Timer:
+    """`with Timer() as t: ...` then `t.wall`, `t.cpu` in seconds (garbage collected first)."""
+
+    def __enter__(self):
+        gc.collect()
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall0
+        self.cpu = time.process_time() - self.cpu0
