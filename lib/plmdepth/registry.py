@@ -98,29 +98,35 @@ def wrap_esm(hf_model, name: str, source: str, objective: str = "masked", licenc
                      sublayers={"kind": "pre-LN", "mid": "LayerNorm"})
 
 
-def wrap_bert(hf_model, name: str, source: str, alphabet: Alphabet, family: str = "BERT",
-              licence: str = "unknown", checksum: str | None = None) -> ProteinLM:
-    """A `BertForMaskedLM` as a `ProteinLM` (post-LN: no final norm; head `cls`)."""
+# BERT-family layers (BertLayer, RobertaLayer): the attention and MLP outputs are added to the
+# stream before a layer norm; `output` receives the MLP input and the pre-norm stream it adds to.
+POST_LN_SUBLAYERS = {"kind": "post-LN", "attention": "attention.output.dense", "mlp": "output.dense",
+                     "mlp_base_of": "output"}
+
+
+def _wrap_post_ln(hf_model, encoder, head, name: str, source: str, alphabet: Alphabet, max_residues: int,
+                  family: str, licence: str, checksum: str | None) -> ProteinLM:
     cfg = hf_model.config
     info = ModelInfo(name, source, family, "masked", "sequence", cfg.num_hidden_layers, cfg.hidden_size,
                      _n_params(hf_model), licence, checksum or state_dict_checksum(hf_model), "post-LN")
+    return ProteinLM(hf_model, encoder.layer, None, head, alphabet, info, max_residues=max_residues,
+                     sublayers=POST_LN_SUBLAYERS)
+
+
+def wrap_bert(hf_model, name: str, source: str, alphabet: Alphabet, family: str = "BERT",
+              licence: str = "unknown", checksum: str | None = None) -> ProteinLM:
+    """A `BertForMaskedLM` as a `ProteinLM` (post-LN: no final norm; head `cls`)."""
     n_special = len(alphabet.prefix) + len(alphabet.suffix)
-    return ProteinLM(hf_model, hf_model.bert.encoder.layer, None, hf_model.cls, alphabet, info,
-                     max_residues=cfg.max_position_embeddings - n_special,
-                     sublayers={"kind": "post-LN", "attention": "attention.output.dense", "mlp": "output.dense",
-                                "mlp_base_of": "output"})
+    return _wrap_post_ln(hf_model, hf_model.bert.encoder, hf_model.cls, name, source, alphabet,
+                         hf_model.config.max_position_embeddings - n_special, family, licence, checksum)
 
 
 def wrap_roberta(hf_model, name: str, source: str, alphabet: Alphabet, max_residues: int, family: str = "RoBERTa",
                  licence: str = "unknown", checksum: str | None = None) -> ProteinLM:
-    """A `RobertaForMaskedLM` as a `ProteinLM` (post-LN like BERT; head `lm_head`)."""
-    cfg = hf_model.config
-    info = ModelInfo(name, source, family, "masked", "sequence", cfg.num_hidden_layers, cfg.hidden_size,
-                     _n_params(hf_model), licence, checksum or state_dict_checksum(hf_model), "post-LN")
-    return ProteinLM(hf_model, hf_model.roberta.encoder.layer, None, hf_model.lm_head, alphabet, info,
-                     max_residues=max_residues,
-                     sublayers={"kind": "post-LN", "attention": "attention.output.dense", "mlp": "output.dense",
-                                "mlp_base_of": "output"})
+    """A `RobertaForMaskedLM` as a `ProteinLM` (post-LN like BERT; head `lm_head`). RoBERTa's
+    positions are offset by its padding id, so the context comes from the caller."""
+    return _wrap_post_ln(hf_model, hf_model.roberta.encoder, hf_model.lm_head, name, source, alphabet,
+                         max_residues, family, licence, checksum)
 
 
 def wrap_gpt2(hf_model, name: str, source: str, alphabet: Alphabet, family: str = "GPT-2",
