@@ -119,3 +119,10 @@ def test_committed_dms_data_load_and_agree_with_the_reference_table():
         assert len(assay.variants) == row.DMS_total_number_mutants
         singles = sum(len(m) == 1 for m in assay.mutations)
         assert singles == row.DMS_number_single_mutants
+
+
+def test_sequences_longer_than_the_context_are_refused_with_a_clear_message():
+    lm, assay = tiny_esm(), _assay()
+    lm.max_residues = len(WT) - 1
+    with pytest.raises(AssayError, match=r"assay toy: sequences of 28 residues are longer than .* context of 27"):
+        layer_scores(lm, assay, VariantEffectsConfig())

@@ -154,6 +154,14 @@ def layer_scores(lm: ProteinLM, assay: Assay, config: VariantEffectsConfig, prog
     lens = LogitLens(lm, config.vocab).to(lm.device)
     n_read = lm.n_layers + 1 - lm.first_lens_layer
     wt = assay.wild_type
+    longest = max([len(wt)] + [len(s) for s in assay.variants["mutated_sequence"]])
+    if longest > lm.max_residues:
+        raise AssayError(f"assay {assay.id}: sequences of {longest} residues are longer than {lm.info.name}'s "
+                         f"context of {lm.max_residues}; scoring does not crop them, so use a model with a longer "
+                         "context or an assay file restricted to the mutated region.")
+    unknown = sorted(set(wt + "".join(assay.variants["mutated_sequence"])) - set(lm.alphabet.residues))
+    if unknown:
+        raise AssayError(f"assay {assay.id}: letters {', '.join(unknown)} are not in {lm.info.name}'s alphabet.")
     if scoring in ("masked_marginal", "wt_marginal"):
         positions = sorted({p for muts in assay.mutations for p, _, _ in muts})
         index = {p: i for i, p in enumerate(positions)}
