@@ -54,6 +54,20 @@ def test_chunking_and_batching_do_not_change_results(records):
         np.testing.assert_allclose(x.select_dtypes("number"), y.select_dtypes("number"), rtol=1e-6, atol=1e-7)
 
 
+def test_max_rows_bounds_every_block_call(records):
+    """With more units per batch than max_rows, units are grouped: results unchanged, no call larger."""
+    lm = tiny_esm(layers=4)
+    sizes = []
+    handles = [block.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0])) for block in lm.layers]
+    try:
+        _check_against_reference(lm, records, "future", max_rows=2, batch_size=4)
+    finally:
+        for handle in handles:
+            handle.remove()
+    # the reference and the clean pass run all 4 sequences at once; every skip call has at most 2 rows
+    assert sorted(set(sizes)) == [2, 4]
+
+
 def test_amino_acid_vocabulary(records):
     _check_against_reference(tiny_esm(), records, "future", vocab="amino_acids")
 

@@ -15,8 +15,8 @@ KL(p ‖ p') over F. Units are aggregated by max (the paper's choice) and by mea
 
 Fast by design: one clean pass caches the residual stream h_0..h_L; the run that skips s
 starts from the cached h_s / h_{s+1} instead of recomputing the prefix, and all skip
-variants that have reached block j go through it in one batched call (chunked to at most
-`max_rows` rows). Aggregation is online, so memory does not grow with the number of
+variants that have reached block j go through it in one batched call (at most `max_rows`
+rows per call: skip variants are chunked, and units are grouped when one batch has more). Aggregation is online, so memory does not grow with the number of
 sequences. The plain reference (one full forward per skipped block) lives in the tests.
 """
 
@@ -119,13 +119,26 @@ def _masked_max(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def skip_batch(lm: ProteinLM, batch: Batch, units, lens: LogitLens, config: SkipConfig, effect, prob_l2, kl):
-    """Accumulate M2/M3 for one batch of sequences into the aggregates."""
+    """Accumulate M2/M3 for one batch of sequences into the aggregates.
+
+    The clean pass runs once per batch; its units are then processed in groups of at most
+    `max_rows`, so that no block call sees more than `max_rows` rows.
+    """
+    clean = [h for _, h in lm.hidden_states(batch)]  # h_0 .. h_L, cached once
+    rows, intervened, measured = units
+    step = max(1, config.max_rows)
+    for g in range(0, len(rows), step):
+        group = (rows[g:g + step], intervened[g:g + step], measured[g:g + step])
+        _skip_units(lm, batch, clean, group, lens, config, effect, prob_l2, kl)
+
+
+def _skip_units(lm: ProteinLM, batch: Batch, clean, units, lens: LogitLens, config: SkipConfig, effect, prob_l2,
+                kl):
+    """Every skip variant for a group of units, starting from the cached clean streams."""
     rows, intervened, measured = units
     L, U = lm.n_layers, len(rows)
-    clean = [h for _, h in lm.hidden_states(batch)]  # h_0 .. h_L, cached once
     unit_batch = select_rows(batch, rows)
     H = [h.index_select(0, rows) for h in clean]  # per unit
-    del clean
     first = lm.first_lens_layer  # before it, blocks change the stream's width: not skippable
     p_clean = torch.log_softmax(lens(H[L], L).double(), -1)
     inter = intervened[..., None]
