@@ -259,24 +259,23 @@ MEMORY_CHILD = "--memory-child"
 LAUNCHER = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
 
 
-def _vm_hwm_kib() -> int | None:
+def _proc_status_kib(field: str) -> int | None:
+    """A memory field of /proc/self/status (e.g. "VmHWM", "VmRSS") in KiB, None if unavailable."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
         pass
     return None
+
+
+def _vm_hwm_kib() -> int | None:
+    return _proc_status_kib("VmHWM")
 
 
 def _vm_rss_kib() -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+    return _proc_status_kib("VmRSS")
 
 
 def memory_child(arch: str, n: int, length: int, batch_size: int, max_rows: int) -> None:
