@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from tqdm import TqdmWarning
 
@@ -25,10 +26,17 @@ from pathlib import Path
 import pandas as pd
 
 from plmdepth.figures import to_svg
-from plmdepth.registry import load_model
+from plmdepth.registry import load_model as _load_model
 from plmdepth.runner import results_folder, run, run_variant_effects
 
 DIFFUSION_RATIOS = (0.15, 0.5, 0.9)
+
+
+@lru_cache(maxsize=None)
+def load_model(name_or_path: str, device: str = "cpu", objective: str | None = None):
+    """`registry.load_model`, once per (model, device, objective) in a chapter's kernel: a chapter
+    that runs several measurements (the cross-model page) loads and checksums each model once."""
+    return _load_model(name_or_path, device=device, **({"objective": objective} if objective else {}))
 
 
 @dataclass
@@ -57,8 +65,7 @@ def collect(measurement: str, models, fasta: str, results_dir: str = "results", 
     """
     per_run, folders = [], []
     for m in model_list(models):
-        options = {"objective": "diffusion"} if m in model_list(diffusion_models) else {}
-        lm = load_model(m, device=device, **options)
+        lm = load_model(m, device, "diffusion" if m in model_list(diffusion_models) else None)
         ratios = list(diffusion_ratios) if lm.objective == "diffusion" else [mask_fraction]
         for ratio in ratios:
             per_run.append(run(measurement, m, fasta, out=results_dir, lm=lm, mask_fraction=ratio,

@@ -438,7 +438,3 @@ def describe(name: str) -> dict:
     return {"name": entry.name, "family": entry.family, "objective": entry.objective, "modality": entry.modality,
             "blocks": entry.blocks, "width": entry.width, "size": entry.size,
             "licence": entry.licence, "source": entry.source, "offline": entry.offline}
-
-
-def info_dict(lm: ProteinLM) -> dict:
-    return json.loads(json.dumps(lm.info.__dict__))
