@@ -135,20 +135,18 @@ def figure_labels() -> list[tuple[str, str]]:
 
 def write_generated_pages(version: str) -> None:
     """book/build_info.md (build date, version, models run) and book/figures.md (figure index)."""
-    from plmdepth.results import read_run
-
-    runs = []
-    for run_json in sorted((ROOT / "results").glob("*/run.json")):
-        run = read_run(run_json.parent)
-        runs.append(f"| {run['model']['name']} | {run['model']['objective']} | {run['model']['n_layers']} | "
+    found = results_runs()
+    rows = []
+    for folder, run in found:
+        rows.append(f"| {run['model']['name']} | {run['model']['objective']} | {run['model']['n_layers']} | "
                     f"{run['model']['source']} | {', '.join(sorted(run['measurements']))} | "
-                    f"`results/{run_json.parent.name}` |")
+                    f"`results/{folder.name}` |")
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     info = [f"*Built {date} from plmdepth {version}.*", ""]
-    if runs:
+    if rows:
         info += ["Models run in this build:", "",
                  "| model | objective | blocks | weights | measurements | results folder |",
-                 "|---|---|---|---|---|---|", *runs, ""]
+                 "|---|---|---|---|---|---|", *rows, ""]
     (BOOK / "build_info.md").write_text("\n".join(info) + "\n")
     lines = ["(figure-index)=", "# Figure index", "",
              "Every figure of the book, by chapter. Each figure's page offers it as SVG, PNG, its data as",
@@ -156,18 +154,23 @@ def write_generated_pages(version: str) -> None:
     for chapter, label in figure_labels():
         lines.append(f"- {{numref}}`{label}` in {{doc}}`chapters/{chapter}`")
     (BOOK / "figures.md").write_text("\n".join(lines) + "\n")
-    (BOOK / "models.md").write_text(model_table_page())
+    (BOOK / "models.md").write_text(model_table_page(found))
 
 
-def model_table_page() -> str:
-    """book/models.md: every registered model, and the results folders this build has for it."""
-    from plmdepth.registry import REGISTRY
+def results_runs() -> list[tuple[Path, dict]]:
+    """(folder, run.json) of every results folder of this build, in name order."""
     from plmdepth.results import read_run
 
+    return [(p.parent, read_run(p.parent)) for p in sorted((ROOT / "results").glob("*/run.json"))]
+
+
+def model_table_page(runs: list[tuple[Path, dict]] | None = None) -> str:
+    """book/models.md: every registered model, and the results folders this build has for it."""
+    from plmdepth.registry import REGISTRY
+
     built: dict[str, list[str]] = {}
-    for run_json in sorted((ROOT / "results").glob("*/run.json")):
-        run = read_run(run_json.parent)
-        built.setdefault(run["model_argument"], []).append(f"`results/{run_json.parent.name}`")
+    for folder, run in results_runs() if runs is None else runs:
+        built.setdefault(run["model_argument"], []).append(f"`results/{folder.name}`")
     lines = ["(models)=", "# Models", "",
              "Every model the registry knows (`python -m plmdepth models`), how it is loaded, and whether this",
              "build ran it. Hub models load where the Hugging Face hub is reachable (or from a local folder);",
