@@ -67,6 +67,14 @@ class LogitLensConfig:
     seed: int = 0
 
 
+def layer_log_probs(lm: ProteinLM, lens: LogitLens, batch, select: torch.Tensor,
+                    dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
+    """log p_l at the `select`ed tokens for every readable layer l (from `lm.first_lens_layer`
+    to L), all from one pass through the model."""
+    return [torch.log_softmax(lens(h[select], layer).to(dtype), dim=-1)
+            for layer, h in lm.hidden_states(batch) if layer >= lm.first_lens_layer]
+
+
 def evaluated_positions(lm: ProteinLM, batch, plans) -> torch.Tensor:
     """Bool (B, T): tokens whose output is evaluated (masked residues / all next-residue predictions)."""
     if lm.objective == "autoregressive":
@@ -100,8 +108,7 @@ class LogitLensAccumulator:
         owner = torch.tensor(rows, device=sel.device)[:, None].expand_as(sel)[sel].cpu().numpy()
         target = lens.class_of(batch.target_ids[sel])
         first = lm.first_lens_layer
-        logp = [torch.log_softmax(lens(h[sel], layer).float(), dim=-1)
-                for layer, h in lm.hidden_states(batch) if layer >= first]
+        logp = layer_log_probs(lm, lens, batch, sel)
         final = logp[-1]
         final_top = final.argmax(-1)
         for layer, lp in enumerate(logp, start=first):

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from plmdepth.logit_lens import LogitLens
+from plmdepth.logit_lens import LogitLens, layer_log_probs
 from plmdepth.model import ProteinLM
 
 SCORINGS = ("masked_marginal", "wt_marginal", "log_likelihood_ratio")
@@ -136,18 +136,12 @@ def resolve_scoring(lm: ProteinLM, scoring: str) -> str:
     return scoring
 
 
-@torch.no_grad()
-def _lens_log_probs(lm: ProteinLM, lens: LogitLens, batch, select: torch.Tensor) -> list[torch.Tensor]:
-    """log p_l at the selected tokens, for every readable layer l (one pass)."""
-    return [torch.log_softmax(lens(h[select], layer).double(), -1)
-            for layer, h in lm.hidden_states(batch) if layer >= lm.first_lens_layer]
-
-
 def _class(lens: LogitLens, letters: list[str], lm: ProteinLM) -> torch.Tensor:
     ids = torch.tensor([lm.alphabet.index[a] for a in letters], device=lm.device)
     return lens.class_of(ids)
 
 
+@torch.no_grad()
 def layer_scores(lm: ProteinLM, assay: Assay, config: VariantEffectsConfig, progress: bool = False) -> np.ndarray:
     """Scores (n_layers_read, n_variants) of every variant at every readable layer."""
     scoring = resolve_scoring(lm, config.scoring)
@@ -169,7 +163,7 @@ def layer_scores(lm: ProteinLM, assay: Assay, config: VariantEffectsConfig, prog
         if scoring == "wt_marginal":
             batch = lm.tokenize([assay.id], [wt])
             select = torch.isin(batch.residue_index, torch.tensor(positions, device=lm.device))
-            for r, lp in enumerate(_lens_log_probs(lm, lens, batch, select)):
+            for r, lp in enumerate(layer_log_probs(lm, lens, batch, select, torch.float64)):
                 table[r] = lp.cpu()
         else:  # one masked copy of the wild type per mutated position, batched
             chunks = [positions[i:i + config.batch_size] for i in range(0, len(positions), config.batch_size)]
@@ -177,7 +171,7 @@ def layer_scores(lm: ProteinLM, assay: Assay, config: VariantEffectsConfig, prog
                 batch = lm.tokenize([f"{assay.id}:{p}" for p in chunk], [wt] * len(chunk), masked=[[p] for p in chunk])
                 select = batch.residue_index == torch.tensor(chunk, device=lm.device)[:, None]
                 rows = [index[p] for p in chunk]
-                for r, lp in enumerate(_lens_log_probs(lm, lens, batch, select)):
+                for r, lp in enumerate(layer_log_probs(lm, lens, batch, select, torch.float64)):
                     table[r, rows] = lp.cpu()
         scores = np.zeros((n_read, len(assay.mutations)))
         for v, muts in enumerate(assay.mutations):
@@ -195,7 +189,7 @@ def layer_scores(lm: ProteinLM, assay: Assay, config: VariantEffectsConfig, prog
         select = batch.target_index >= 0
         owner = torch.tensor(chunk, device=lm.device)[:, None].expand_as(select)[select].cpu().numpy()
         target = lens.class_of(batch.target_ids[select])
-        for r, lp in enumerate(_lens_log_probs(lm, lens, batch, select)):
+        for r, lp in enumerate(layer_log_probs(lm, lens, batch, select, torch.float64)):
             picked = lp.gather(-1, target[:, None]).squeeze(-1).cpu().numpy()
             np.add.at(loglik[r], owner, picked)
     return loglik[:, 1:] - loglik[:, :1]
