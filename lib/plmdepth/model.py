@@ -122,7 +122,11 @@ class ProteinLM(nn.Module):
                 f"sequence '{too_long[0]}' is longer than this model's context of "
                 f"{self.max_residues} residues; crop it (too_long='crop') or remove it."
             )
-        batch = encode(self.alphabet, ids, sequences, masked, autoregressive=self.objective == "autoregressive")
+        autoregressive = self.objective == "autoregressive"
+        if hasattr(self.alphabet, "encode"):  # a vocabulary that cuts sequences itself (byte pairs: protgpt2.py)
+            batch = self.alphabet.encode(ids, sequences, masked, autoregressive=autoregressive)
+        else:
+            batch = encode(self.alphabet, ids, sequences, masked, autoregressive=autoregressive)
         return batch.to(self.device)
 
     def embed(self, batch: Batch) -> torch.Tensor:

@@ -130,14 +130,15 @@ def wrap_roberta(hf_model, name: str, source: str, alphabet: Alphabet, max_resid
 
 
 def wrap_gpt2(hf_model, name: str, source: str, alphabet: Alphabet, family: str = "GPT-2",
-              licence: str = "unknown", checksum: str | None = None) -> ProteinLM:
-    """A `GPT2LMHeadModel` as a `ProteinLM` (pre-LN; final norm `ln_f`)."""
+              licence: str = "unknown", checksum: str | None = None, max_residues: int | None = None) -> ProteinLM:
+    """A `GPT2LMHeadModel` as a `ProteinLM` (pre-LN; final norm `ln_f`). The context is one
+    residue a token unless `max_residues` says otherwise (byte-pair vocabularies)."""
     cfg = hf_model.config
     info = ModelInfo(name, source, family, "autoregressive", "sequence", cfg.n_layer, cfg.n_embd,
                      _n_params(hf_model), licence, checksum or state_dict_checksum(hf_model), "pre-LN")
     n_special = len(alphabet.prefix) + len(alphabet.suffix)
     return ProteinLM(hf_model, hf_model.transformer.h, hf_model.transformer.ln_f, hf_model.lm_head, alphabet,
-                     info, max_residues=cfg.n_positions - n_special, forward_kwargs={"use_cache": False},
+                     info, max_residues=max_residues or cfg.n_positions - n_special, forward_kwargs={"use_cache": False},
                      sublayers={"kind": "pre-LN", "mid": "ln_2"})
 
 
@@ -222,6 +223,15 @@ def load_progen2_model(name_or_path: str, name: str | None = None) -> ProteinLM:
     local = Path(name_or_path)
     folder = local if local.exists() else _snapshot(name_or_path)
     return progen2.load_progen2(folder, name=name or _slug(name_or_path))
+
+
+def load_protgpt2_model(name_or_path: str, name: str | None = None) -> ProteinLM:
+    """ProtGPT2 (GPT-2 with a byte-pair vocabulary, `protgpt2.py`) from a local folder or a hub repository."""
+    from plmdepth import protgpt2
+
+    local = Path(name_or_path)
+    folder = local if local.exists() else _snapshot(name_or_path)
+    return protgpt2.load_protgpt2(folder, name=name or _slug(name_or_path), source=str(name_or_path))
 
 
 def _read_config(name_or_path: str) -> dict:
@@ -381,6 +391,9 @@ for _size in ("150m", "650m", "3b"):  # DPLM: ESM-2 architecture, diffusion trai
                             lambda _hub=_hub, _name=_name, **kw: load_esm2(_hub, name=_name,
                                                                              **{"objective": "diffusion", **kw}),
                             loader_name="load_esm2", blocks=ESM2_SIZES[_esm], width=ESM2_WIDTHS[_esm], size=_esm)
+REGISTRY["protgpt2"] = Entry("protgpt2", "ProtGPT2", "autoregressive", "sequence", "Apache-2.0", "nferruz/ProtGPT2",
+                             lambda **kw: load_protgpt2_model("nferruz/ProtGPT2", name="protgpt2", **kw),
+                             loader_name="load_protgpt2_model", blocks=36, width=1280, size="738M")
 for _size, _depth in ESM2_SIZES.items():  # the same weights through fair-esm (esm.pretrained)
     _name, _fair = f"esm2_t{_depth}_{_size}-fair", f"esm2_t{_depth}_{_size}_UR50D"
     REGISTRY[_name] = Entry(_name, "ESM-2", "masked", "sequence", "MIT", f"fair-esm {_fair}",
@@ -423,10 +436,13 @@ def load_model(name_or_path: str, device: str | torch.device = "cpu", dtype: tor
         model_type = _read_config(name_or_path).get("model_type")
         if model_type == "progen":
             return load_progen2_model(str(name_or_path), **options).to(device=device, dtype=dtype)
+        if model_type == "gpt2":
+            return load_protgpt2_model(str(name_or_path), **options).to(device=device, dtype=dtype)
         if model_type != "esm":
             raise ModelLoadError(
                 f"'{name_or_path}' is a '{model_type}' model; hub ids and folders are supported for ESM-2 and DPLM "
-                "(model_type 'esm') and ProGen2 ('progen'); other models load through their registry names."
+                "(model_type 'esm'), ProGen2 ('progen') and byte-pair GPT-2 protein models such as ProtGPT2 "
+                "('gpt2'); other models load through their registry names."
             )
         lm = load_esm2(str(name_or_path), **options)
     return lm.to(device=device, dtype=dtype)

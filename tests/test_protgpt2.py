@@ -1,0 +1,168 @@
+"""ProtGPT2 (GPT-2 with a byte-pair vocabulary) on a randomly initialised model of its architecture.
+
+The real tokenizer and weights are on the hub only, so the test trains a small byte-level BPE
+tokenizer the way ProtGPT2's was made (GPT-2 byte-level pre-tokenizer, `<|endoftext|>`,
+sequences as 60-residue lines) on the committed proteome sample, and saves it beside a
+random `GPT2LMHeadModel` of ProtGPT2's width and heads (shrunk in depth and vocabulary).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SEQUENCES
+from plmdepth.fasta import Record, read_fasta
+from plmdepth.layer_skipping import SkipConfig, layer_skipping
+from plmdepth.logit_lens import LogitLensConfig, logit_lens
+from plmdepth.plan import make_plan
+from plmdepth.protgpt2 import PROTGPT2_CONFIG, SEPARATOR, fasta_body
+from plmdepth.registry import ModelLoadError, load_model
+from plmdepth.variant_effects import VariantEffectsConfig, layer_scores
+from test_layer_skipping import _check_against_reference
+from test_variant_effects import _assay
+
+LONG = Record("long", "", "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ" * 4)  # 132 residues: three lines
+
+
+def _train_tokenizer(vocab_size: int = 400):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2TokenizerFast
+
+    records = read_fasta("data/proteome_sample.fasta")[:300]
+    texts = [SEPARATOR + fasta_body(r.sequence) + SEPARATOR for r in records]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[SEPARATOR],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    return GPT2TokenizerFast(tokenizer_object=tok, bos_token=SEPARATOR, eos_token=SEPARATOR, unk_token=SEPARATOR)
+
+
+@pytest.fixture(scope="module")
+def protgpt2_folder(tmp_path_factory):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder = tmp_path_factory.mktemp("protgpt2")
+    tokenizer = _train_tokenizer()
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=PROTGPT2_CONFIG["n_embd"], n_head=PROTGPT2_CONFIG["n_head"],
+                        n_layer=3, n_positions=PROTGPT2_CONFIG["n_positions"],
+                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+    GPT2LMHeadModel(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lm(protgpt2_folder):
+    return load_model(str(protgpt2_folder))
+
+
+def test_loads_as_an_autoregressive_protgpt2(lm):
+    assert (lm.info.family, lm.objective, lm.n_layers, lm.info.d_model) == ("ProtGPT2", "autoregressive", 3, 1280)
+    assert lm.alphabet.max_tokens == 1024
+
+
+def test_every_token_maps_to_the_residues_it_holds(lm):
+    """Decode every token on its own: its letters are the sequence from its first residue on."""
+    records = SEQUENCES + [LONG]
+    batch = lm.tokenize([r.id for r in records], [r.sequence for r in records])
+    decode = lm.alphabet.tokenizer.decode
+    for b, record in enumerate(records):
+        n = int(batch.attention_mask[b].sum())
+        ids, first = batch.input_ids[b, :n].tolist(), batch.residue_index[b, :n].tolist()
+        assert ids[0] == ids[-1] == lm.alphabet.id(SEPARATOR) and first[0] == first[-1] == -1
+        rebuilt = ""
+        for token_id, r in zip(ids, first):
+            letters = decode([token_id], skip_special_tokens=True).replace("\n", "")
+            assert (r == -1) == (letters == "")
+            if letters:
+                assert r == len(rebuilt) and record.sequence[r:r + len(letters)] == letters
+            rebuilt += letters
+        assert rebuilt == record.sequence
+        assert n < len(record.sequence) + 2  # byte pairs: fewer tokens than residues
+    # the output at token t predicts token t+1: its first residue and id
+    assert torch.equal(batch.target_index[:, :-1], batch.residue_index[:, 1:])
+    real = batch.target_index >= 0
+    assert torch.equal(batch.target_ids[:, :-1][real[:, :-1]], batch.input_ids[:, 1:][real[:, :-1]])
+    assert (batch.target_ids[~real] == -1).all()
+
+
+def test_line_breaks_are_tokens_that_hold_no_residue(lm):
+    batch = lm.tokenize([LONG.id], [LONG.sequence])
+    letters = [lm.alphabet.tokenizer.decode([i]) for i in batch.input_ids[0].tolist()]
+    breaks = [i for i, text in enumerate(letters) if text == "\n"]
+    assert len(breaks) == 2 and all(batch.residue_index[0, i] == -1 for i in breaks)
+
+
+def test_readout_at_the_last_layer_is_the_models_own_output(lm):
+    batch = lm.tokenize([r.id for r in SEQUENCES], [r.sequence for r in SEQUENCES])
+    with torch.no_grad():
+        *_, (layer, h) = lm.hidden_states(batch)
+        own = lm.hf_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+        real = batch.attention_mask.bool()
+        assert layer == lm.n_layers
+        torch.testing.assert_close(lm.readout(h)[real], own[real], rtol=1e-5, atol=1e-5)
+
+
+def test_layer_skipping_equals_the_plain_reference(lm):
+    for mode in ("future", "current"):
+        _check_against_reference(lm, list(SEQUENCES), mode)
+
+
+def test_logit_lens_reads_the_full_vocabulary_and_refuses_twenty_letters(lm):
+    plan = make_plan(SEQUENCES, lm.objective, seed=0)
+    table = logit_lens(lm, SEQUENCES, plan, LogitLensConfig(n_bootstrap=10), progress=False)
+    last = table[table.layer == lm.n_layers].iloc[0]
+    assert last.kl == pytest.approx(0.0, abs=1e-6) and last.top1_agreement == 1.0
+    with pytest.raises(ValueError, match="use vocab='full', not 'amino_acids'"):
+        logit_lens(lm, SEQUENCES, plan, LogitLensConfig(vocab="amino_acids"), progress=False)
+
+
+def test_log_likelihood_ratio_equals_one_forward_per_sequence(lm):
+    """Sum of log p(next token) over residue-holding tokens, from the model's own logits."""
+    assay = _assay()
+    fast = layer_scores(lm, assay, VariantEffectsConfig(scoring="log_likelihood_ratio", batch_size=8))
+
+    @torch.no_grad()
+    def loglik(sequence):
+        batch = lm.tokenize(["x"], [sequence])
+        logits = lm.hf_model(input_ids=batch.input_ids, use_cache=False).logits[0].double()
+        lp = torch.log_softmax(logits, -1)
+        ids, first = batch.input_ids[0].tolist(), batch.residue_index[0].tolist()
+        return sum(float(lp[t - 1, ids[t]]) for t in range(1, len(ids)) if first[t] >= 0)
+
+    wt = loglik(assay.wild_type)
+    ref = np.array([loglik(s) - wt for s in assay.variants["mutated_sequence"]])
+    np.testing.assert_allclose(fast[-1], ref, rtol=1e-6, atol=1e-6)
+    assert np.abs(ref).max() > 1e-3
+
+
+def test_too_many_tokens_is_one_sentence(lm):
+    long = "".join(np.random.default_rng(0).choice(list("ACDEFGHIKLMNPQRSTVWY"), 6000))
+    with pytest.raises(ValueError, match=r"tokens long, longer than this model's context of 1024 tokens; crop it"):
+        lm.tokenize(["huge"], [long])
+
+
+def test_masked_positions_are_refused(lm):
+    with pytest.raises(ValueError, match="no mask token"):
+        lm.tokenize(["s1"], [SEQUENCES[0].sequence], masked=[[3]])
+
+
+def test_folder_without_tokenizer_is_one_sentence(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=30)).save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="needs the byte-pair tokenizer it was trained with"):
+        load_model(str(tmp_path))
+
+
+def test_registry_name_fails_offline_clearly(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError) as err:
+        load_model("protgpt2")
+    assert "nferruz/ProtGPT2" in str(err.value) and "\n" not in str(err.value)
