@@ -157,3 +157,18 @@ def test_dplm_folder_loads_as_a_diffusion_model(tmp_path):
     batch = lm.tokenize(["a"], ["MKTAYIAKQRQ"], masked=[[2, 5]])
     with torch.no_grad():
         torch.testing.assert_close(lm(batch), hf(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits)
+
+
+def test_cli_models_lists_every_registry_entry_with_its_columns(capsys):
+    from plmdepth.cli import main
+    from plmdepth.registry import REGISTRY
+
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "family", "objective", "modality", "blocks", "width", "size", "licence",
+                                "source", "loader", "weights"]
+    assert [line.split()[0] for line in lines[1:]] == list(REGISTRY)
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["name"]: r["modality"] for r in rows}["protgpt2"] == "sequence"
+    assert all(r["blocks"] and r["width"] and r["size"] and r["loader"] for r in rows)

