@@ -20,12 +20,26 @@ def _runs(folders: list[str | Path]) -> list[tuple[Path, dict]]:
 
 
 def run_caption(folders: list[str | Path], fasta: str, measurement: str, seed: int, unit: str = "sequences") -> str:
-    """One sentence for a figure caption: models, data, number of sequences (or `unit`), seed."""
+    """One sentence for a figure caption: models, data, number of sequences (or `unit`), seed.
+
+    The data file of each run is read from its run.json (`fasta` is the fallback), so a chapter
+    whose models ran on different data (ProteinMPNN on structures) names each file with its models.
+    """
     runs = _runs(folders)
     names = ", ".join(dict.fromkeys(run["model"]["name"] for _, run in runs))
-    counts = sorted({run["measurements"][measurement]["n_sequences"] for _, run in runs})
-    n_text = " / ".join(str(c) for c in counts)
-    return f"Models: {names}. Data: {Path(fasta).name}, {n_text} {unit}; seed {seed}."
+    by_data: dict[str, dict] = {}
+    for _, run in runs:
+        meas = run["measurements"][measurement]
+        data = by_data.setdefault(Path(meas.get("fasta") or meas.get("reference") or fasta).name,
+                                  {"models": {}, "counts": set()})
+        data["models"][run["model"]["name"]] = None
+        data["counts"].add(meas["n_sequences"])
+    parts = []
+    for name, data in by_data.items():
+        n_text = " / ".join(str(c) for c in sorted(data["counts"]))
+        models = f"{', '.join(data['models'])}: " if len(by_data) > 1 else ""
+        parts.append(f"{name} ({models}{n_text} {unit})" if models else f"{name}, {n_text} {unit}")
+    return f"Models: {names}. Data: {'; '.join(parts)}; seed {seed}."
 
 
 def _inputs(meas: dict) -> str:
