@@ -172,3 +172,23 @@ def test_cli_models_lists_every_registry_entry_with_its_columns(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert {r["name"]: r["modality"] for r in rows}["protgpt2"] == "sequence"
     assert all(r["blocks"] and r["width"] and r["size"] and r["loader"] for r in rows)
+
+
+def test_caption_names_each_data_file_with_the_models_that_ran_on_it(esm_folder, fasta_file, tmp_path):
+    import shutil
+
+    from plmdepth.provenance import run_caption
+    from plmdepth.runner import run
+
+    other_folder = tmp_path / "other_esm"
+    shutil.copytree(esm_folder, other_folder)
+    other_fasta = tmp_path / "structures.fasta"
+    other_fasta.write_text(">x1\nMKTAYIAKQRQISF\n>x2\nGSHMLEDPVDAFQLG\n")
+    out = tmp_path / "results"
+    run("logit_lens", str(esm_folder), fasta_file, out=out, progress=False, n_bootstrap=5)
+    run("logit_lens", str(other_folder), other_fasta, out=out, progress=False, n_bootstrap=5)
+    one = run_caption([out / "tiny_esm"], "ignored.fasta", "logit_lens", 0)
+    assert one == "Models: tiny_esm. Data: seqs.fasta, 4 sequences; seed 0."
+    both = run_caption([out / "tiny_esm", out / "other_esm"], "ignored.fasta", "logit_lens", 0)
+    assert both == ("Models: tiny_esm, other_esm. Data: seqs.fasta (tiny_esm: 4 sequences); "
+                    "structures.fasta (other_esm: 2 sequences); seed 0.")
