@@ -32,6 +32,8 @@
 # %% tags=["parameters"]
 models = "antiberty,sapiens-vh,iglm,iglm-s"
 fasta = "data/antibody_vh.fasta"
+structure_models = "proteinmpnn"  # structure-conditioned models, run on the chains of their structures
+structure_fasta = "data/structures/structures.fasta"  # chains of data/structures/*.pdb
 n_sequences = 200
 seed = 0
 results_dir = "results"
@@ -44,7 +46,7 @@ from plmdepth.provenance import provenance_table, run_caption
 
 # no masking here: a diffusion model is measured once (at the first ratio's folder)
 result = collect("contributions", models, fasta, results_dir, seed=seed, n_sequences=n_sequences, device=device,
-                 diffusion_ratios=[0.15])
+                 diffusion_ratios=[0.15], structure_models=structure_models, structure_fasta=structure_fasta)
 table = result["contributions"]
 glue_text("contrib_run", run_caption(result.folders, fasta, "contributions", seed))
 publish_figure("fig-contrib-ratio", contribution_curves(table, "ratio_mean"), table)

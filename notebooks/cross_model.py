@@ -28,6 +28,8 @@
 # %% tags=["parameters"]
 models = "antiberty,sapiens-vh,iglm,iglm-s"
 fasta = "data/antibody_vh.fasta"
+structure_models = "proteinmpnn"  # structure-conditioned models, run on the chains of their structures
+structure_fasta = "data/structures/structures.fasta"  # chains of data/structures/*.pdb
 n_sequences = 200
 seed = 0
 threshold = 0.1  # a block is "skippable" if skipping it changes output probabilities by less (L2)
@@ -43,7 +45,8 @@ from plmdepth.chapter import collect, glue_text, publish_figure
 from plmdepth.figures import depth_curves
 from plmdepth.provenance import provenance_table, run_caption
 
-common = dict(seed=seed, n_sequences=n_sequences, diffusion_models=diffusion_models)
+common = dict(seed=seed, n_sequences=n_sequences, diffusion_models=diffusion_models,
+              structure_models=structure_models, structure_fasta=structure_fasta)
 results = {
     "logit_lens": collect("logit_lens", models, fasta, results_dir, diffusion_ratios=diffusion_ratios, **common),
     "layer_skipping": collect("layer_skipping", models, fasta, results_dir, diffusion_ratios=diffusion_ratios,

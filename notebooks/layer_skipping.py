@@ -41,6 +41,8 @@
 # %% tags=["parameters"]
 models = "antiberty,sapiens-vh,iglm,iglm-s"  # comma-separated registry names, hub ids or local folders
 fasta = "data/antibody_vh.fasta"
+structure_models = "proteinmpnn"  # structure-conditioned models, run on the chains of their structures
+structure_fasta = "data/structures/structures.fasta"  # chains of data/structures/*.pdb
 n_sequences = 200
 seed = 0
 mask_fraction = 0.15
@@ -58,7 +60,8 @@ from plmdepth.provenance import provenance_table, run_caption
 
 result = collect("layer_skipping", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
                  mask_fraction=mask_fraction, mode=mode, device=device, diffusion_ratios=diffusion_ratios,
-                 diffusion_models=diffusion_models)
+                 diffusion_models=diffusion_models, structure_models=structure_models,
+                 structure_fasta=structure_fasta)
 effect, output = result["skip_effect"], result["skip_output"]
 glue_text("skip_run", run_caption(result.folders, fasta, "layer_skipping", seed) + f" Mode: {mode}.")
 publish_figure("fig-skip-effect", skip_heatmap(effect, aggregate), effect)

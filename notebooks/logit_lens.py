@@ -37,6 +37,8 @@
 # %% tags=["parameters"]
 models = "antiberty,sapiens-vh,iglm,iglm-s"  # comma-separated registry names, hub ids or local folders
 fasta = "data/antibody_vh.fasta"
+structure_models = "proteinmpnn"  # structure-conditioned models, run on the chains of their structures
+structure_fasta = "data/structures/structures.fasta"  # chains of data/structures/*.pdb
 n_sequences = 200
 seed = 0
 mask_fraction = 0.15
@@ -53,7 +55,8 @@ from plmdepth.provenance import provenance_table, run_caption
 
 result = collect("logit_lens", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
                  mask_fraction=mask_fraction, vocab=vocab, device=device, diffusion_ratios=diffusion_ratios,
-                 diffusion_models=diffusion_models)
+                 diffusion_models=diffusion_models, structure_models=structure_models,
+                 structure_fasta=structure_fasta)
 frame = result["logit_lens"]
 glue_text("logit_lens_run", run_caption(result.folders, fasta, "logit_lens", seed))
 for metric, label in (("kl", "fig-logit-lens-kl"), ("top1_agreement", "fig-logit-lens-agreement"),

@@ -24,7 +24,7 @@ def test_chapter_on_a_local_folder_adds_its_results_and_reuses_cache(tmp_path):
     folder = tmp_path / "my_esm"
     tiny_esm_hf(seed=9, max_positions=256).save_pretrained(folder)
     results = tmp_path / "results"
-    params = {"models": "iglm-s", "n_sequences": 6, "results_dir": str(results)}
+    params = {"models": "iglm-s", "structure_models": "", "n_sequences": 6, "results_dir": str(results)}
     out = run_chapter("layer-skipping", params, add_models=str(folder), output=tmp_path / "chapter.ipynb")
     assert {p.name for p in results.iterdir()} == {"iglm-s", "my_esm"}
     nb = nbformat.read(out, as_version=4)

@@ -57,19 +57,24 @@ def model_list(models) -> list[str]:
 
 def collect(measurement: str, models, fasta: str, results_dir: str = "results", device: str = "cpu",
             diffusion_ratios=DIFFUSION_RATIOS, diffusion_models=(), mask_fraction: float = 0.15,
-            **kwargs) -> Collected:
+            structure_models=(), structure_fasta: str | None = None, **kwargs) -> Collected:
     """Run (or reuse) `measurement` on every model (every ratio for diffusion models).
 
     `diffusion_models` names models to treat as diffusion models although their loader says
-    masked (e.g. a local folder holding DPLM weights).
+    masked (e.g. a local folder holding DPLM weights). `structure_models` (structure-conditioned
+    models such as ProteinMPNN) run on `structure_fasta`, the chains of the structures they
+    read, instead of `fasta`.
     """
+    structure = model_list(structure_models)
+    if structure and not structure_fasta:
+        raise ValueError("structure_models need structure_fasta: the FASTA of the chains their structures hold")
     per_run, folders = [], []
-    for m in model_list(models):
+    for m in model_list(models) + structure:
         lm = load_model(m, device, "diffusion" if m in model_list(diffusion_models) else None)
         ratios = list(diffusion_ratios) if lm.objective == "diffusion" else [mask_fraction]
         for ratio in ratios:
-            per_run.append(run(measurement, m, fasta, out=results_dir, lm=lm, mask_fraction=ratio,
-                               progress=False, **kwargs))
+            per_run.append(run(measurement, m, structure_fasta if m in structure else fasta, out=results_dir,
+                               lm=lm, mask_fraction=ratio, progress=False, **kwargs))
             folders.append(results_folder(results_dir, m, lm.objective, ratio))
     tables = {name: pd.concat([t[name] for t in per_run], ignore_index=True) for name in per_run[0]}
     return Collected(tables, folders)

@@ -14,13 +14,18 @@ receives (attention mask, rotary tables) are the model's own, not a re-implement
 `block` calls the model's own layer module with those arguments. Layer-keyed quantities
 use one convention everywhere: 0 = embeddings, l = after block l, L = last block.
 
+A model that needs inputs besides the token ids (a structure-conditioned model's
+coordinates) is given `inputs_for(ids, sequences) -> dict`: `tokenize` stores its result in
+`batch.model_inputs`, and `embed` and `forward` pass those to the model's own forward as
+keyword arguments, next to `input_ids` and `attention_mask`.
+
 The wrapper holds no loading code (see `registry`) and never mutates the model.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -60,6 +65,9 @@ class ProteinLM(nn.Module):
     `forward_kwargs` are passed to the model's own forward (e.g. ``use_cache=False``).
     `first_lens_layer` is the first layer the readout can read (1 when the embeddings are
     narrower than the hidden state, as in UniRep); measurements start there.
+    `inputs_for(ids, sequences)`, if given, returns the model's extra forward inputs for a
+    batch (tensors with the batch's rows and token positions); it may raise ValueError with
+    one sentence saying what to do (e.g. a sequence with no structure).
     """
 
     def __init__(
@@ -74,6 +82,7 @@ class ProteinLM(nn.Module):
         forward_kwargs: dict | None = None,
         sublayers: dict | None = None,
         first_lens_layer: int = 0,
+        inputs_for: Callable[[list[str], list[str]], dict] | None = None,
     ):
         super().__init__()
         if info.objective not in OBJECTIVES:
@@ -90,6 +99,7 @@ class ProteinLM(nn.Module):
         self.forward_kwargs = dict(forward_kwargs or {})
         self.sublayers = dict(sublayers or {})
         self.first_lens_layer = first_lens_layer
+        self.inputs_for = inputs_for
 
     # ----------------------------------------------------------------- metadata
     @property
@@ -127,6 +137,8 @@ class ProteinLM(nn.Module):
             batch = self.alphabet.encode(ids, sequences, masked, autoregressive=autoregressive)
         else:
             batch = encode(self.alphabet, ids, sequences, masked, autoregressive=autoregressive)
+        if self.inputs_for is not None:
+            batch.model_inputs = self.inputs_for(list(ids), list(sequences))
         return batch.to(self.device)
 
     def embed(self, batch: Batch) -> torch.Tensor:
@@ -139,7 +151,8 @@ class ProteinLM(nn.Module):
 
         handle = self.layers[0].register_forward_pre_hook(stop_at_block0, with_kwargs=True)
         try:
-            self.hf_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **self.forward_kwargs)
+            self.hf_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **batch.model_inputs,
+                          **self.forward_kwargs)
         except _ReachedBlock0:
             pass
         finally:
@@ -217,5 +230,6 @@ class ProteinLM(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """The model's own logits (its own forward pass, untouched)."""
-        out = self.hf_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **self.forward_kwargs)
+        out = self.hf_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **batch.model_inputs,
+                            **self.forward_kwargs)
         return out.logits

