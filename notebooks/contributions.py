@@ -23,11 +23,15 @@
 # in late blocks mean that the late blocks only nudge a representation that is already
 # formed.
 #
-# AntiBERTy is post-LN (BERT): a layer norm follows each sublayer's residual sum, so its
-# sublayer ratios are computed on the pre-norm sums they enter and its block ratio compares
-# consecutive normalised streams. IgLM is pre-LN (GPT-2), like ESM-2.
+# AntiBERTy and Sapiens are post-LN (BERT, RoBERTa): a layer norm follows each sublayer's
+# residual sum, so their sublayer ratios are computed on the pre-norm sums they enter and
+# their block ratio compares consecutive normalised streams. ProteinMPNN's decoder layers
+# are post-LN too; their "attention" is the neighbour-message update (sum of messages / 30)
+# and their MLP the position-wise feed-forward. IgLM is pre-LN (GPT-2), like ESM-2.
+# ProteinMPNN runs on the chains of six structures (`structure_fasta`), the others on the
+# antibody heavy chains (`fasta`).
 #
-# Re-run on other models with `python -m plmdepth chapter contributions --model <names>`.
+# Re-run on other models with `python -m plmdepth chapter contributions --add-model <names>` (or `--models` to replace the list).
 
 # %% tags=["parameters"]
 models = "antiberty,sapiens-vh,iglm,iglm-s"

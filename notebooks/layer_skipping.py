@@ -36,7 +36,7 @@
 # `"future"` mode: no later block carries the change to them, so its output change is 0.
 # The `"current"` mode measures what the last block does at the positions it is skipped at.
 #
-# Re-run on other models with `python -m plmdepth chapter layer-skipping --model <names>`.
+# Re-run on other models with `python -m plmdepth chapter layer-skipping --add-model <names>` (or `--models` to replace the list).
 
 # %% tags=["parameters"]
 models = "antiberty,sapiens-vh,iglm,iglm-s"  # comma-separated registry names, hub ids or local folders
