@@ -1,12 +1,17 @@
 # plmdepth: `make book` builds the HTML book, `make test` runs the tests.
 # Both create or update the virtual environment .venv from the pinned requirements first.
+# `make test` also creates .venv-esm, the second environment for ESM C and ESM3 (`make esm-env`).
 
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test chapter models clean
+ESM_VENV  := .venv-esm
+ESM_PY    := $(ESM_VENV)/bin/python
+ESM_STAMP := $(ESM_VENV)/.installed
+
+.PHONY: book test chapter models clean esm-env
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,10 +21,22 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
+# ESM C and ESM3 need EvolutionaryScale's `esm`, whose import name clashes with fair-esm's: a second
+# environment, pinned in requirements-esm.txt (installed without dependency resolution; see its header).
+$(ESM_STAMP): requirements-esm.txt pyproject.toml
+	test -x $(ESM_PY) || $(PYTHON) -m venv $(ESM_VENV)
+	$(ESM_PY) -m pip install --quiet --upgrade pip
+	$(ESM_PY) -m pip install --quiet --no-deps -r requirements-esm.txt
+	$(ESM_PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(ESM_PY) -c "import esm.models.esmc, esm.models.esm3, plmdepth.evolutionaryscale"
+	touch $(ESM_STAMP)
+
+esm-env: $(ESM_STAMP)
+
 book: $(STAMP)
 	$(PY) -m plmdepth book
 
-test: $(STAMP)
+test: $(STAMP) $(ESM_STAMP)
 	bash scripts/install_browser.sh
 	$(PY) -m pytest -q
 

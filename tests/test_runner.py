@@ -166,7 +166,7 @@ def test_cli_models_lists_every_registry_entry_with_its_columns(capsys):
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["name", "family", "objective", "modality", "blocks", "width", "size", "licence",
-                                "source", "loader", "weights"]
+                                "source", "loader", "environment", "weights"]
     assert [line.split()[0] for line in lines[1:]] == list(REGISTRY)
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)

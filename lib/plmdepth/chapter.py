@@ -27,7 +27,7 @@ import pandas as pd
 
 from plmdepth.figures import to_svg
 from plmdepth.registry import load_model as _load_model
-from plmdepth.runner import results_folder, run, run_variant_effects
+from plmdepth.runner import needs_esm_env, objective_of, results_folder, run, run_variant_effects
 
 DIFFUSION_RATIOS = (0.15, 0.5, 0.9)
 
@@ -70,12 +70,15 @@ def collect(measurement: str, models, fasta: str, results_dir: str = "results", 
         raise ValueError("structure_models need structure_fasta: the FASTA of the chains their structures hold")
     per_run, folders = [], []
     for m in model_list(models) + structure:
-        lm = load_model(m, device, "diffusion" if m in model_list(diffusion_models) else None)
-        ratios = list(diffusion_ratios) if lm.objective == "diffusion" else [mask_fraction]
+        # a model of the second environment (ESM C, ESM3) is not loaded here: `run` sends it to .venv-esm
+        objective = "diffusion" if m in model_list(diffusion_models) else None
+        lm = None if needs_esm_env(m) else load_model(m, device, objective)
+        objective = lm.objective if lm is not None else objective_of(m)
+        ratios = list(diffusion_ratios) if objective == "diffusion" else [mask_fraction]
         for ratio in ratios:
             per_run.append(run(measurement, m, structure_fasta if m in structure else fasta, out=results_dir,
-                               lm=lm, mask_fraction=ratio, progress=False, **kwargs))
-            folders.append(results_folder(results_dir, m, lm.objective, ratio))
+                               lm=lm, mask_fraction=ratio, progress=False, device=device, **kwargs))
+            folders.append(results_folder(results_dir, m, objective, ratio))
     tables = {name: pd.concat([t[name] for t in per_run], ignore_index=True) for name in per_run[0]}
     return Collected(tables, folders)
 
@@ -97,9 +100,10 @@ def collect_variant_effects(models, reference: str, results_dir: str = "results"
     """Run (or reuse) M5 on every model; `variant_effects` concatenated over models."""
     tables, folders = [], []
     for m in model_list(models):
-        lm = load_model(m, device=device)
-        tables.append(run_variant_effects(m, reference, out=results_dir, lm=lm, progress=False, **kwargs))
-        folders.append(results_folder(results_dir, m, lm.objective, 0.15))
+        lm = None if needs_esm_env(m) else load_model(m, device=device)
+        tables.append(run_variant_effects(m, reference, out=results_dir, lm=lm, progress=False, device=device,
+                                          **kwargs))
+        folders.append(results_folder(results_dir, m, lm.objective if lm is not None else objective_of(m), 0.15))
     return Collected({"variant_effects": pd.concat(tables, ignore_index=True)}, folders)
 
 

@@ -531,4 +531,5 @@ def describe(name: str) -> dict:
     entry = REGISTRY[name]
     return {"name": entry.name, "family": entry.family, "objective": entry.objective, "modality": entry.modality,
             "blocks": entry.blocks, "width": entry.width, "size": entry.size,
-            "licence": entry.licence, "source": entry.source, "offline": entry.offline, "loader": entry.loader_name}
+            "licence": entry.licence, "source": entry.source, "offline": entry.offline, "loader": entry.loader_name,
+            "environment": entry.environment}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -26,7 +27,7 @@ from plmdepth import logit_lens as lens_module
 from plmdepth import variant_effects as variant_module
 from plmdepth.fasta import check_residues, read_fasta
 from plmdepth.plan import MaskingPlan, make_plan
-from plmdepth.registry import load_model, model_slug
+from plmdepth.registry import REGISTRY, ModelLoadError, environment_of, load_model, model_slug
 from plmdepth.results import cached_run, package_versions, read_run, write_csv, write_run
 
 # measurement -> (config class, function, names of the CSV files it writes, in return order)
@@ -74,6 +75,61 @@ def curve_name(lm, mask_fraction: float) -> str:
     return f"{lm.info.name} (mask {mask_fraction:g})" if lm.objective == "diffusion" else lm.info.name
 
 
+# ------------------------------------------------------------- the second environment (.venv-esm)
+# ESM C and ESM3 need EvolutionaryScale's `esm`, which cannot live beside fair-esm (same import name).
+# Asked for from the main environment, a run goes to `.venv-esm/bin/python -m plmdepth ...` (the same
+# command line, the same results folder), and its tables are read back from that folder.
+ESM_ENV = Path(__file__).resolve().parents[2] / ".venv-esm"
+# run() / run_variant_effects() arguments -> the command line's flags, per subcommand
+CLI_FLAGS = {
+    "run": {"fasta": "--fasta", "out": "--out", "plan": "--plan", "seed": "--seed", "n_sequences": "--n-sequences",
+            "mask_fraction": "--mask-fraction", "vocab": "--vocab", "batch_size": "--batch-size", "mode": "--mode",
+            "max_rows": "--max-rows", "unknown": "--unknown", "too_long": "--too-long", "device": "--device",
+            "dtype": "--dtype", "force": "--force"},
+    "variant-effects": {"reference": "--reference", "assays": "--assay", "max_variants": "--max-variants",
+                        "scoring": "--scoring", "n_bootstrap": "--n-bootstrap", "batch_size": "--batch-size",
+                        "out": "--out", "seed": "--seed", "device": "--device", "dtype": "--dtype", "force": "--force"},
+}
+
+
+def needs_esm_env(model: str) -> bool:
+    """True when `model` loads only with EvolutionaryScale's `esm` and this environment lacks it."""
+    from plmdepth.evolutionaryscale import package_status
+
+    return environment_of(model) == "esm" and package_status() != "evolutionaryscale"
+
+
+def run_in_esm_env(command: list[str], model: str, options: dict, progress: bool = True) -> None:
+    """Run `python -m plmdepth <command> --model MODEL <options as flags>` in .venv-esm."""
+    python = ESM_ENV / "bin" / "python"
+    if not python.is_file():
+        raise ModelLoadError(f"'{model}' runs in the second environment {ESM_ENV} (EvolutionaryScale's esm package), "
+                             "which does not exist yet; create it with `make esm-env`.")
+    flags = CLI_FLAGS[command[0]]
+    argv = [str(python), "-m", "plmdepth", *command, "--model", str(model)]
+    for key, value in options.items():
+        if value is None or value is False:
+            continue
+        if key not in flags:
+            raise ValueError(f"'{key}' cannot be passed to the run of '{model}' in .venv-esm: "
+                             f"`plmdepth {command[0]}` has no flag for it.")
+        if value is True:
+            argv.append(flags[key])
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            argv += [flags[key], str(item)]
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=None if progress else subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        lines = (done.stderr or "").strip().splitlines()
+        why = lines[-1].removeprefix("error: ") if lines else "its messages are above"
+        raise ModelLoadError(f"the run of '{model}' in .venv-esm failed ({why}).")
+
+
+def objective_of(model: str) -> str:
+    """The objective of a model run elsewhere (not loaded here): its registry entry's; weights files are masked."""
+    return REGISTRY[model].objective if model in REGISTRY else "masked"
+
+
 def run(
     measurement: str,
     model: str,
@@ -94,17 +150,26 @@ def run(
 ) -> dict[str, pd.DataFrame]:
     """Compute (or reuse) one measurement; returns its tidy tables keyed by CSV name.
 
-    The results go to `results_folder(out, model, ...)`; pass `lm` to reuse a loaded model.
+    The results go to `results_folder(out, model, ...)`; pass `lm` to reuse a loaded model. A model
+    of the second environment (ESM C, ESM3) asked for from the main one is run in .venv-esm.
     """
     if measurement not in MEASUREMENTS:
         raise ValueError(f"unknown measurement '{measurement}'; choose from {', '.join(MEASUREMENTS)}")
     config_cls, measure, outputs = MEASUREMENTS[measurement]
     config = config_cls(seed=seed, **params)
+    if lm is None and needs_esm_env(model):
+        run_in_esm_env(["run", measurement.replace("_", "-")], model, progress=progress, options=dict(
+            fasta=fasta, out=out, plan=plan, seed=seed, n_sequences=n_sequences, mask_fraction=mask_fraction,
+            unknown=unknown, too_long=too_long, device=device, dtype=dtype, force=force, **params))
+        folder = results_folder(out, model, objective_of(model), mask_fraction)
+        return {name: pd.read_csv(folder / f"{name}.csv") for name in outputs}
     lm = lm if lm is not None else load_model(model, device=device, dtype=dtype)
     folder = results_folder(out, model, lm.objective, mask_fraction)
 
     records = read_fasta(fasta, limit=n_sequences)
     records = check_residues(records, lm.alphabet.residues, lm.max_residues, unknown=unknown, too_long=too_long)
+    if lm.inputs_for is not None:  # e.g. a structure for every sequence: refuse before any work, not mid-run
+        lm.inputs_for([r.id for r in records], [r.sequence for r in records])
     if plan is not None:
         masking = MaskingPlan.load(plan)
         if (masking.objective == "autoregressive") != (lm.objective == "autoregressive"):
@@ -162,6 +227,11 @@ def run_variant_effects(
 ) -> pd.DataFrame:
     """Compute (or reuse) M5 on the ProteinGym-style assays of `reference` into `out/<model-slug>/`."""
     config = variant_module.VariantEffectsConfig(seed=seed, **params)
+    if lm is None and needs_esm_env(model):
+        run_in_esm_env(["variant-effects"], model, progress=progress, options=dict(
+            reference=reference, assays=assays, max_variants=max_variants, seed=seed, device=device, dtype=dtype,
+            force=force, out=out, **params))
+        return pd.read_csv(results_folder(out, model, objective_of(model), 0.15) / "variant_effects.csv")
     lm = lm if lm is not None else load_model(model, device=device, dtype=dtype)
     folder = results_folder(out, model, lm.objective, 0.15)
     data = variant_module.read_assays(reference, assays=assays, max_variants=max_variants, seed=seed)
