@@ -20,7 +20,8 @@ def test_unknown_parameter_is_refused_before_anything_runs(tmp_path):
 
 
 @pytest.mark.shipped
-def test_chapter_on_a_local_folder_adds_its_results_and_reuses_cache(tmp_path):
+def test_chapter_on_a_local_folder_adds_its_results_and_reuses_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLMDEPTH_FIGURES", str(tmp_path / "figures"))  # leave the book's figures alone
     folder = tmp_path / "my_esm"
     tiny_esm_hf(seed=9, max_positions=256).save_pretrained(folder)
     results = tmp_path / "results"
@@ -38,3 +39,5 @@ def test_chapter_on_a_local_folder_adds_its_results_and_reuses_cache(tmp_path):
     run_chapter("layer-skipping", params, add_models=str(folder), output=tmp_path / "chapter.ipynb")
     assert {p.name: p.stat().st_mtime_ns for p in (results / "my_esm").iterdir()} == stamps  # cached
     assert run_json["model"]["n_layers"] == 3
+    assert {p.name for p in (tmp_path / "figures").glob("*.svg")} == {
+        "fig-skip-effect.svg", "fig-skip-output.svg", "fig-skip-kl.svg"}

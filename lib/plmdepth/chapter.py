@@ -11,6 +11,7 @@ Diffusion models are run once per masking ratio in `diffusion_ratios` (one curve
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -83,7 +84,9 @@ def collect(measurement: str, models, fasta: str, results_dir: str = "results", 
     return Collected(tables, folders)
 
 
-FIGURES = Path(__file__).resolve().parents[2] / "book" / "figures"
+# where publish_figure writes the downloads; PLMDEPTH_FIGURES redirects them (tests executing a
+# chapter on a toy model must not overwrite the book's figures)
+FIGURES = Path(os.environ.get("PLMDEPTH_FIGURES", Path(__file__).resolve().parents[2] / "book" / "figures"))
 BOOK_TITLE = "Does the curse of depth persist in protein language models?"
 
 
