@@ -66,3 +66,16 @@ def reference_skipping(lm, batch, plans, mode="future", vocab_ids=None):
                        - torch.log_softmax(pick(logits_s).double(), -1))).sum(-1)
         kl[:, s] = ((kl_pos * measured).sum(-1) / measured.sum(-1)).numpy()
     return effect, l2, kl
+
+
+def assert_matches_reference(effect_table, output_table, effect, l2, kl, first: int = 0,
+                             rtol: float = 1e-5, atol: float = 1e-5) -> None:
+    """The fast tables (`layer_skipping`'s) equal the reference arrays, max and mean over units;
+    `first` is the model's first readable layer (rows before it are not in the tables)."""
+    for row in effect_table.itertuples():
+        ref = effect[:, row.skipped, row.affected]
+        np.testing.assert_allclose(row.effect_max, ref.max(), rtol=rtol, atol=atol)
+        np.testing.assert_allclose(row.effect_mean, ref.mean(), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(output_table["prob_l2_max"], l2.max(0)[first:], rtol=rtol, atol=atol)
+    np.testing.assert_allclose(output_table["prob_l2_mean"], l2.mean(0)[first:], rtol=rtol, atol=atol)
+    np.testing.assert_allclose(output_table["kl_mean"], kl.mean(0)[first:], rtol=rtol, atol=atol)

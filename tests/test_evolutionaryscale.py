@@ -353,7 +353,7 @@ def test_block_parts_are_the_scaled_updates(esmc_300m, shrunk):
 @esm_env
 def test_fast_skipping_equals_the_plain_reference(shrunk):
     """Batches of 3 and 1 (4 sequences): block arguments of a batch of one are broadcast to the skip rows."""
-    from reference import reference_skipping
+    from reference import assert_matches_reference, reference_skipping
 
     from plmdepth.layer_skipping import SkipConfig, layer_skipping
     from plmdepth.plan import make_plan
@@ -365,11 +365,7 @@ def test_fast_skipping_equals_the_plain_reference(shrunk):
                                                 progress=False)
     effect, l2, kl = reference_skipping(shrunk, _batch(shrunk, records, [p.masked for p in plans]), plans, "future")
     assert len(effect_table) == 3 and effect_table["effect_max"].max() > 1e-3
-    for row in effect_table.itertuples():
-        np.testing.assert_allclose(row.effect_max, effect[:, row.skipped, row.affected].max(), rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(row.effect_mean, effect[:, row.skipped, row.affected].mean(), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(output_table["prob_l2_max"], l2.max(0), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(output_table["kl_mean"], kl.mean(0), rtol=1e-4, atol=1e-5)
+    assert_matches_reference(effect_table, output_table, effect, l2, kl, rtol=1e-4)
 
 
 @esm_env

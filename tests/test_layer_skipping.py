@@ -7,7 +7,7 @@ import torch
 from conftest import tiny_bert, tiny_esm, tiny_gpt2, tiny_unirep
 from plmdepth.layer_skipping import SkipConfig, layer_skipping
 from plmdepth.plan import make_plan
-from reference import reference_skipping
+from reference import assert_matches_reference, reference_skipping
 
 
 def _reference_tables(lm, records, plan, mode, vocab_ids=None):
@@ -28,13 +28,7 @@ def _check_against_reference(lm, records, mode, max_rows=64, batch_size=3, vocab
     # the skipped block itself at the measured positions, which are not intervened on)
     for s in range(first, L):
         assert np.all(effect[:, s, : s + (mode == "future")] == 0.0)
-    for row in effect_table.itertuples():
-        ref = effect[:, row.skipped, row.affected]
-        np.testing.assert_allclose(row.effect_max, ref.max(), rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(row.effect_mean, ref.mean(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(output_table["prob_l2_max"], l2.max(0)[first:], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(output_table["prob_l2_mean"], l2.mean(0)[first:], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(output_table["kl_mean"], kl.mean(0)[first:], rtol=1e-5, atol=1e-5)
+    assert_matches_reference(effect_table, output_table, effect, l2, kl, first)
     assert len(effect_table) == (L - first) * (L - first - 1) // 2
     assert effect_table["effect_max"].max() > 1e-3  # the comparison is not between zeros
     return effect_table, output_table

@@ -17,7 +17,7 @@ from plmdepth.progen2 import (
     MP_NUM, PROGEN2_ALPHABET, PROGEN2_CONFIGS, PROGEN2_TOKENS, ProGen2Config, ProGen2LM, ProGen2LoadError,
     config_dict, load_progen2, wrap_progen2,
 )
-from reference import reference_skipping
+from reference import assert_matches_reference, reference_skipping
 
 # head_dim 16, rotary on the first 8 channels (so the pass-through part is exercised), 8 heads = 1 per shard x 8
 TINY = ProGen2Config(n_layer=3, n_embd=128, n_head=8, rotary_dim=8, n_positions=128)
@@ -230,12 +230,7 @@ def test_layer_skipping_equals_plain_reference(mode):
                                                 progress=False)
     batch = lm.tokenize([r.id for r in records], [r.sequence for r in records])
     effect, l2, kl = reference_skipping(lm, batch, [plan.for_id(r.id) for r in records], mode)
-    for row in effect_table.itertuples():
-        ref = effect[:, row.skipped, row.affected]
-        np.testing.assert_allclose(row.effect_max, ref.max(), rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(row.effect_mean, ref.mean(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(output_table["prob_l2_max"], l2.max(0), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(output_table["kl_mean"], kl.mean(0), rtol=1e-5, atol=1e-5)
+    assert_matches_reference(effect_table, output_table, effect, l2, kl)
     assert len(effect_table) == lm.n_layers * (lm.n_layers - 1) // 2
     assert effect_table["effect_max"].max() > 1e-3
 
