@@ -334,7 +334,15 @@ def test_command_line_reports_a_sequence_without_structure_in_one_line(tmp_path)
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.strip().splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: sequence 'not_a_chain' has no structure")
-    assert proc.stderr.strip().endswith(errors[0])  # the last line (after the progress bar's)
+    assert proc.stderr.strip() == errors[0]  # refused before any work: no progress bar either
+
+
+def test_variant_effects_refuse_a_structure_model_in_one_sentence():
+    from plmdepth.variant_effects import AssayError, VariantEffectsConfig, read_assays, variant_effects
+
+    assays = read_assays("data/dms/DMS_substitutions.csv", max_variants=5, seed=0)
+    with pytest.raises(AssayError, match=r"^proteinmpnn needs an input besides the sequence \(a structure\)"):
+        variant_effects(lm(), assays[:1], VariantEffectsConfig(), progress=False)
 
 
 # ------------------------------------------------------------------------------ data

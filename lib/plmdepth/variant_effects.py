@@ -145,6 +145,9 @@ def _class(lens: LogitLens, letters: list[str], lm: ProteinLM) -> torch.Tensor:
 def layer_scores(lm: ProteinLM, assay: Assay, config: VariantEffectsConfig, progress: bool = False) -> np.ndarray:
     """Scores (n_layers_read, n_variants) of every variant at every readable layer."""
     scoring = resolve_scoring(lm, config.scoring)
+    if lm.inputs_for is not None:
+        raise AssayError(f"{lm.info.name} needs an input besides the sequence (a structure) and assays give "
+                         "sequences only; score variant effects with a sequence model.")
     lens = LogitLens(lm, config.vocab).to(lm.device)
     n_read = lm.n_layers + 1 - lm.first_lens_layer
     wt = assay.wild_type
