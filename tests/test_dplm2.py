@@ -262,3 +262,16 @@ def test_folders_that_are_not_token_level_dplm2_are_refused(dplm2_folder, tmp_pa
     (wrong / "vocab.txt").write_text("\n".join(DPLM2_TOKENS + ("<extra>",)) + "\n")
     with pytest.raises(ModelLoadError, match="lists 8230 tokens but the model has only 8229 embedding rows"):
         load_model(str(wrong))
+
+
+def test_contributions_run_and_the_sublayer_updates_add_up_to_the_block(lm):
+    from plmdepth.contributions import contributions
+
+    frame = contributions(lm, SEQUENCES, progress=False)
+    assert set(frame["part"]) == {"block", "attention", "mlp"} and len(frame) == 3 * lm.n_layers
+    assert (frame["ratio_mean"] > 0).all()
+    batch = lm.tokenize([r.id for r in SEQUENCES], [r.sequence for r in SEQUENCES])
+    with torch.no_grad():
+        h = lm.embed(batch)
+        parts = lm.block_parts(lm.n_layers - 1, h, batch)
+    torch.testing.assert_close(parts["attention"] + parts["mlp"], parts["out"] - h, rtol=1e-5, atol=1e-5)

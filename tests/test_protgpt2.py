@@ -166,3 +166,16 @@ def test_registry_name_fails_offline_clearly(monkeypatch, tmp_path):
     with pytest.raises(ModelLoadError) as err:
         load_model("protgpt2")
     assert "nferruz/ProtGPT2" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_contributions_run_and_the_sublayer_updates_add_up_to_the_block(lm):
+    from plmdepth.contributions import contributions
+
+    frame = contributions(lm, SEQUENCES, progress=False)
+    assert set(frame["part"]) == {"block", "attention", "mlp"} and len(frame) == 3 * lm.n_layers
+    assert (frame["ratio_mean"] > 0).all() and (frame["norm"] == "pre-LN").all()
+    batch = lm.tokenize([r.id for r in SEQUENCES], [r.sequence for r in SEQUENCES])
+    with torch.no_grad():
+        h = lm.embed(batch)
+        parts = lm.block_parts(0, h, batch)
+    torch.testing.assert_close(parts["attention"] + parts["mlp"], parts["out"] - h, rtol=1e-5, atol=1e-5)
