@@ -6,7 +6,7 @@ import pytest
 
 from plmdepth.fasta import FastaError, Record, check_residues, read_fasta
 from plmdepth.plan import MaskingPlan, make_plan
-from plmdepth.registry import ModelLoadError, load_model
+from plmdepth.registry import REGISTRY, ModelLoadError, load_model
 
 
 def write(tmp_path, text, name="x.fasta"):
@@ -127,12 +127,21 @@ def test_dplm_registry_names_are_diffusion_models_and_fail_offline_clearly(monke
         load_model("dplm_150m")
 
 
-def test_progen2_registry_names_fail_offline_clearly(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+HUB_ENTRIES = [name for name, entry in REGISTRY.items() if not entry.offline and entry.environment == "main"]
+
+
+@pytest.mark.parametrize("name", HUB_ENTRIES)
+def test_every_hub_registry_name_fails_offline_in_one_sentence_naming_its_source(monkeypatch, tmp_path, name):
+    """ESM C / ESM3 (environment "esm") are checked inside .venv-esm (test_evolutionaryscale)."""
+    import torch
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # empty cache
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # empty fair-esm cache
     with pytest.raises(ModelLoadError) as err:
-        load_model("progen2-small")
-    assert "hugohrban/progen2-small" in str(err.value) and "\n" not in str(err.value)
+        load_model(name)
+    message = str(err.value)
+    assert REGISTRY[name].source.split()[-1] in message and "\n" not in message
 
 
 def test_first_download_is_logged_not_printed(monkeypatch, tmp_path, capsys, caplog):

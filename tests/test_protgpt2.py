@@ -160,14 +160,6 @@ def test_folder_without_tokenizer_is_one_sentence(tmp_path):
         load_model(str(tmp_path))
 
 
-def test_registry_name_fails_offline_clearly(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelLoadError) as err:
-        load_model("protgpt2")
-    assert "nferruz/ProtGPT2" in str(err.value) and "\n" not in str(err.value)
-
-
 def test_contributions_run_and_the_sublayer_updates_add_up_to_the_block(lm):
     from plmdepth.contributions import contributions
 
