@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT / "lib"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from plmdepth.fasta import Record  # noqa: E402
-from plmdepth.layer_skipping import SkipConfig, layer_skipping  # noqa: E402
+from plmdepth.probes.layer_skipping import SkipConfig, layer_skipping  # noqa: E402
 from plmdepth.plan import make_plan  # noqa: E402
-from plmdepth.registry import wrap_esm  # noqa: E402
+from plmdepth.models.architectures import wrap_esm  # noqa: E402
 from common import Timer, machine  # benchmarks/common.py (this folder is on sys.path)
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"

@@ -41,8 +41,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
 
-from plmdepth.registry import wrap_esm  # noqa: E402
-from plmdepth.variant_effects import Assay, VariantEffectsConfig, layer_scores, parse_mutant  # noqa: E402
+from plmdepth.models.architectures import wrap_esm  # noqa: E402
+from plmdepth.probes.variant_effects import Assay, VariantEffectsConfig, layer_scores, parse_mutant  # noqa: E402
 from common import Timer, machine  # benchmarks/common.py (this folder is on sys.path)
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
@@ -98,14 +98,14 @@ def fmt_s(seconds: float) -> str:
 
 # ----------------------------------------------------------------------------- counting / timing
 class PassCounter:
-    """Counts calls of the model's own forward (`lm.hf_model.forward`) and the sequences in them,
+    """Counts calls of the model's own forward (`lm.network.forward`) and the sequences in them,
     and calls of `lm.embed` and the sequences that go through it. Installed as instance attributes
     (nn.Module.__call__ looks `forward` up on the instance), removed by `close()`."""
 
     def __init__(self, lm):
         self.lm = lm
         self.forward_calls = self.forward_seqs = self.embed_calls = self.embed_seqs = 0
-        original_forward, original_embed = lm.hf_model.forward, lm.embed
+        original_forward, original_embed = lm.network.forward, lm.embed
 
         def forward(*args, **kwargs):
             ids = kwargs.get("input_ids", args[0] if args else None)
@@ -118,14 +118,14 @@ class PassCounter:
             self.embed_seqs += int(batch.input_ids.shape[0])
             return original_embed(batch)
 
-        lm.hf_model.forward = forward
+        lm.network.forward = forward
         lm.embed = embed
 
     def reset(self):
         self.forward_calls = self.forward_seqs = self.embed_calls = self.embed_seqs = 0
 
     def close(self):
-        del self.lm.hf_model.forward
+        del self.lm.network.forward
         del self.lm.embed
 
 
@@ -148,7 +148,7 @@ def reference_masked_marginal(lm, assay: Assay, variants: list[int], batch_size:
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start:start + batch_size]
         batch = lm.tokenize([f"v{v}" for v, *_ in chunk], [wt] * len(chunk), masked=[[p] for _, p, _, _ in chunk])
-        out = lm.hf_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+        out = lm.network(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                           output_hidden_states=True, **lm.forward_kwargs)
         rows = torch.arange(len(chunk))
         tok = torch.tensor([n_pre + p for _, p, _, _ in chunk])
@@ -165,7 +165,7 @@ def reference_wt_marginal(lm, assay: Assay) -> np.ndarray:
     """One unmasked forward of the wild type, every layer read at every mutated position."""
     wt, ids, n_pre = assay.wild_type, lm.alphabet.index, len(lm.alphabet.prefix)
     batch = lm.tokenize(["wt"], [wt])
-    out = lm.hf_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+    out = lm.network(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                       output_hidden_states=True, **lm.forward_kwargs)
     per_layer = [lm.readout(h[0]) for h in out.hidden_states[:-1]] + [out.logits[0]]
     scores = np.zeros((lm.n_layers + 1, len(assay.mutations)))
@@ -180,7 +180,7 @@ def reference_wt_marginal(lm, assay: Assay) -> np.ndarray:
 def last_hidden_state_check(lm, assay: Assay) -> float:
     """max |lm.readout(hidden_states[-1]) - logits| at the residues: the double final norm."""
     batch = lm.tokenize(["wt"], [assay.wild_type], masked=[[0]])
-    out = lm.hf_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+    out = lm.network(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                       output_hidden_states=True, **lm.forward_kwargs)
     return float((lm.readout(out.hidden_states[-1]) - out.logits).abs().max())
 
@@ -248,7 +248,7 @@ def main(argv=None) -> int:
     double_norm = last_hidden_state_check(lm, assay)
     counter.close()
 
-    print("== forward passes (counted on lm.hf_model.forward and lm.embed)")
+    print("== forward passes (counted on lm.network.forward and lm.embed)")
     print(f"masked_marginal  hf forward calls {mm_counts[0]}, sequences {mm_counts[1]}; embed calls {mm_counts[2]}, "
           f"sequences {mm_counts[3]}; expected sequences = distinct positions = {len(positions)}")
     print(f"wt_marginal      hf forward calls {wm_counts[0]}, sequences {wm_counts[1]}; embed calls {wm_counts[2]}, "

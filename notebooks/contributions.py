@@ -33,20 +33,20 @@
 #
 # Re-run on other models with `python -m plmdepth chapter contributions --add-model <names>` (or `--models` to replace the list).
 
+# %% tags=["remove-cell"]
+# Parameters shared by every chapter (models, data, seed, results folder, ...) come from
+# notebooks/parameters.yml; the next cell holds this chapter's own.
+from plmdepth.publish.chapter import shared_parameters
+
+globals().update(shared_parameters())
+
 # %% tags=["parameters"]
-models = "antiberty,sapiens-vh,iglm,iglm-s"
-fasta = "data/antibody_vh.fasta"
-structure_models = "proteinmpnn"  # structure-conditioned models, run on the chains of their structures
-structure_fasta = "data/structures/structures.fasta"  # chains of data/structures/*.pdb
-n_sequences = 200
-seed = 0
-results_dir = "results"
-device = "cpu"
+# (this chapter has no parameters of its own)
 
 # %% tags=["hide-input"]
-from plmdepth.chapter import collect, glue_text, publish_figure
-from plmdepth.figures import contribution_curves
-from plmdepth.provenance import provenance_table, run_caption
+from plmdepth.publish.chapter import collect, glue_text, publish_figure
+from plmdepth.publish.figures import contribution_curves
+from plmdepth.publish.provenance import provenance_table, run_caption
 
 # no masking here: a diffusion model is measured once (at the first ratio's folder)
 result = collect("contributions", models, fasta, results_dir, seed=seed, n_sequences=n_sequences, device=device,
@@ -65,8 +65,9 @@ publish_figure("fig-contrib-cosine", contribution_curves(table, "cosine_mean"), 
 # {glue:text}`contrib_run`
 # ```
 #
-# {download}`SVG <../figures/fig-contrib-ratio.svg>` · {download}`PNG <../figures/fig-contrib-ratio.png>` · {download}`data (CSV) <../figures/fig-contrib-ratio.csv>` ·
-# {download}`interactive (HTML) <../figures/fig-contrib-ratio.html>`. {glue:text}`cite_fig_contrib_ratio`
+# ```{glue:md} links_fig_contrib_ratio
+# :format: myst
+# ```
 #
 # ```{glue:figure} fig_contrib_cosine
 # :name: fig-contrib-cosine
@@ -75,8 +76,9 @@ publish_figure("fig-contrib-cosine", contribution_curves(table, "cosine_mean"), 
 # {glue:text}`contrib_run`
 # ```
 #
-# {download}`SVG <../figures/fig-contrib-cosine.svg>` · {download}`PNG <../figures/fig-contrib-cosine.png>` · {download}`data (CSV) <../figures/fig-contrib-cosine.csv>` ·
-# {download}`interactive (HTML) <../figures/fig-contrib-cosine.html>`. {glue:text}`cite_fig_contrib_cosine`
+# ```{glue:md} links_fig_contrib_cosine
+# :format: myst
+# ```
 
 # %% tags=["hide-input"]
 table.drop(columns=["n_tokens"]).style.format(precision=3).hide(axis="index")

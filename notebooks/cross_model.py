@@ -25,28 +25,28 @@
 # This page reads the results folders written by the other chapters (and computes any that
 # are missing, with the same parameters).
 
+# %% tags=["remove-cell"]
+# Parameters shared by every chapter (models, data, seed, results folder, ...) come from
+# notebooks/parameters.yml; the next cell holds this chapter's own.
+from plmdepth.publish.chapter import shared_parameters
+
+globals().update(shared_parameters())
+
 # %% tags=["parameters"]
-models = "antiberty,sapiens-vh,iglm,iglm-s"
-fasta = "data/antibody_vh.fasta"
-structure_models = "proteinmpnn"  # structure-conditioned models, run on the chains of their structures
-structure_fasta = "data/structures/structures.fasta"  # chains of data/structures/*.pdb
-n_sequences = 200
-seed = 0
 threshold = 0.1  # a block is "skippable" if skipping it changes output probabilities by less (L2)
 skippable_metric = "prob_l2_max"  # or "prob_l2_mean"
-diffusion_ratios = [0.15, 0.5, 0.9]
-diffusion_models = ""
-results_dir = "results"
 
 # %% tags=["hide-input"]
 import pandas as pd
 
-from plmdepth.chapter import collect, glue_text, publish_figure
-from plmdepth.figures import depth_curves
-from plmdepth.provenance import provenance_table, run_caption
+from plmdepth.publish.chapter import collect, glue_text, load_models, publish_figure
+from plmdepth.publish.figures import depth_curves
+from plmdepth.publish.provenance import provenance_table, run_caption
 
-common = dict(seed=seed, n_sequences=n_sequences, diffusion_models=diffusion_models,
-              structure_models=structure_models, structure_fasta=structure_fasta)
+# each model is loaded once and measured three times
+common = dict(seed=seed, n_sequences=n_sequences, device=device, structure_fasta=structure_fasta,
+              structure_models=load_models(structure_models, device))
+models = load_models(models, device, diffusion_models)
 results = {
     "logit_lens": collect("logit_lens", models, fasta, results_dir, diffusion_ratios=diffusion_ratios, **common),
     "layer_skipping": collect("layer_skipping", models, fasta, results_dir, diffusion_ratios=diffusion_ratios,
@@ -74,8 +74,9 @@ skippable = (skip.assign(skippable=skip[skippable_metric] < threshold)
 # Logit-lens KL(p_l ‖ p_L) of every model against relative depth. {glue:text}`cross_run`
 # ```
 #
-# {download}`SVG <../figures/fig-cross-kl.svg>` · {download}`PNG <../figures/fig-cross-kl.png>` · {download}`data (CSV) <../figures/fig-cross-kl.csv>` ·
-# {download}`interactive (HTML) <../figures/fig-cross-kl.html>`. {glue:text}`cite_fig_cross_kl`
+# ```{glue:md} links_fig_cross_kl
+# :format: myst
+# ```
 #
 # ```{glue:figure} fig_cross_skip
 # :name: fig-cross-skip
@@ -85,8 +86,9 @@ skippable = (skip.assign(skippable=skip[skippable_metric] < threshold)
 # s / L. {glue:text}`cross_run`
 # ```
 #
-# {download}`SVG <../figures/fig-cross-skip.svg>` · {download}`PNG <../figures/fig-cross-skip.png>` · {download}`data (CSV) <../figures/fig-cross-skip.csv>` ·
-# {download}`interactive (HTML) <../figures/fig-cross-skip.html>`. {glue:text}`cite_fig_cross_skip`
+# ```{glue:md} links_fig_cross_skip
+# :format: myst
+# ```
 #
 # ```{glue:figure} fig_cross_ratio
 # :name: fig-cross-ratio
@@ -95,8 +97,9 @@ skippable = (skip.assign(skippable=skip[skippable_metric] < threshold)
 # {glue:text}`cross_run`
 # ```
 #
-# {download}`SVG <../figures/fig-cross-ratio.svg>` · {download}`PNG <../figures/fig-cross-ratio.png>` · {download}`data (CSV) <../figures/fig-cross-ratio.csv>` ·
-# {download}`interactive (HTML) <../figures/fig-cross-ratio.html>`. {glue:text}`cite_fig_cross_ratio`
+# ```{glue:md} links_fig_cross_ratio
+# :format: myst
+# ```
 #
 # Skippable fraction per model (threshold and metric are the chapter's parameters):
 

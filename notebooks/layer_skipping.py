@@ -38,25 +38,21 @@
 #
 # Re-run on other models with `python -m plmdepth chapter layer-skipping --add-model <names>` (or `--models` to replace the list).
 
+# %% tags=["remove-cell"]
+# Parameters shared by every chapter (models, data, seed, results folder, ...) come from
+# notebooks/parameters.yml; the next cell holds this chapter's own.
+from plmdepth.publish.chapter import shared_parameters
+
+globals().update(shared_parameters())
+
 # %% tags=["parameters"]
-models = "antiberty,sapiens-vh,iglm,iglm-s"  # comma-separated registry names, hub ids or local folders
-fasta = "data/antibody_vh.fasta"
-structure_models = "proteinmpnn"  # structure-conditioned models, run on the chains of their structures
-structure_fasta = "data/structures/structures.fasta"  # chains of data/structures/*.pdb
-n_sequences = 200
-seed = 0
-mask_fraction = 0.15
 mode = "future"  # "future" (skip outside F, measure at F) or "current" (skip and measure everywhere)
 aggregate = "effect_max"  # "effect_max" (paper) or "effect_mean"
-diffusion_ratios = [0.15, 0.5, 0.9]  # diffusion models: one curve per masking ratio
-diffusion_models = ""  # models to treat as diffusion models (e.g. a local folder with DPLM weights)
-results_dir = "results"
-device = "cpu"
 
 # %% tags=["hide-input"]
-from plmdepth.chapter import collect, glue_text, publish_figure
-from plmdepth.figures import depth_curves, skip_heatmap
-from plmdepth.provenance import provenance_table, run_caption
+from plmdepth.publish.chapter import collect, glue_text, publish_figure
+from plmdepth.publish.figures import depth_curves, skip_heatmap
+from plmdepth.publish.provenance import provenance_table, run_caption
 
 result = collect("layer_skipping", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
                  mask_fraction=mask_fraction, mode=mode, device=device, diffusion_ratios=diffusion_ratios,
@@ -77,8 +73,9 @@ publish_figure("fig-skip-kl", depth_curves(output, "kl_mean"), output)
 # `aggregate` parameter (default: maximum). {glue:text}`skip_run`
 # ```
 #
-# {download}`SVG <../figures/fig-skip-effect.svg>` · {download}`PNG <../figures/fig-skip-effect.png>` · {download}`data (CSV) <../figures/fig-skip-effect.csv>` ·
-# {download}`interactive (HTML) <../figures/fig-skip-effect.html>`. {glue:text}`cite_fig_skip_effect`
+# ```{glue:md} links_fig_skip_effect
+# :format: myst
+# ```
 #
 # ```{glue:figure} fig_skip_output
 # :name: fig-skip-output
@@ -87,8 +84,9 @@ publish_figure("fig-skip-kl", depth_curves(output, "kl_mean"), output)
 # future positions when block s is skipped, against relative depth s / L. {glue:text}`skip_run`
 # ```
 #
-# {download}`SVG <../figures/fig-skip-output.svg>` · {download}`PNG <../figures/fig-skip-output.png>` · {download}`data (CSV) <../figures/fig-skip-output.csv>` ·
-# {download}`interactive (HTML) <../figures/fig-skip-output.html>`. {glue:text}`cite_fig_skip_output`
+# ```{glue:md} links_fig_skip_output
+# :format: myst
+# ```
 #
 # ```{glue:figure} fig_skip_kl
 # :name: fig-skip-kl
@@ -97,8 +95,9 @@ publish_figure("fig-skip-kl", depth_curves(output, "kl_mean"), output)
 # positions, against relative depth s / L. {glue:text}`skip_run`
 # ```
 #
-# {download}`SVG <../figures/fig-skip-kl.svg>` · {download}`PNG <../figures/fig-skip-kl.png>` · {download}`data (CSV) <../figures/fig-skip-kl.csv>` ·
-# {download}`interactive (HTML) <../figures/fig-skip-kl.html>`. {glue:text}`cite_fig_skip_kl`
+# ```{glue:md} links_fig_skip_kl
+# :format: myst
+# ```
 #
 # {numref}`fig-skip-effect` and {numref}`fig-skip-output` are the paper's Figs. 1–2 for the
 # models run in this build. Numbers per skipped block:

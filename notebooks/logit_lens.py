@@ -32,26 +32,22 @@
 # Depth is shown as l / L so that models of different depth share one axis.
 #
 # Re-run this chapter on other models with
-# `python -m plmdepth chapter logit-lens --model antiberty,iglm,<hub id or folder>`.
+# `python -m plmdepth chapter logit-lens --add-model <names>` (or `--models` to replace the list).
+
+# %% tags=["remove-cell"]
+# Parameters shared by every chapter (models, data, seed, results folder, ...) come from
+# notebooks/parameters.yml; the next cell holds this chapter's own.
+from plmdepth.publish.chapter import shared_parameters
+
+globals().update(shared_parameters())
 
 # %% tags=["parameters"]
-models = "antiberty,sapiens-vh,iglm,iglm-s"  # comma-separated registry names, hub ids or local folders
-fasta = "data/antibody_vh.fasta"
-structure_models = "proteinmpnn"  # structure-conditioned models, run on the chains of their structures
-structure_fasta = "data/structures/structures.fasta"  # chains of data/structures/*.pdb
-n_sequences = 200
-seed = 0
-mask_fraction = 0.15
 vocab = "full"  # "full" vocabulary or "amino_acids" (20 canonical, renormalised)
-diffusion_ratios = [0.15, 0.5, 0.9]  # diffusion models: one curve per masking ratio
-diffusion_models = ""  # models to treat as diffusion models (e.g. a local folder with DPLM weights)
-results_dir = "results"
-device = "cpu"
 
 # %% tags=["hide-input"]
-from plmdepth.chapter import collect, glue_text, publish_figure
-from plmdepth.figures import depth_curves
-from plmdepth.provenance import provenance_table, run_caption
+from plmdepth.publish.chapter import collect, glue_text, publish_figure
+from plmdepth.publish.figures import depth_curves
+from plmdepth.publish.provenance import provenance_table, run_caption
 
 result = collect("logit_lens", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
                  mask_fraction=mask_fraction, vocab=vocab, device=device, diffusion_ratios=diffusion_ratios,
@@ -71,8 +67,9 @@ for metric, label in (("kl", "fig-logit-lens-kl"), ("top1_agreement", "fig-logit
 # distribution, against relative depth. {glue:text}`logit_lens_run`
 # ```
 #
-# {download}`SVG <../figures/fig-logit-lens-kl.svg>` · {download}`PNG <../figures/fig-logit-lens-kl.png>` · {download}`data (CSV) <../figures/fig-logit-lens-kl.csv>` ·
-# {download}`interactive (HTML) <../figures/fig-logit-lens-kl.html>`. {glue:text}`cite_fig_logit_lens_kl`
+# ```{glue:md} links_fig_logit_lens_kl
+# :format: myst
+# ```
 #
 # ```{glue:figure} fig_logit_lens_agreement
 # :name: fig-logit-lens-agreement
@@ -81,8 +78,9 @@ for metric, label in (("kl", "fig-logit-lens-kl"), ("top1_agreement", "fig-logit
 # against relative depth. {glue:text}`logit_lens_run`
 # ```
 #
-# {download}`SVG <../figures/fig-logit-lens-agreement.svg>` · {download}`PNG <../figures/fig-logit-lens-agreement.png>` · {download}`data (CSV) <../figures/fig-logit-lens-agreement.csv>` ·
-# {download}`interactive (HTML) <../figures/fig-logit-lens-agreement.html>`. {glue:text}`cite_fig_logit_lens_agreement`
+# ```{glue:md} links_fig_logit_lens_agreement
+# :format: myst
+# ```
 #
 # ```{glue:figure} fig_logit_lens_accuracy
 # :name: fig-logit-lens-accuracy
@@ -91,8 +89,9 @@ for metric, label in (("kl", "fig-logit-lens-kl"), ("top1_agreement", "fig-logit
 # relative depth. {glue:text}`logit_lens_run`
 # ```
 #
-# {download}`SVG <../figures/fig-logit-lens-accuracy.svg>` · {download}`PNG <../figures/fig-logit-lens-accuracy.png>` · {download}`data (CSV) <../figures/fig-logit-lens-accuracy.csv>` ·
-# {download}`interactive (HTML) <../figures/fig-logit-lens-accuracy.html>`. {glue:text}`cite_fig_logit_lens_accuracy`
+# ```{glue:md} links_fig_logit_lens_accuracy
+# :format: myst
+# ```
 #
 # {numref}`fig-logit-lens-kl` and {numref}`fig-logit-lens-agreement` are the paper's
 # Figs. 3–4 for the models run in this build; the values at every layer are in the table

@@ -43,23 +43,27 @@
 # stability (Nisthal 2019). The same code reads real ProteinGym files
 # (`-p reference=<DMS_substitutions.csv>`).
 
+# %% tags=["remove-cell"]
+# Parameters shared by every chapter (models, data, seed, results folder, ...) come from
+# notebooks/parameters.yml; the next cell holds this chapter's own.
+from plmdepth.publish.chapter import shared_parameters
+
+globals().update(shared_parameters())
+
 # %% tags=["parameters"]
 models = "unirep-64,unirep-256,unirep-1900"
 reference = "data/dms/DMS_substitutions.csv"  # ProteinGym-style reference table; assay CSVs beside it
 max_variants = 1000  # seeded random subset of each larger assay (None: all variants)
 scoring = "auto"  # auto, masked_marginal, wt_marginal or log_likelihood_ratio
 n_bootstrap = 200
-seed = 0
-results_dir = "results"
-device = "cpu"
 
 # %% tags=["hide-input"]
-from plmdepth.chapter import collect_variant_effects, glue_text, publish_figure
-from plmdepth.figures import variant_effect_curves
-from plmdepth.provenance import provenance_table, run_caption
+from plmdepth.publish.chapter import collect, glue_text, publish_figure
+from plmdepth.publish.figures import variant_effect_curves
+from plmdepth.publish.provenance import provenance_table, run_caption
 
-result = collect_variant_effects(models, reference, results_dir, device=device, max_variants=max_variants,
-                                 seed=seed, scoring=scoring, n_bootstrap=n_bootstrap)
+result = collect("variant_effects", models, reference, results_dir, device=device, max_variants=max_variants,
+                 seed=seed, scoring=scoring, n_bootstrap=n_bootstrap)
 table = result["variant_effects"]
 glue_text("ve_run", run_caption(result.folders, reference, "variant_effects", seed, unit="variants")
           + f" At most {max_variants} variants per assay.")
@@ -80,8 +84,9 @@ best = best.merge(final, on=["model", "assay"])
 # the final layer, bands are bootstrap 95% intervals over variants. {glue:text}`ve_run`
 # ```
 #
-# {download}`SVG <../figures/fig-variant-effects.svg>` · {download}`PNG <../figures/fig-variant-effects.png>` · {download}`data (CSV) <../figures/fig-variant-effects.csv>` ·
-# {download}`interactive (HTML) <../figures/fig-variant-effects.html>`. {glue:text}`cite_fig_variant_effects`
+# ```{glue:md} links_fig_variant_effects
+# :format: myst
+# ```
 #
 # Reading the figure: UniRep's layers are stacked LSTMs, not blocks adding to a residual
 # stream, so the output head was trained on the last layer only and the lens at earlier

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from plmdepth.fasta import Record
-from plmdepth.registry import ESM_TOKENS, wrap_bert, wrap_esm, wrap_gpt2
+from plmdepth.models.architectures import ESM_TOKENS, wrap_bert, wrap_esm, wrap_gpt2
 from plmdepth.tokens import Alphabet
 
 SEQUENCES = [
@@ -80,7 +80,7 @@ def tiny_unirep(seed: int = 0, layers: int = 3):
     """A randomly initialised UniRep (mLSTM) of 3 layers, through the same wrapper as the real one."""
     from torch import nn
 
-    from plmdepth import unirep
+    from plmdepth.models import unirep
     from plmdepth.model import ModelInfo, ProteinLM
 
     _seeded(seed)
@@ -89,7 +89,8 @@ def tiny_unirep(seed: int = 0, layers: int = 3):
         nn.init.normal_(p, std=0.5)
     wrapped = unirep.UniRepTokenLM(model.eval())
     alphabet = Alphabet(unirep.UNIREP_TOKENS, pad="-", unk="X", prefix=("start",), suffix=("stop",))
-    info = ModelInfo("tiny-unirep", "random init", "UniRep", "autoregressive", "sequence", layers, 16, 0,
-                     "none", "none", "none (mLSTM)")
+    info = ModelInfo(name="tiny-unirep", source="random init", family="UniRep", objective="autoregressive",
+                     modality="sequence", n_layers=layers, d_model=16, n_params=0, licence="none", checksum="none",
+                     norm="none (mLSTM)")
     return ProteinLM(wrapped, wrapped.layers, None, nn.Sequential(model.head, wrapped.to_tokens), alphabet, info,
                      max_residues=1000, first_lens_layer=1)

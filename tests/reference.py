@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from plmdepth.layer_skipping import EPS, intervention_units
+from plmdepth.probes.layer_skipping import EPS, intervention_units
 
 
 def _forward_recording(lm, batch, rows, skip=None, intervened=None):
@@ -27,7 +27,7 @@ def _forward_recording(lm, batch, rows, skip=None, intervened=None):
                 return (h_out,) + tuple(output[1:]) if isinstance(output, tuple) else h_out
         handles.append(block.register_forward_hook(record, with_kwargs=True))
     try:
-        logits = lm.hf_model(input_ids=batch.input_ids[rows], attention_mask=batch.attention_mask[rows],
+        logits = lm.network(input_ids=batch.input_ids[rows], attention_mask=batch.attention_mask[rows],
                              **lm.forward_kwargs).logits
     finally:
         for handle in handles:

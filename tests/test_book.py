@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from plmdepth.book import BOOK, ROOT, BookError, check_toc
+from plmdepth import paths
+from plmdepth.publish.book import BookError, check_toc
+
+ROOT = paths.project_root()
+BOOK = paths.book_dir()
 
 HTML = BOOK / "_build" / "html"
 

@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 from conftest import tiny_esm_hf
-from plmdepth.book import BookError, chapter_defaults, run_chapter
+from plmdepth.publish.book import BookError, chapter_defaults, run_chapter
 
 
 def test_chapter_defaults_are_read_from_the_parameters_cell():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import tiny_bert, tiny_esm, tiny_gpt2
-from plmdepth.contributions import contributions
+from plmdepth.probes.contributions import contributions
 
 
 def _batch(lm, records):

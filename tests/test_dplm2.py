@@ -18,12 +18,12 @@ import pytest
 import torch
 
 from conftest import SEQUENCES
-from plmdepth.dplm2 import (DPLM2_COMMON, DPLM2_CONFIGS, DPLM2_TOKENS, DPLM2ForMaskedLM, modality_position_ids,
+from plmdepth.models.dplm2 import (DPLM2_COMMON, DPLM2_CONFIGS, DPLM2_TOKENS, DPLM2ForMaskedLM, modality_position_ids,
                             wrap_dplm2)
-from plmdepth.logit_lens import LogitLensConfig, logit_lens
+from plmdepth.probes.logit_lens import LogitLensConfig, logit_lens
 from plmdepth.plan import make_plan
-from plmdepth.registry import REGISTRY, ModelLoadError, load_model
-from plmdepth.variant_effects import VariantEffectsConfig, layer_scores
+from plmdepth.models import REGISTRY, ModelLoadError, load_model
+from plmdepth.probes.variant_effects import VariantEffectsConfig, layer_scores
 from test_layer_skipping import _check_against_reference
 from test_variant_effects import _assay
 
@@ -132,14 +132,14 @@ def reference_forward(model, input_ids, passes=2):
 
 # ---------------------------------------------------------------------------- tests
 def test_folder_loads_as_dplm2_with_its_own_weights(lm, dplm2_folder, original):
-    assert isinstance(lm.hf_model, DPLM2ForMaskedLM)
+    assert isinstance(lm.network, DPLM2ForMaskedLM)
     assert (lm.info.family, lm.objective, lm.modality, lm.n_layers, lm.info.d_model) == (
         "DPLM-2", "diffusion", "sequence+structure", 3, 64)
-    saved, own = original.state_dict(), lm.hf_model.state_dict()
+    saved, own = original.state_dict(), lm.network.state_dict()
     assert set(saved) == set(own) and all(torch.equal(own[k], v) for k, v in saved.items())
     # untied: the decoder is its own matrix, as in EsmForDPLM2
     assert not torch.equal(own["lm_head.decoder.weight"], own["esm.embeddings.word_embeddings.weight"])
-    assert len(lm.alphabet.tokens) == lm.hf_model.config.vocab_size == 8229
+    assert len(lm.alphabet.tokens) == lm.network.config.vocab_size == 8229
     assert json.loads((dplm2_folder / "config.json").read_text())["dplm_type"] == "dplm2_esm"
 
 
@@ -163,16 +163,16 @@ def test_layout_structure_half_then_amino_acid_half(lm):
 def test_forward_equals_plain_dplm2_reference(lm):
     batch = _batch(lm)
     assert (batch.input_ids == 32).any()  # token dropout is exercised
-    hidden, logits = reference_forward(lm.hf_model, batch.input_ids)
+    hidden, logits = reference_forward(lm.network, batch.input_ids)
     with torch.no_grad():
         own = lm.forward(batch)
         for layer, h in lm.hidden_states(batch):
             np.testing.assert_allclose(h.numpy(), hidden[layer].numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(own.numpy(), logits.numpy(), rtol=1e-4, atol=1e-5)
     # the comparison is not vacuous: ESM-2's positions (0..L-1) or a single embedding pass differ
-    _, plain_positions = reference_forward(lm.hf_model, batch.input_ids[:, batch.input_ids.shape[1] // 2:])
+    _, plain_positions = reference_forward(lm.network, batch.input_ids[:, batch.input_ids.shape[1] // 2:])
     assert not torch.allclose(own[:, batch.input_ids.shape[1] // 2:], plain_positions, atol=1e-3)
-    _, one_pass = reference_forward(lm.hf_model, batch.input_ids, passes=1)
+    _, one_pass = reference_forward(lm.network, batch.input_ids, passes=1)
     assert not torch.allclose(own, one_pass, atol=1e-3)
 
 
@@ -241,7 +241,7 @@ def test_registry_names_fail_offline_with_one_sentence(monkeypatch, tmp_path, na
 
 
 def test_folders_that_are_not_token_level_dplm2_are_refused(dplm2_folder, tmp_path):
-    from plmdepth.dplm2 import load_dplm2
+    from plmdepth.models.dplm2 import load_dplm2
 
     bit = tmp_path / "bit"
     bit.mkdir()
@@ -265,7 +265,7 @@ def test_folders_that_are_not_token_level_dplm2_are_refused(dplm2_folder, tmp_pa
 
 
 def test_contributions_run_and_the_sublayer_updates_add_up_to_the_block(lm):
-    from plmdepth.contributions import contributions
+    from plmdepth.probes.contributions import contributions
 
     frame = contributions(lm, SEQUENCES, progress=False)
     assert set(frame["part"]) == {"block", "attention", "mlp"} and len(frame) == 3 * lm.n_layers

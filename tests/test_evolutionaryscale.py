@@ -28,9 +28,9 @@ import pytest
 import torch
 
 from conftest import SEQUENCES
-from plmdepth import evolutionaryscale as es
-from plmdepth import runner
-from plmdepth.registry import REGISTRY, ModelLoadError, environment_of, load_model
+from plmdepth.models import evolutionaryscale as es
+from plmdepth import runner, second_env
+from plmdepth.models import REGISTRY, ModelLoadError, load_model, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 ESM_PYTHON = ROOT / ".venv-esm" / "bin" / "python"
@@ -79,8 +79,8 @@ def test_registry_entries_name_the_second_environment():
         assert (r.family, r.n_layers, r.d_model, r.modality, r.licence, r.repo, r.size) == \
             (family, blocks, width, modality, licence, entry.source, entry.size)
     assert {e.environment for n, e in REGISTRY.items() if n not in expected} == {"main"}
-    assert environment_of("esmc_600m") == "esm" and environment_of("some/esmc.pth") == "esm"
-    assert environment_of("esm2_t6_8M") == "main" and environment_of("facebook/esm2_t6_8M_UR50D") == "main"
+    assert resolve("esmc_600m").environment == "esm" and resolve("some/esmc.pth").environment == "esm"
+    assert resolve("esm2_t6_8M").environment == "main" and resolve("esm2_t6_8M-fair").environment == "main"
 
 
 @pytest.mark.parametrize("status, says", [("fair-esm", "is fair-esm"), ("missing", "is not installed"),
@@ -98,32 +98,52 @@ def test_without_evolutionaryscale_package_loading_is_a_one_sentence_error(monke
 
 def test_missing_second_environment_is_a_one_sentence_error(monkeypatch, tmp_path):
     monkeypatch.setattr(es, "package_status", lambda: "fair-esm")
-    monkeypatch.setattr(runner, "ESM_ENV", tmp_path / "no-venv-esm")
+    monkeypatch.setenv("PLMDEPTH_ESM_ENV", str(tmp_path / "no-venv-esm"))
     fasta = _write_fasta(tmp_path / "s.fasta")
     for call in (lambda: runner.run("logit_lens", "esmc_300m", fasta, out=tmp_path / "results"),
-                 lambda: runner.run_variant_effects("esm3_open", DMS, out=tmp_path / "results")):
+                 lambda: runner.run("variant_effects", "esm3_open", DMS, out=tmp_path / "results")):
         with pytest.raises(ModelLoadError) as err:
             call()
         assert _one_sentence(str(err.value)) and "`make esm-env`" in str(err.value)
     assert not (tmp_path / "results").exists()
 
 
-def test_parameters_without_a_command_line_flag_are_refused(monkeypatch, tmp_path):
+def test_second_environment_gets_every_argument_of_run_as_one_json_request(monkeypatch, tmp_path):
+    """No hand-kept copy of the command line: the request is run()'s own arguments, and the
+    results folder is the one the child prints."""
+    import inspect
+
     monkeypatch.setattr(es, "package_status", lambda: "fair-esm")
     (tmp_path / "venv" / "bin").mkdir(parents=True)
-    (tmp_path / "venv" / "bin" / "python").write_text("")  # never run: the parameter is refused first
-    monkeypatch.setattr(runner, "ESM_ENV", tmp_path / "venv")
-    with pytest.raises(ValueError, match="has no flag for it"):
-        runner.run("logit_lens", "esmc_300m", _write_fasta(tmp_path / "s.fasta"), n_bootstrap=10)
-    with pytest.raises(ValueError, match="has no flag for it"):
-        runner.run_variant_effects("esmc_300m", DMS, vocab="amino_acids")
+    (tmp_path / "venv" / "bin" / "python").write_text("")
+    monkeypatch.setenv("PLMDEPTH_ESM_ENV", str(tmp_path / "venv"))
+    folder = tmp_path / "results" / "esmc_300m"
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"measurements": {"logit_lens": {}}}))
+    sent = {}
+
+    def child(argv, input, **kwargs):
+        sent.update(argv=argv, request=json.loads(input))
+        return subprocess.CompletedProcess(argv, 0, stdout="progress\n" + json.dumps({"results_folder": str(folder)}))
+
+    monkeypatch.setattr(second_env.subprocess, "run", child)
+    got = runner.run("logit_lens", "esmc_300m", _write_fasta(tmp_path / "s.fasta"), out=tmp_path / "results",
+                     n_bootstrap=10, vocab="amino_acids")
+    assert got == folder and sent["argv"][1:] == ["-m", "plmdepth", "run-request"]
+    request = sent["request"]
+    assert request["model"] == "esmc_300m" and request["measurement"] == "logit_lens"
+    assert request["n_bootstrap"] == 10 and request["vocab"] == "amino_acids"
+    parameters = set(inspect.signature(runner.run).parameters) - {"params"}
+    assert parameters <= set(request), parameters - set(request)
+    with pytest.raises(RuntimeError, match="wrote no variant_effects"):
+        runner.run("variant_effects", "esmc_300m", DMS, out=tmp_path / "results")
 
 
 # ------------------------------------------------------------------- main environment
 @main_env
 def test_esm_here_is_fair_esm_and_these_models_need_the_second_environment():
-    assert es.package_status() == "fair-esm" and runner.needs_esm_env("esmc_300m")
-    assert not runner.needs_esm_env("esm2_t6_8M")
+    assert es.package_status() == "fair-esm" and second_env.needed(resolve("esmc_300m"))
+    assert not second_env.needed(resolve("esm2_t6_8M"))
     with pytest.raises(ModelLoadError, match="is fair-esm"):
         load_model("esmc_300m")
 
@@ -158,19 +178,19 @@ def test_runs_from_the_main_environment_go_to_the_second_one(tmp_path):
                     "from test_evolutionaryscale import write_random_weights; write_random_weights(sys.argv[2])",
                     str(ROOT / "tests"), str(weights)], cwd=ROOT, check=True)
     fasta, out = _write_fasta(tmp_path / "s.fasta"), tmp_path / "results"
-    lens = runner.run("logit_lens", str(weights), fasta, out=out, progress=False, batch_size=2)["logit_lens"]
+    lens = _tables("logit_lens", str(weights), fasta, out=out, progress=False, batch_size=2)["logit_lens"]
     folder = out / "tiny_esmc.pth"
     pd.testing.assert_frame_equal(lens, pd.read_csv(folder / "logit_lens.csv"))
     assert list(lens["layer"]) == [0, 1, 2] and set(lens["model"]) == {"tiny_esmc"}
     last = lens.iloc[-1]
     assert last["kl"] == pytest.approx(0, abs=1e-6) and last["top1_agreement"] == 1
-    skip = runner.run("layer_skipping", str(weights), fasta, out=out, progress=False, max_rows=8)
+    skip = _tables("layer_skipping", str(weights), fasta, out=out, progress=False, max_rows=8)
     assert list(skip["skip_effect"][["skipped", "affected"]].itertuples(index=False, name=None)) == [(0, 1)]
     assert len(skip["skip_output"]) == 2
-    parts = runner.run("contributions", str(weights), fasta, out=out, progress=False)["contributions"]
+    parts = _tables("contributions", str(weights), fasta, out=out, progress=False)["contributions"]
     assert sorted(set(parts["part"])) == ["attention", "block", "mlp"]
-    effects = runner.run_variant_effects(str(weights), DMS, out=out, assays=["A4_HUMAN_Seuma_2022"],
-                                         max_variants=6, progress=False, n_bootstrap=10)
+    effects = _tables("variant_effects", str(weights), DMS, out=out, assays=["A4_HUMAN_Seuma_2022"],
+                      max_variants=6, progress=False, n_bootstrap=10)["variant_effects"]
     per_assay = effects[effects["assay"] == "A4_HUMAN_Seuma_2022"]
     assert set(effects["assay"]) == {"A4_HUMAN_Seuma_2022", "mean"} and list(per_assay["layer"]) == [0, 1, 2]
     assert set(effects["scoring"]) == {"masked_marginal"}
@@ -186,6 +206,11 @@ def test_runs_from_the_main_environment_go_to_the_second_one(tmp_path):
 
 
 # --------------------------------------------------------------- inside .venv-esm
+def _tables(measurement, *args, **kwargs):
+    """runner.run, then the tables it wrote."""
+    return runner.read_tables(runner.run(measurement, *args, **kwargs), measurement)
+
+
 def _batch(lm, records=SEQUENCES, masked=MASKED):
     return lm.tokenize([r.id for r in records], [r.sequence for r in records], masked=masked)
 
@@ -214,7 +239,7 @@ def test_esm_here_is_evolutionaryscales_package():
     from importlib import metadata
 
     assert es.package_status() == "evolutionaryscale" and metadata.version("esm") == es.ESM_RELEASE.split("==")[1]
-    assert not runner.needs_esm_env("esmc_300m")
+    assert not second_env.needed(resolve("esmc_300m"))
 
 
 @esm_env
@@ -280,13 +305,13 @@ def test_full_size_esmc_300m_is_the_package_forward(esmc_300m):
     assert lm.head[0][-1].out_features == 64 and len(lm.alphabet.tokens) == 33
     batch = _short_batch(lm)
     with torch.no_grad():
-        own = lm.hf_model(batch.input_ids, batch.attention_mask).output  # ESMCOutput
+        own = lm.network(batch.input_ids, batch.attention_mask).output  # ESMCOutput
         states = dict(lm.hidden_states(batch))
         torch.testing.assert_close(lm.readout(states[30]), own.sequence_logits[..., :33], rtol=0, atol=1e-5)
         for layer in range(1, 31):  # the package's hidden states: every block's output
             torch.testing.assert_close(states[layer], own.hidden_states[layer - 1], rtol=0, atol=1e-5)
         torch.testing.assert_close(lm.final_norm(states[30]), own.embeddings, rtol=0, atol=1e-5)
-        torch.testing.assert_close(states[0], lm.hf_model.model.embed(batch.input_ids), rtol=0, atol=0)
+        torch.testing.assert_close(states[0], lm.network.model.embed(batch.input_ids), rtol=0, atol=0)
 
 
 @esm_env
@@ -296,7 +321,7 @@ def test_shrunk_esmc_600m_and_esm3_are_the_package_forward(shrunk):
     assert lm.n_layers == 3 and lm.modality == ("sequence+structure" if is_esm3 else "sequence")
     batch = _batch(lm)
     with torch.no_grad():
-        own = lm.hf_model(batch.input_ids, batch.attention_mask).output
+        own = lm.network(batch.input_ids, batch.attention_mask).output
         states = dict(lm.hidden_states(batch))
         torch.testing.assert_close(lm.readout(states[3]), own.sequence_logits[..., :33], rtol=0, atol=1e-5)
         if is_esm3:  # ESMOutput.embeddings: the last block's output, before the final norm
@@ -316,7 +341,7 @@ def test_a_padded_batch_gives_each_sequence_its_own_result(shrunk):
             alone = shrunk(single)
             torch.testing.assert_close(together[i, : alone.shape[1]], alone[0], rtol=1e-4, atol=1e-4)
         # unpadded, the sequence_id the adapter passes changes nothing against the package's default
-        default = shrunk.hf_model.model(sequence_tokens=single.input_ids).sequence_logits[..., :33]
+        default = shrunk.network.model(sequence_tokens=single.input_ids).sequence_logits[..., :33]
         torch.testing.assert_close(alone, default, rtol=1e-5, atol=1e-5)
 
 
@@ -355,7 +380,7 @@ def test_fast_skipping_equals_the_plain_reference(shrunk):
     """Batches of 3 and 1 (4 sequences): block arguments of a batch of one are broadcast to the skip rows."""
     from reference import assert_matches_reference, reference_skipping
 
-    from plmdepth.layer_skipping import SkipConfig, layer_skipping
+    from plmdepth.probes.layer_skipping import SkipConfig, layer_skipping
     from plmdepth.plan import make_plan
 
     records = list(SEQUENCES)
@@ -376,14 +401,14 @@ def test_measurements_run_through_the_runner_on_a_weights_file(tmp_path):
     write_random_weights(str(weights), kind, d_model, n_layers=3, seed=4)
     fasta, out = _write_fasta(tmp_path / "s.fasta"), tmp_path / "results"
     common = dict(out=out, progress=False, n_sequences=2)
-    lens = runner.run("logit_lens", str(weights), fasta, **common)["logit_lens"]
+    lens = _tables("logit_lens", str(weights), fasta, **common)["logit_lens"]
     assert list(lens["layer"]) == [0, 1, 2, 3] and lens["kl"].iloc[-1] == pytest.approx(0, abs=1e-6)
     assert lens["top1_agreement"].iloc[-1] == 1 and lens["kl"].iloc[0] > 0
-    aa = runner.run("logit_lens", str(weights), fasta, vocab="amino_acids", **common)["logit_lens"]
+    aa = _tables("logit_lens", str(weights), fasta, vocab="amino_acids", **common)["logit_lens"]
     assert aa["kl"].iloc[-1] == pytest.approx(0, abs=1e-6)
-    skip = runner.run("layer_skipping", str(weights), fasta, **common)
+    skip = _tables("layer_skipping", str(weights), fasta, **common)
     assert len(skip["skip_effect"]) == 3 and len(skip["skip_output"]) == 3
-    parts = runner.run("contributions", str(weights), fasta, **common)["contributions"]
+    parts = _tables("contributions", str(weights), fasta, **common)["contributions"]
     assert sorted(set(parts["part"])) == ["attention", "block", "mlp"] and set(parts["layer"]) == {0, 1, 2}
     run = json.loads((out / weights.name / "run.json").read_text())
     assert run["model"]["family"] == ("ESM3" if kind == "esm3" else "ESM C") and run["model"]["n_layers"] == 3
@@ -404,7 +429,7 @@ def test_weights_file_loads_into_the_package_model_it_came_from(tmp_path):
         with torch.no_grad():
             own = model(sequence_tokens=batch.input_ids, sequence_id=batch.attention_mask.bool()).sequence_logits
             torch.testing.assert_close(lm(batch), own[..., :33], rtol=0, atol=0)
-    assert str(lm.hf_model.model.tokenizers.residue_annotations.csv_path).startswith(str(folder.resolve()))
+    assert str(lm.network.model.tokenizers.residue_annotations.csv_path).startswith(str(folder.resolve()))
 
 
 @esm_env
@@ -426,7 +451,7 @@ def test_registered_names_load_through_the_package_loaders(monkeypatch, tmp_path
                             lambda *args, model=model, **kwargs: calls.append((args, kwargs)) or model)
         lm = load_model(key) if key == "esmc_300m" else es.load_esmc("esm3-open")
         release = es.RELEASES[key]
-        assert lm.hf_model.model is model and lm.info.name == key and lm.info.family == release.family
+        assert lm.network.model is model and lm.info.name == key and lm.info.family == release.family
         assert lm.info.source == f"{release.repo} via {es.ESM_RELEASE}" and lm.info.licence == release.licence
     assert calls == [(("cpu",), {"use_flash_attn": False}), (("cpu",), {})]
     assert load_model("esmc_300m").info.checksum == "sha256:" + __import__("hashlib").sha256(b"weights").hexdigest()
@@ -446,7 +471,7 @@ def _no_network(monkeypatch, tmp_path):
 
 @esm_env
 def test_hub_names_without_network_are_one_sentence_errors(monkeypatch, tmp_path):
-    import plmdepth.evolutionaryscale
+    import plmdepth.models.evolutionaryscale
 
     _no_network(monkeypatch, tmp_path)
     for name in ("esmc_300m", "esmc_600m", "esm3_open", "esm3_sm_open_v1"):
@@ -457,7 +482,7 @@ def test_hub_names_without_network_are_one_sentence_errors(monkeypatch, tmp_path
         message = str(err.value)
         assert _one_sentence(message) and "hf download EvolutionaryScale/" in message and "data/weights/" in message
     # the hub looks reachable, and the package's own loader fails
-    monkeypatch.setattr(plmdepth.evolutionaryscale, "_hub_reachable", lambda: True)
+    monkeypatch.setattr(plmdepth.models.evolutionaryscale, "hub_reachable", lambda: True)
     with pytest.raises(ModelLoadError) as err:
         es.load_esmc("esmc_300m")
     assert _one_sentence(str(err.value)) and "EvolutionaryScale's loader for 'esmc_300m' failed" in str(err.value)
@@ -493,4 +518,4 @@ def test_wrap_refuses_flash_attention_and_other_models():
     lm = es.wrap(es.build("esmc", 64, 1, n_heads=4), "x", "random init")
     batch = _batch(lm)
     with pytest.raises(ValueError, match="attention_mask must be 0 exactly there"):
-        lm.hf_model(batch.input_ids, torch.ones_like(batch.attention_mask))
+        lm.network(batch.input_ids, torch.ones_like(batch.attention_mask))

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from conftest import SEQUENCES, tiny_esm_hf
-from plmdepth.contributions import contributions
-from plmdepth.fair_esm import (KEY_MAP, MAX_RESIDUES, FairEsmLM, fair_esm_key, hf_to_fair_esm, load_fair_esm,
+from plmdepth.probes.contributions import contributions
+from plmdepth.models.fair_esm import (KEY_MAP, MAX_RESIDUES, FairEsmLM, fair_esm_key, hf_to_fair_esm, load_fair_esm,
                                wrap_fair_esm)
-from plmdepth.layer_skipping import SkipConfig, layer_skipping
-from plmdepth.logit_lens import LogitLensConfig, logit_lens
+from plmdepth.probes.layer_skipping import SkipConfig, layer_skipping
+from plmdepth.probes.logit_lens import LogitLensConfig, logit_lens
 from plmdepth.plan import make_plan
-from plmdepth.registry import ESM_ALPHABET, ESM_TOKENS, ModelLoadError, wrap_esm
+from plmdepth.models.architectures import ESM_ALPHABET, ESM_TOKENS, wrap_esm
+from plmdepth.models import ModelLoadError
 
 MASKED = [[0, 3, 5], [2], [1, 4], [7, 8, 9]]
 TOL = dict(rtol=1e-4, atol=1e-4)
@@ -52,7 +53,7 @@ def _batch_ids(sequence):
 
 def test_hf_to_fair_esm_copies_every_weight_and_derives_rotary(pair):
     hf_lm, fair_lm = pair
-    hf, esm2 = hf_lm.hf_model, fair_lm.hf_model.esm2
+    hf, esm2 = hf_lm.network, fair_lm.network.esm2
     target = esm2.state_dict()
     for key, value in hf.state_dict().items():
         fair = fair_esm_key(key)
@@ -94,7 +95,7 @@ def test_hf_to_fair_esm_refuses_what_esm2_cannot_express():
 @pytest.mark.parametrize("case", ["padded+masked", "one sequence, no padding", "no mask tokens"])
 def test_adapter_is_esm2_forward_exactly(pair, case):
     _, lm = pair
-    esm2 = lm.hf_model.esm2
+    esm2 = lm.network.esm2
     records, masked = {"padded+masked": (SEQUENCES, MASKED), "one sequence, no padding": (SEQUENCES[:1], [[2, 4]]),
                        "no mask tokens": (SEQUENCES, None)}[case]
     batch = _batch(lm, records, masked)
@@ -115,17 +116,17 @@ def test_adapter_refuses_an_attention_mask_that_is_not_the_padding(pair):
     _, lm = pair
     batch = _batch(lm)
     with pytest.raises(ValueError, match="attention_mask"):
-        lm.hf_model(batch.input_ids, torch.ones_like(batch.attention_mask))
+        lm.network(batch.input_ids, torch.ones_like(batch.attention_mask))
 
 
 def test_wrapper_metadata(pair):
     hf_lm, lm = pair
-    assert isinstance(lm.hf_model, FairEsmLM)
+    assert isinstance(lm.network, FairEsmLM)
     assert lm.max_residues == MAX_RESIDUES == 1022
     assert lm.sublayers == {"kind": "pre-LN", "mid": "mid"}
     assert (lm.info.family, lm.info.objective, lm.info.norm) == ("ESM-2", "masked", "pre-LN")
     assert (lm.info.n_layers, lm.info.d_model, lm.info.n_params) == (3, 32, hf_lm.info.n_params)
-    assert lm.final_norm is lm.hf_model.esm2.emb_layer_norm_after and lm.head is lm.hf_model.esm2.lm_head
+    assert lm.final_norm is lm.network.esm2.emb_layer_norm_after and lm.head is lm.network.esm2.lm_head
 
 
 def test_two_loaders_give_the_same_stream_logits_and_readout(pair):
@@ -221,10 +222,10 @@ def test_hub_name_without_network_is_a_one_line_load_error(monkeypatch, tmp_path
 
 
 def test_failed_download_is_a_one_line_load_error(monkeypatch, tmp_path):
-    import plmdepth.fair_esm
+    import plmdepth.models.fair_esm
 
     _no_network(monkeypatch, tmp_path)
-    monkeypatch.setattr(plmdepth.fair_esm, "_hub_reachable", lambda host: True)  # let fair-esm try
+    monkeypatch.setattr(plmdepth.models.fair_esm, "hub_reachable", lambda host: True)  # let fair-esm try
     with pytest.raises(ModelLoadError) as err:
         load_fair_esm("esm2_t6_8M_UR50D")
     assert "\n" not in str(err.value) and "could not load" in str(err.value)

@@ -4,12 +4,12 @@ every measurement runs, and the readout reproduces the model's own logits."""
 import pytest
 import torch
 
-from plmdepth.contributions import contributions
+from plmdepth.probes.contributions import contributions
 from plmdepth.fasta import Record
-from plmdepth.layer_skipping import layer_skipping
-from plmdepth.logit_lens import logit_lens
+from plmdepth.probes.layer_skipping import layer_skipping
+from plmdepth.probes.logit_lens import logit_lens
 from plmdepth.plan import make_plan
-from plmdepth.registry import wrap_esm
+from plmdepth.models.architectures import wrap_esm
 
 # published configs of facebook/esm2_t12_35M_UR50D and facebook/esm2_t30_150M_UR50D
 CONFIGS = {
@@ -28,7 +28,7 @@ def test_full_size_esm2_runs_every_measurement(size):
                        layer_norm_eps=1e-5, **CONFIGS[size])
     lm = wrap_esm(EsmForMaskedLM(config).eval(), f"esm2-{size}-random", "random init")
     assert lm.n_layers == CONFIGS[size]["num_hidden_layers"] and lm.max_residues == 1024
-    from plmdepth.registry import REGISTRY
+    from plmdepth.models import REGISTRY
 
     for entry in (REGISTRY[f"esm2_t{lm.n_layers}_{size}"], REGISTRY[f"esm2_t{lm.n_layers}_{size}-fair"]):
         assert (entry.blocks, entry.width) == (lm.n_layers, lm.info.d_model)

@@ -6,7 +6,7 @@ import pytest
 
 from plmdepth.fasta import FastaError, Record, check_residues, read_fasta
 from plmdepth.plan import MaskingPlan, make_plan
-from plmdepth.registry import REGISTRY, ModelLoadError, load_model
+from plmdepth.models import REGISTRY, ModelLoadError, load_model
 
 
 def write(tmp_path, text, name="x.fasta"):
@@ -118,7 +118,7 @@ def test_fair_esm_registry_name_offline_is_one_clear_sentence(monkeypatch, tmp_p
 
 
 def test_dplm_registry_names_are_diffusion_models_and_fail_offline_clearly(monkeypatch, tmp_path):
-    from plmdepth.registry import REGISTRY
+    from plmdepth.models import REGISTRY
 
     assert [REGISTRY[f"dplm_{s}"].objective for s in ("150m", "650m", "3b")] == ["diffusion"] * 3
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import tiny_bert, tiny_esm, tiny_gpt2, tiny_unirep
-from plmdepth.layer_skipping import SkipConfig, layer_skipping
+from plmdepth.probes.layer_skipping import SkipConfig, layer_skipping
 from plmdepth.plan import make_plan
 from reference import assert_matches_reference, reference_skipping
 
@@ -87,7 +87,7 @@ def test_skipping_a_block_whose_update_is_zero_has_zero_effect(records):
 @pytest.mark.parametrize("name", ["antiberty", "iglm", "sapiens-vh", "unirep-64"])
 def test_fast_skipping_equals_reference_on_shipped_models(name):
     from plmdepth.fasta import read_fasta
-    from plmdepth.registry import load_model
+    from plmdepth.models import load_model
 
     records = read_fasta("data/antibody_vh.fasta", limit=4)
     _check_against_reference(load_model(name), records, "future", batch_size=2)

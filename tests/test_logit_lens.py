@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import tiny_esm, tiny_gpt2, tiny_unirep
-from plmdepth.logit_lens import LogitLens, LogitLensConfig, logit_lens
+from plmdepth.probes.logit_lens import LogitLens, LogitLensConfig, logit_lens
 from plmdepth.plan import make_plan
 
 
@@ -58,7 +58,7 @@ def test_logit_lens_equals_hand_written_reference(records, vocab):
     plan = make_plan(records, "masked", seed=1, mask_fraction=0.3)
     table = logit_lens(lm, records, plan, LogitLensConfig(vocab=vocab, batch_size=3, n_bootstrap=50), progress=False)
     vocab_ids = lm.alphabet.canonical_ids if vocab == "amino_acids" else None
-    kl, agree, acc, n = reference_logit_lens(lm.hf_model, records, plan, vocab_ids)
+    kl, agree, acc, n = reference_logit_lens(lm.network, records, plan, vocab_ids)
     np.testing.assert_allclose(table["kl"], kl, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(table["top1_agreement"], agree, atol=1e-12)
     np.testing.assert_allclose(table["top1_accuracy"], acc, atol=1e-12)

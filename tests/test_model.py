@@ -44,13 +44,13 @@ def test_esm_embed_includes_token_dropout_and_blocks_match_hidden_states(records
     batch = _batch(lm, records)
     assert (batch.input_ids == lm.alphabet.id("<mask>")).any(), "the test needs mask tokens in the input"
     with torch.no_grad():
-        own = lm.hf_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
+        own = lm.network(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True)
         ours = [h for _, h in lm.hidden_states(batch)]
     keep = batch.attention_mask.bool()
     # transformers normalises only the last hidden state (emb_layer_norm_after); compare before it.
     for layer in range(lm.n_layers):
         torch.testing.assert_close(ours[layer][keep], own.hidden_states[layer][keep], rtol=1e-5, atol=1e-5)
-    final = lm.hf_model.esm.encoder.emb_layer_norm_after(ours[-1])
+    final = lm.network.esm.encoder.emb_layer_norm_after(ours[-1])
     torch.testing.assert_close(final[keep], own.hidden_states[-1][keep], rtol=1e-5, atol=1e-5)
     # token dropout really is in h_0: without mask tokens the embeddings of unmasked tokens differ
     unmasked = lm.tokenize(batch.ids, [r.sequence for r in records])
@@ -81,9 +81,9 @@ def test_autoregressive_targets_are_the_next_residue(records):
 @pytest.mark.shipped
 @pytest.mark.parametrize("name", ["antiberty", "iglm", "iglm-s", "sapiens-vh", "sapiens-vl", "unirep-64"])
 def test_shipped_models_readout_matches_own_logits(name, records):
-    from plmdepth.registry import load_model
+    from plmdepth.models import load_model
 
-    from plmdepth.registry import REGISTRY
+    from plmdepth.models import REGISTRY
 
     lm = load_model(name)
     assert (lm.n_layers, lm.info.d_model) == (REGISTRY[name].blocks, REGISTRY[name].width)  # the model table's

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from conftest import SEQUENCES
-from plmdepth.contributions import contributions
-from plmdepth.layer_skipping import SkipConfig, layer_skipping
-from plmdepth.logit_lens import LogitLensConfig, logit_lens
+from plmdepth.probes.contributions import contributions
+from plmdepth.probes.layer_skipping import SkipConfig, layer_skipping
+from plmdepth.probes.logit_lens import LogitLensConfig, logit_lens
 from plmdepth.plan import make_plan
-from plmdepth.progen2 import (
+from plmdepth.models.progen2 import (
     MP_NUM, PROGEN2_ALPHABET, PROGEN2_CONFIGS, PROGEN2_TOKENS, ProGen2Config, ProGen2LM, ProGen2LoadError,
     config_dict, load_progen2, wrap_progen2,
 )
@@ -246,7 +246,7 @@ def test_load_folder_round_trip(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config_dict(model.config)))
     torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
     lm = load_progen2(tmp_path)
-    assert lm.hf_model.config == model.config and lm.info.checksum.startswith("sha256:")
+    assert lm.network.config == model.config and lm.info.checksum.startswith("sha256:")
     torch.testing.assert_close(_logits(lm), _logits(wrap_progen2(model, "m", "m")), rtol=0, atol=0)
 
 
@@ -265,7 +265,7 @@ def test_load_hugohrban_style_safetensors(tmp_path):
 def test_a_progen2_folder_loads_through_load_model(tmp_path):
     from safetensors.torch import save_file
 
-    from plmdepth.registry import load_model
+    from plmdepth.models import load_model
 
     model = tiny_progen2_model(seed=9)
     c = model.config
@@ -289,7 +289,7 @@ def test_load_nested_fp16_file_with_original_buffers(tmp_path):
     with pytest.raises(ProGen2LoadError, match="n_head= and rotary_dim="):
         load_progen2(path)  # no config.json and not a released size: heads cannot be read from shapes
     lm = load_progen2(path, n_head=TINY.n_head, rotary_dim=TINY.rotary_dim, n_positions=TINY.n_positions)
-    assert lm.hf_model.lm_head.weight.dtype == torch.float32
+    assert lm.network.lm_head.weight.dtype == torch.float32
     model.load_state_dict({k: v.half().float() for k, v in model.state_dict().items()})
     torch.testing.assert_close(_logits(lm), _logits(wrap_progen2(model, "m", "m")), rtol=0, atol=0)
 

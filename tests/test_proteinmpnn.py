@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 import torch
 
-from plmdepth import proteinmpnn as pm
+from plmdepth.models import proteinmpnn as pm
 from plmdepth import weights
 from plmdepth.fasta import read_fasta
-from plmdepth.layer_skipping import SkipConfig, layer_skipping
+from plmdepth.probes.layer_skipping import SkipConfig, layer_skipping
 from plmdepth.plan import make_plan
-from plmdepth.registry import REGISTRY, load_model
+from plmdepth.models import REGISTRY, load_model
 from reference import assert_matches_reference, reference_skipping
 
 pytestmark = pytest.mark.shipped
@@ -280,12 +280,12 @@ def test_fast_layer_skipping_equals_the_plain_reference(mode):
 
 
 def test_runner_measures_logit_lens_skipping_and_contributions(tmp_path):
-    from plmdepth.runner import run
+    from plmdepth.runner import read_tables, run
 
     model = lm()
     tables = {}
     for measurement in ("logit_lens", "layer_skipping", "contributions"):
-        tables.update(run(measurement, "proteinmpnn", FASTA, out=tmp_path, lm=model, progress=False))
+        tables.update(read_tables(run(measurement, model, FASTA, out=tmp_path, progress=False), measurement))
     lens = tables["logit_lens"]
     assert lens["layer"].tolist() == [0, 1, 2, 3] and (lens["n_sequences"] == 6).all()
     assert lens["kl"].iloc[-1] == 0 and lens["top1_agreement"].iloc[-1] == 1
@@ -338,7 +338,7 @@ def test_command_line_reports_a_sequence_without_structure_in_one_line(tmp_path)
 
 
 def test_variant_effects_refuse_a_structure_model_in_one_sentence():
-    from plmdepth.variant_effects import AssayError, VariantEffectsConfig, read_assays, variant_effects
+    from plmdepth.probes.variant_effects import AssayError, VariantEffectsConfig, read_assays, variant_effects
 
     assays = read_assays("data/dms/DMS_substitutions.csv", max_variants=5, seed=0)
     with pytest.raises(AssayError, match=r"^proteinmpnn needs an input besides the sequence \(a structure\)"):

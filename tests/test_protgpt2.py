@@ -14,12 +14,12 @@ import torch
 
 from conftest import SEQUENCES
 from plmdepth.fasta import Record, read_fasta
-from plmdepth.layer_skipping import SkipConfig, layer_skipping
-from plmdepth.logit_lens import LogitLensConfig, logit_lens
+from plmdepth.probes.layer_skipping import SkipConfig, layer_skipping
+from plmdepth.probes.logit_lens import LogitLensConfig, logit_lens
 from plmdepth.plan import make_plan
-from plmdepth.protgpt2 import PROTGPT2_CONFIG, SEPARATOR, fasta_body
-from plmdepth.registry import ModelLoadError, load_model
-from plmdepth.variant_effects import VariantEffectsConfig, layer_scores
+from plmdepth.models.protgpt2 import PROTGPT2_CONFIG, SEPARATOR, fasta_body
+from plmdepth.models import ModelLoadError, load_model
+from plmdepth.probes.variant_effects import VariantEffectsConfig, layer_scores
 from test_layer_skipping import _check_against_reference
 from test_variant_effects import _assay
 
@@ -102,7 +102,7 @@ def test_readout_at_the_last_layer_is_the_models_own_output(lm):
     batch = lm.tokenize([r.id for r in SEQUENCES], [r.sequence for r in SEQUENCES])
     with torch.no_grad():
         *_, (layer, h) = lm.hidden_states(batch)
-        own = lm.hf_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+        own = lm.network(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
         real = batch.attention_mask.bool()
         assert layer == lm.n_layers
         torch.testing.assert_close(lm.readout(h)[real], own[real], rtol=1e-5, atol=1e-5)
@@ -130,7 +130,7 @@ def test_log_likelihood_ratio_equals_one_forward_per_sequence(lm):
     @torch.no_grad()
     def loglik(sequence):
         batch = lm.tokenize(["x"], [sequence])
-        logits = lm.hf_model(input_ids=batch.input_ids, use_cache=False).logits[0].double()
+        logits = lm.network(input_ids=batch.input_ids, use_cache=False).logits[0].double()
         lp = torch.log_softmax(logits, -1)
         ids, first = batch.input_ids[0].tolist(), batch.residue_index[0].tolist()
         return sum(float(lp[t - 1, ids[t]]) for t in range(1, len(ids)) if first[t] >= 0)
@@ -161,7 +161,7 @@ def test_folder_without_tokenizer_is_one_sentence(tmp_path):
 
 
 def test_contributions_run_and_the_sublayer_updates_add_up_to_the_block(lm):
-    from plmdepth.contributions import contributions
+    from plmdepth.probes.contributions import contributions
 
     frame = contributions(lm, SEQUENCES, progress=False)
     assert set(frame["part"]) == {"block", "attention", "mlp"} and len(frame) == 3 * lm.n_layers

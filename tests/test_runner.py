@@ -9,7 +9,7 @@ import pytest
 
 from conftest import tiny_esm_hf
 from plmdepth.cli import main
-from plmdepth.registry import load_model
+from plmdepth.models import load_model
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_cli_run_writes_results_folder_and_plan_replays_exactly(esm_folder, fast
 
 
 def test_cached_run_is_reused_and_changed_parameters_recompute(esm_folder, fasta_file, tmp_path):
-    from plmdepth.runner import run
+    from plmdepth.runner import read_tables, run
 
     out = tmp_path / "results"
     run("logit_lens", str(esm_folder), fasta_file, out=out, progress=False)
@@ -64,7 +64,7 @@ def test_cached_run_is_reused_and_changed_parameters_recompute(esm_folder, fasta
     stamp = csv.stat().st_mtime_ns
     run("logit_lens", str(esm_folder), fasta_file, out=out, progress=False)
     assert csv.stat().st_mtime_ns == stamp
-    table = run("logit_lens", str(esm_folder), fasta_file, out=out, vocab="amino_acids", progress=False)["logit_lens"]
+    table = read_tables(run("logit_lens", str(esm_folder), fasta_file, out=out, vocab="amino_acids", progress=False), "logit_lens")["logit_lens"]
     assert csv.stat().st_mtime_ns != stamp
     assert json.loads((out / "tiny_esm" / "run.json").read_text())["measurements"]["logit_lens"]["config"]["vocab"] \
         == "amino_acids"
@@ -82,9 +82,9 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, fasta_file):
 
 
 def test_interrupted_run_resumes_without_recomputing_finished_batches(esm_folder, fasta_file, tmp_path, monkeypatch):
-    from plmdepth import logit_lens as ll
-    from plmdepth import streaming
-    from plmdepth.runner import run
+    from plmdepth.probes import logit_lens as ll
+    from plmdepth.probes import streaming
+    from plmdepth.runner import read_tables, run
 
     monkeypatch.setattr(streaming, "CHECKPOINT_EVERY_S", 0.0)
     original = ll.LogitLensAccumulator.add
@@ -107,17 +107,18 @@ def test_interrupted_run_resumes_without_recomputing_finished_batches(esm_folder
     calls.clear()
     monkeypatch.setattr(ll.LogitLensAccumulator, "add", lambda self, rows: (calls.append(tuple(rows)),
                                                                              original(self, rows)))
-    resumed = run("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False)["logit_lens"]
+    resumed = read_tables(run("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False),
+                          "logit_lens")["logit_lens"]
     assert len(calls) == 2  # only the two batches that had not finished
     assert not (folder / ".logit_lens.partial.pt").exists()
-    fresh = run("logit_lens", str(esm_folder), fasta_file, out=tmp_path / "fresh", batch_size=1,
-                progress=False)["logit_lens"]
+    fresh = read_tables(run("logit_lens", str(esm_folder), fasta_file, out=tmp_path / "fresh", batch_size=1,
+                            progress=False), "logit_lens")["logit_lens"]
     pd.testing.assert_frame_equal(resumed, fresh)
 
 
 def test_checkpoint_of_another_run_is_ignored(esm_folder, fasta_file, tmp_path, monkeypatch):
-    from plmdepth import streaming
-    from plmdepth.runner import run
+    from plmdepth.probes import streaming
+    from plmdepth.runner import read_tables, run
 
     monkeypatch.setattr(streaming, "CHECKPOINT_EVERY_S", 0.0)
     out = tmp_path / "results"
@@ -125,12 +126,12 @@ def test_checkpoint_of_another_run_is_ignored(esm_folder, fasta_file, tmp_path, 
     folder.mkdir(parents=True)
     streaming._save(folder / ".logit_lens.partial.pt", {"key": "something else", "n_batches": 4, "done": 3,
                                                           "state": {}})
-    table = run("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False)["logit_lens"]
+    table = read_tables(run("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False), "logit_lens")["logit_lens"]
     assert (table["n_sequences"] == 4).all()
 
 
 def test_diffusion_model_gets_one_folder_and_one_curve_per_masking_ratio(esm_folder, fasta_file, tmp_path):
-    from plmdepth.chapter import collect
+    from plmdepth.publish.chapter import collect
 
     result = collect("logit_lens", str(esm_folder), str(fasta_file), str(tmp_path / "r"),
                      diffusion_models=str(esm_folder), diffusion_ratios=[0.15, 0.5])
@@ -161,7 +162,7 @@ def test_dplm_folder_loads_as_a_diffusion_model(tmp_path):
 
 def test_cli_models_lists_every_registry_entry_with_its_columns(capsys):
     from plmdepth.cli import main
-    from plmdepth.registry import REGISTRY
+    from plmdepth.models import REGISTRY
 
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -177,8 +178,8 @@ def test_cli_models_lists_every_registry_entry_with_its_columns(capsys):
 def test_caption_names_each_data_file_with_the_models_that_ran_on_it(esm_folder, fasta_file, tmp_path):
     import shutil
 
-    from plmdepth.provenance import run_caption
-    from plmdepth.runner import run
+    from plmdepth.publish.provenance import run_caption
+    from plmdepth.runner import read_tables, run
 
     other_folder = tmp_path / "other_esm"
     shutil.copytree(esm_folder, other_folder)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from plmdepth import weights
 from plmdepth.fasta import read_fasta
-from plmdepth.sapiens import (
+from plmdepth.models.sapiens import (
     SAPIENS_ALPHABET,
     SAPIENS_TOKENS,
     SAPIENS_WHEEL,

@@ -12,7 +12,7 @@ import torch
 
 from plmdepth import weights
 from plmdepth.fasta import read_fasta
-from plmdepth.unirep import (
+from plmdepth.models.unirep import (
     CLASS_TOKEN_IDS,
     UNIREP_TOKENS,
     UNIREP_WHEEL,

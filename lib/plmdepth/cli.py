@@ -1,4 +1,4 @@
-"""Command line: `python -m plmdepth {run,models,chapter,book} ...`."""
+"""Command line: `python -m plmdepth {run,variant-effects,models,chapter,book} ...`."""
 
 from __future__ import annotations
 
@@ -8,49 +8,53 @@ import logging
 import sys
 
 from plmdepth.fasta import FastaError
-from plmdepth.variant_effects import AssayError
-from plmdepth.registry import REGISTRY, ModelLoadError, describe
+from plmdepth.models import REGISTRY, ModelLoadError, resolve
+from plmdepth.paths import ProjectNotFound
+from plmdepth.probes.variant_effects import AssayError
+from plmdepth.publish.book import BookError, build_book, run_chapter
+from plmdepth.runner import read_tables, run
 from plmdepth.weights import WeightsError
+
+SEQUENCE_MEASUREMENTS = ("logit-lens", "layer-skipping", "contributions")
 
 
 def _run(args) -> int:
-    from plmdepth.runner import run
-
     measurement = args.measurement.replace("-", "_")
     params = {"batch_size": args.batch_size} if args.batch_size else {}
-    if measurement in ("logit_lens", "layer_skipping"):
-        params["vocab"] = args.vocab
-    if measurement == "layer_skipping":
-        params.update(mode=args.mode, max_rows=args.max_rows)
-    lm = None
-    if args.objective:
-        from plmdepth.registry import load_model
-
-        lm = load_model(args.model, device=args.device, dtype=args.dtype, objective=args.objective)
-    tables = run(measurement, args.model, args.fasta, lm=lm, out=args.out, plan=args.plan, seed=args.seed,
-                 n_sequences=args.n_sequences, mask_fraction=args.mask_fraction, unknown=args.unknown,
-                 too_long=args.too_long, device=args.device, dtype=args.dtype, force=args.force, **params)
-    for name, table in tables.items():
-        print(f"== {name}.csv")
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", max_rows=60))
+    if measurement == "variant_effects":
+        data = args.reference
+        options = dict(assays=args.assay or None, max_variants=args.max_variants)
+        params.update(scoring=args.scoring, n_bootstrap=args.n_bootstrap)
+    else:
+        if not args.fasta:
+            raise ValueError(f"{args.measurement} needs --fasta FILE (the sequences to measure)")
+        data = args.fasta
+        options = dict(plan=args.plan, n_sequences=args.n_sequences, mask_fraction=args.mask_fraction,
+                       unknown=args.unknown, too_long=args.too_long)
+        if measurement in ("logit_lens", "layer_skipping"):
+            params["vocab"] = args.vocab
+        if measurement == "layer_skipping":
+            params.update(mode=args.mode, max_rows=args.max_rows)
+    spec = resolve(args.model, objective=args.objective)
+    folder = run(measurement, spec, data, out=args.out, seed=args.seed, device=args.device, dtype=args.dtype,
+                 force=args.force, **options, **params)
+    for name, table in read_tables(folder, measurement).items():
+        print(f"== {folder / name}.csv")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", max_rows=80))
     return 0
 
 
-def _variant_effects(args) -> int:
-    from plmdepth.runner import run_variant_effects
-
-    params = {"scoring": args.scoring, "n_bootstrap": args.n_bootstrap}
-    if args.batch_size:
-        params["batch_size"] = args.batch_size
-    table = run_variant_effects(args.model, args.reference, out=args.out, assays=args.assay or None,
-                                max_variants=args.max_variants, seed=args.seed, device=args.device,
-                                dtype=args.dtype, force=args.force, **params)
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", max_rows=80))
+def _run_request(args) -> int:
+    """Run one `runner.run` call given as JSON on stdin; print its results folder as JSON (the
+    second environment's entry point, see `second_env`)."""
+    request = json.loads(sys.stdin.read())
+    folder = run(request.pop("measurement"), request.pop("model"), request.pop("data"), **request)
+    print(json.dumps({"results_folder": str(folder)}))
     return 0
 
 
 def _models(args) -> int:
-    rows = [describe(name) for name in REGISTRY]
+    rows = [entry.describe() for entry in REGISTRY.values()]
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
@@ -65,10 +69,6 @@ def _models(args) -> int:
 
 
 def _chapter(args) -> int:
-    from plmdepth.book import run_chapter
-
-    from plmdepth.book import build_book
-
     bad = [kv for kv in args.param if "=" not in kv]
     if bad:
         raise ValueError(f"parameters are NAME=VALUE, not {bad[0]!r}")
@@ -83,8 +83,6 @@ def _chapter(args) -> int:
 
 
 def _book(args) -> int:
-    from plmdepth.book import build_book
-
     build_book(execute=not args.no_execute)
     return 0
 
@@ -99,50 +97,60 @@ def _show_progress_messages() -> None:
         logger.setLevel(logging.INFO)
 
 
+def _model_options(p, objective: bool = True) -> None:
+    p.add_argument("--model", required=True,
+                   help="registry name (`python -m plmdepth models`), hub id, local folder, or .pt / .pth file")
+    p.add_argument("--out", default="results", help="results root; the run goes to OUT/<model-slug>/")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, help="sequences per batch (default: the measurement's)")
+    if objective:
+        p.add_argument("--objective", choices=["masked", "diffusion"],
+                       help="override an ESM-2 network's objective (diffusion: DPLM weights in a local folder)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--force", action="store_true", help="recompute even if a cached run matches")
+
+
+def _assay_options(p) -> None:
+    p.add_argument("--reference", default="data/dms/DMS_substitutions.csv",
+                   help="variant effects: ProteinGym-style reference table (DMS_id, target_seq); assay CSVs beside it")
+    p.add_argument("--assay", action="append", help="variant effects: assay id to use (repeatable; default: all)")
+    p.add_argument("--max-variants", type=int, help="variant effects: seeded random subset of each larger assay")
+    p.add_argument("--scoring", default="auto", choices=["auto", "masked_marginal", "wt_marginal",
+                                                         "log_likelihood_ratio"])
+    p.add_argument("--n-bootstrap", type=int, default=200)
+
+
 def main(argv: list[str] | None = None) -> int:
     _show_progress_messages()
     parser = argparse.ArgumentParser(prog="python -m plmdepth", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="run a measurement on a model and a FASTA file")
-    p.add_argument("measurement", choices=["logit-lens", "layer-skipping", "contributions"])
-    p.add_argument("--model", required=True, help="registry name, hub id or local save_pretrained folder")
-    p.add_argument("--fasta", required=True)
-    p.add_argument("--out", default="results", help="results root; the run goes to OUT/<model-slug>/")
+    p = sub.add_parser("run", help="run a measurement on a model (a FASTA file, or the assays for variant effects)")
+    p.add_argument("measurement", choices=[*SEQUENCE_MEASUREMENTS, "variant-effects"])
+    _model_options(p)
+    p.add_argument("--fasta", help="the sequences (logit-lens, layer-skipping, contributions)")
     p.add_argument("--plan", help="plan.json of an earlier run, to repeat it exactly")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-sequences", type=int, help="use the first N records")
     p.add_argument("--mask-fraction", type=float, default=0.15)
     p.add_argument("--vocab", choices=["full", "amino_acids"], default="full")
-    p.add_argument("--batch-size", type=int, help="sequences per batch (default: the measurement's)")
     p.add_argument("--mode", choices=["future", "current"], default="future",
                    help="layer skipping: skip outside F and measure at F, or skip and measure everywhere")
     p.add_argument("--max-rows", type=int, default=64, help="layer skipping: most skip variants x units per call")
     p.add_argument("--unknown", choices=["error", "map"], default="error", help="X/B/Z/U/O: error or unknown token")
     p.add_argument("--too-long", choices=["error", "crop"], default="error")
-    p.add_argument("--objective", choices=["masked", "diffusion"],
-                   help="override an ESM checkpoint's objective (diffusion: DPLM weights in a local folder)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--force", action="store_true", help="recompute even if a cached run matches")
+    _assay_options(p)
     p.set_defaults(func=_run)
 
-    p = sub.add_parser("variant-effects", help="per-layer variant-effect prediction on ProteinGym-style assays")
-    p.add_argument("--model", required=True)
-    p.add_argument("--reference", default="data/dms/DMS_substitutions.csv",
-                   help="ProteinGym-style reference table (DMS_id, target_seq); assay CSVs beside it")
-    p.add_argument("--assay", action="append", help="assay id to use (repeatable; default: all)")
-    p.add_argument("--max-variants", type=int, help="seeded random subset of each larger assay")
-    p.add_argument("--scoring", default="auto", choices=["auto", "masked_marginal", "wt_marginal",
-                                                         "log_likelihood_ratio"])
-    p.add_argument("--n-bootstrap", type=int, default=200)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--out", default="results")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--force", action="store_true")
-    p.set_defaults(func=_variant_effects)
+    p = sub.add_parser("variant-effects", help="per-layer variant-effect prediction on ProteinGym-style assays "
+                                               "(the same as `run variant-effects`)")
+    _model_options(p)
+    _assay_options(p)
+    p.set_defaults(func=_run, measurement="variant-effects")
+
+    p = sub.add_parser("run-request", help="run one JSON request read from stdin (how the second environment "
+                                           "is called)")
+    p.set_defaults(func=_run_request)
 
     p = sub.add_parser("models", help="list registered models")
     p.add_argument("--json", action="store_true")
@@ -154,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated models to add to the chapter's models (registry names, hub ids, folders)")
     p.add_argument("--models", help="comma-separated models replacing the chapter's `models` parameter")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="any other parameter of the chapter's parameters cell (value parsed as YAML)")
+                   help="any other parameter of the chapter (value parsed as YAML)")
     p.add_argument("--no-build", action="store_true", help="only execute the chapter, do not rebuild the HTML")
     p.set_defaults(func=_chapter)
 
@@ -163,10 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_book)
 
     args = parser.parse_args(argv)
-    from plmdepth.book import BookError
-
     try:
         return args.func(args)
-    except (FastaError, AssayError, ModelLoadError, WeightsError, BookError, ValueError, FileNotFoundError) as err:
+    except (FastaError, AssayError, ModelLoadError, WeightsError, BookError, ProjectNotFound, ValueError,
+            FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

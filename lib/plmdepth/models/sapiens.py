@@ -63,6 +63,8 @@ from pathlib import Path
 import torch
 
 from plmdepth import weights
+from plmdepth.model import ProteinLM
+from plmdepth.models.architectures import quiet_transformers, wrap_roberta
 from plmdepth.tokens import Alphabet
 
 SAPIENS_WHEEL = weights.ShippedWheel(
@@ -255,3 +257,12 @@ def _prefix(state: dict[str, torch.Tensor]) -> str:
         if f"{prefix}sentence_encoder.embed_tokens.weight" in state:
             return prefix
     raise SapiensError("no `decoder.sentence_encoder.embed_tokens.weight` (or `encoder.`) in the checkpoint")
+
+
+def load_sapiens_model(chain: str) -> ProteinLM:
+    """Sapiens VH or VL (fairseq RoBERTa masked LM, 4 blocks) from the sapiens 1.0.5 wheel, as a `ProteinLM`."""
+    with quiet_transformers():
+        hf_model = load_sapiens(chain)
+    checksum = "sha256:" + weights.sha256_of(checkpoint_path(chain))
+    return wrap_roberta(hf_model, f"sapiens-{chain}", SAPIENS_WHEEL.requirement, SAPIENS_ALPHABET,
+                        max_residues(hf_model), family="Sapiens", licence=SAPIENS_WHEEL.licence, checksum=checksum)

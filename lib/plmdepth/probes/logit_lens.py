@@ -29,7 +29,7 @@ from torch import nn
 from plmdepth.fasta import Record
 from plmdepth.model import ProteinLM
 from plmdepth.plan import MaskingPlan
-from plmdepth.streaming import stream
+from plmdepth.probes.streaming import stream
 
 VOCABS = ("full", "amino_acids")
 

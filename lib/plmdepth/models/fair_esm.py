@@ -52,8 +52,9 @@ from torch import nn
 
 from plmdepth import weights
 from plmdepth.model import ModelInfo, ProteinLM
-from plmdepth.registry import (ESM_ALPHABET, ESM_TOKENS, ModelLoadError, _hub_reachable, _n_params,
-                               state_dict_checksum)
+from plmdepth.model import n_params, state_dict_checksum
+from plmdepth.models.architectures import ESM_ALPHABET, ESM_TOKENS
+from plmdepth.models.hub import ModelLoadError, hub_reachable
 
 FAIR_ESM_HOST = "dl.fbaipublicfiles.com"
 FAIR_ESM_URL = f"https://{FAIR_ESM_HOST}/fair-esm/models/{{name}}.pt"
@@ -197,8 +198,9 @@ def wrap_fair_esm(esm2_model: nn.Module, name: str, source: str, objective: str 
     """A fair-esm `ESM2` as a `ProteinLM` (pre-LN; final norm `emb_layer_norm_after`)."""
     adapter = FairEsmLM(esm2_model)
     check_alphabet(esm2_model.alphabet)
-    info = ModelInfo(name, source, "ESM-2", objective, "sequence", esm2_model.num_layers, esm2_model.embed_dim,
-                     _n_params(esm2_model), licence, checksum or state_dict_checksum(esm2_model), "pre-LN")
+    info = ModelInfo(name=name, source=source, family="ESM-2", objective=objective, modality="sequence",
+                     n_layers=esm2_model.num_layers, d_model=esm2_model.embed_dim, n_params=n_params(esm2_model),
+                     licence=licence, checksum=checksum or state_dict_checksum(esm2_model), norm="pre-LN")
     return ProteinLM(adapter, adapter.layers, esm2_model.emb_layer_norm_after, esm2_model.lm_head, ESM_ALPHABET,
                      info, max_residues=MAX_RESIDUES, sublayers={"kind": "pre-LN", "mid": "mid"})
 
@@ -262,7 +264,7 @@ def _load_hub(name: str):
     what_to_do = (f"download {url} (and {name}-contact-regression.pt, optional) where the network is reachable "
                   "and pass the .pt file's path")
     cached = all(p.is_file() for p in _hub_cache(name))
-    if not cached and not _hub_reachable(FAIR_ESM_HOST):
+    if not cached and not hub_reachable(FAIR_ESM_HOST):
         raise ModelLoadError(f"fair-esm model '{name}' is not in the torch hub cache ({_hub_cache(name)[0].parent}) "
                              f"and {FAIR_ESM_HOST} cannot be reached from here; {what_to_do}.")
     try:

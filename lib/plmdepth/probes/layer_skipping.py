@@ -29,10 +29,10 @@ import pandas as pd
 import torch
 
 from plmdepth.fasta import Record
-from plmdepth.logit_lens import LogitLens
+from plmdepth.probes.logit_lens import LogitLens
 from plmdepth.model import ProteinLM
 from plmdepth.plan import MaskingPlan
-from plmdepth.streaming import stream
+from plmdepth.probes.streaming import stream
 from plmdepth.tokens import Batch
 
 EPS = 1e-6

@@ -71,7 +71,8 @@ from torch import nn
 
 from plmdepth import weights
 from plmdepth.model import ModelInfo, ProteinLM
-from plmdepth.registry import ModelLoadError, _hub_reachable, _n_params, state_dict_checksum
+from plmdepth.model import n_params, state_dict_checksum
+from plmdepth.models.hub import ModelLoadError, hub_reachable
 from plmdepth.tokens import Alphabet
 
 ESM_RELEASE = "esm==3.2.1.post1"  # requirements-esm.txt
@@ -220,9 +221,10 @@ def wrap(model: nn.Module, name: str, source: str, family: str | None = None, li
     is_esm3 = isinstance(model, ESM3)
     blocks = model.transformer.blocks
     d_model = blocks[0].ffn[0].normalized_shape[0]
-    info = ModelInfo(name, source, family or ("ESM3" if is_esm3 else "ESM C"), "masked",
-                     "sequence+structure" if is_esm3 else "sequence", len(blocks), d_model, _n_params(model),
-                     licence, checksum or state_dict_checksum(model), "pre-LN")
+    info = ModelInfo(name=name, source=source, family=family or ("ESM3" if is_esm3 else "ESM C"), objective="masked",
+                     modality="sequence+structure" if is_esm3 else "sequence", n_layers=len(blocks), d_model=d_model,
+                     n_params=n_params(model), licence=licence, checksum=checksum or state_dict_checksum(model),
+                     norm="pre-LN")
     alphabet = sequence_alphabet()
     adapter = SequenceTrackLM(model.eval(), len(alphabet.tokens))
     head = nn.Sequential(sequence_head(model), adapter.vocabulary)
@@ -355,7 +357,7 @@ def _load_release(release: Release, name: str | None) -> ProteinLM:
         cached = False
     what_to_do = (f"download it where the hub is reachable (`hf download {release.repo} --local-dir <folder>`) "
                   f"and pass <folder>/data/weights/{release.weights_file} (or <folder>)")
-    if not cached and not _hub_reachable():
+    if not cached and not hub_reachable():
         raise ModelLoadError(f"'{release.key}' needs the Hugging Face repository {release.repo}, which is not in the "
                              f"local cache and cannot be reached from here; {what_to_do}.")
     loader = getattr(pretrained, release.loader)

@@ -25,7 +25,7 @@ import torch
 from plmdepth.fasta import Record
 from plmdepth.model import ProteinLM
 from plmdepth.plan import MaskingPlan
-from plmdepth.streaming import stream
+from plmdepth.probes.streaming import stream
 
 EPS = 1e-6
 

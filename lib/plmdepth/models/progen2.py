@@ -38,7 +38,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from plmdepth.model import ModelInfo, ProteinLM
+from plmdepth import weights
+from plmdepth.model import ModelInfo, ProteinLM, n_params, state_dict_checksum
+from plmdepth.models.hub import local_or_snapshot, slug
 from plmdepth.tokens import Alphabet
 
 MP_NUM = 8  # model-parallel shards the fused qkv projection was laid out for (fixed in ProGen2)
@@ -254,11 +256,10 @@ def wrap_progen2(model: ProGen2LM, name: str, source: str, licence: str = "BSD-3
     Attention and MLP read the same ln_1(h) and are added together (out = h + attn_out +
     mlp_out): the sublayers are declared "parallel", both updates measured against h.
     """
-    from plmdepth.registry import _n_params, state_dict_checksum
-
     cfg = model.config
-    info = ModelInfo(name, source, "ProGen2", "autoregressive", "sequence", cfg.n_layer, cfg.n_embd,
-                     _n_params(model), licence, checksum or state_dict_checksum(model), "pre-LN (parallel)")
+    info = ModelInfo(name=name, source=source, family="ProGen2", objective="autoregressive", modality="sequence",
+                     n_layers=cfg.n_layer, d_model=cfg.n_embd, n_params=n_params(model), licence=licence,
+                     checksum=checksum or state_dict_checksum(model), norm="pre-LN (parallel)")
     n_special = len(PROGEN2_ALPHABET.prefix) + len(PROGEN2_ALPHABET.suffix)
     return ProteinLM(model, model.transformer.h, model.transformer.ln_f, model.lm_head, PROGEN2_ALPHABET, info,
                      max_residues=cfg.n_positions - n_special,
@@ -338,8 +339,6 @@ def load_progen2(folder_or_file: str | Path, name: str | None = None, dtype: tor
     """A ProGen2 checkpoint as a `ProteinLM`, from a folder (config.json + model.safetensors or
     pytorch_model.bin, as in hugohrban/progen2-* or the extracted Salesforce tarballs) or one
     weights file. fp16 weights are cast to `dtype`; `overrides` set config fields (e.g. n_head)."""
-    from plmdepth import weights
-
     path = Path(folder_or_file)
     if not path.exists():
         raise ProGen2LoadError(f"{path} does not exist; pass a ProGen2 checkpoint folder or weights file.")
@@ -374,7 +373,12 @@ def config_dict(config: ProGen2Config) -> dict:
     return {"model_type": "progen", **asdict(config)}
 
 
+def load_progen2_model(name_or_path: str, name: str | None = None) -> ProteinLM:
+    """ProGen2 from a local folder or weights file, or a hub repository (`hugohrban/progen2-small`)."""
+    return load_progen2(local_or_snapshot(name_or_path), name=name or slug(name_or_path))
+
+
 __all__ = [
     "MP_NUM", "PROGEN2_TOKENS", "PROGEN2_ALPHABET", "PROGEN2_CONFIGS", "ProGen2Config", "ProGen2LM",
-    "ProGen2LoadError", "wrap_progen2", "load_progen2", "infer_config", "config_dict",
+    "ProGen2LoadError", "wrap_progen2", "load_progen2", "load_progen2_model", "infer_config", "config_dict",
 ]

