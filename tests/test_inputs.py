@@ -159,3 +159,43 @@ def test_first_download_is_logged_not_printed(monkeypatch, tmp_path, capsys, cap
     assert (folder / "sapiens/models/v1/dict.txt").is_file()
     assert "Fetching the files shipped in sapiens==1.0.5" in caplog.text
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("model", ["iglm", "antiberty", "unirep-64", "proteinmpnn"])
+def test_objective_on_a_model_whose_objective_cannot_be_chosen_is_one_sentence(model, tmp_path, capsys):
+    """`--objective` (a chapter's diffusion_models) applies to ESM-2 networks only: elsewhere it is
+    refused when the model is resolved, before any weights are read, in one sentence with status 2."""
+    import subprocess
+    import sys
+
+    from plmdepth.cli import main
+    from plmdepth.models import resolve
+
+    with pytest.raises(ModelLoadError, match=rf"^'{model}' is a \w+ model whose objective cannot be chosen; "):
+        resolve(model, objective="diffusion")
+    fasta = tmp_path / "s.fasta"
+    fasta.write_text(">a\nEVQLVESGGGLVQPGG\n")
+    assert main(["run", "logit-lens", "--model", model, "--objective", "diffusion", "--fasta", str(fasta),
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: '{model}' is a ") and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_objective_override_reaches_the_esm2_loader_and_names_the_results_folder(tmp_path):
+    from conftest import tiny_esm_hf
+    from plmdepth.models import resolve
+    from plmdepth.runner import results_folder
+
+    folder = tmp_path / "dplm_like"
+    tiny_esm_hf(seed=2).save_pretrained(folder)
+    plain = resolve(str(folder))
+    assert (plain.objective, plain.loader, plain.slug, plain.objective_override) == ("masked", "esm2", "dplm_like", False)
+    spec = resolve(str(folder), objective="diffusion")
+    assert spec.objective == "diffusion" and spec.objective_override
+    lm = load_model(spec)
+    assert lm.objective == "diffusion" and lm.spec is spec
+    assert results_folder(tmp_path, lm, 0.5) == tmp_path / "dplm_like@mask0.5"
+    assert resolve(str(folder), objective="masked") == plain
+    with pytest.raises(ModelLoadError, match="objective must be one of"):
+        resolve(str(folder), objective="causal")
