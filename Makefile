@@ -28,7 +28,7 @@ $(ESM_STAMP): requirements-esm.txt pyproject.toml
 	$(ESM_PY) -m pip install --quiet --upgrade pip
 	$(ESM_PY) -m pip install --quiet --no-deps -r requirements-esm.txt
 	$(ESM_PY) -m pip install --quiet --no-deps --no-build-isolation -e .
-	$(ESM_PY) -c "import esm.models.esmc, esm.models.esm3, plmdepth.evolutionaryscale"
+	$(ESM_PY) -c "import esm.models.esmc, esm.models.esm3, plmdepth.models.evolutionaryscale"
 	touch $(ESM_STAMP)
 
 esm-env: $(ESM_STAMP)

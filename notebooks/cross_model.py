@@ -16,7 +16,7 @@
 # # Across models
 #
 # Every model on one relative-depth axis l / L, so that models of different depth and
-# training objective can be compared (SPEC M6): the logit-lens KL to the final output, the
+# training objective can be compared: the logit-lens KL to the final output, the
 # output change when a block is skipped, and the size of each block's update. The last
 # table gives, per model, the fraction of blocks whose skipping changes the output
 # probabilities by less than a threshold (maximum L2 change over future positions): the

@@ -6,12 +6,32 @@ import nbformat
 import pytest
 
 from conftest import tiny_esm_hf
-from plmdepth.publish.book import BookError, chapter_defaults, run_chapter
+from plmdepth.publish.book import CHAPTERS, BookError, chapter_defaults, run_chapter
+from plmdepth.publish.chapter import shared_parameters
 
 
 def test_chapter_defaults_are_read_from_the_parameters_cell():
     defaults = chapter_defaults("layer-skipping")
     assert defaults["models"] == "antiberty,sapiens-vh,iglm,iglm-s" and defaults["n_sequences"] == 200
+
+
+def test_shared_parameters_come_from_one_file_and_a_chapter_cell_only_adds_or_overrides():
+    import jupytext
+
+    from plmdepth.publish.book import chapter_paths
+
+    shared = shared_parameters()
+    assert {"models", "seed", "results_dir", "device", "diffusion_ratios"} <= set(shared)
+    for name in CHAPTERS:
+        defaults = chapter_defaults(name)
+        assert set(shared) <= set(defaults) and defaults["results_dir"] == shared["results_dir"]
+        cell = next(c for c in jupytext.read(chapter_paths(name)[0]).cells
+                    if "parameters" in c.metadata.get("tags", []))
+        own: dict = {}
+        exec(cell.source, {}, own)
+        repeated = {k for k, v in own.items() if k in shared and shared[k] == v}
+        assert not repeated, f"chapter {name} repeats shared parameters {repeated} (notebooks/parameters.yml)"
+    assert chapter_defaults("variant-effects")["models"].startswith("unirep-")  # its own models
 
 
 def test_unknown_parameter_is_refused_before_anything_runs(tmp_path):
@@ -32,6 +52,10 @@ def test_chapter_on_a_local_folder_adds_its_results_and_reuses_cache(tmp_path, m
     svgs = [o for c in nb.cells for o in c.get("outputs", [])
             if "application/papermill.record/image/svg+xml" in o.get("data", {})]
     assert len(svgs) == 3  # the chapter's three glued figures
+    links = [o["data"]["application/papermill.record/text/markdown"] for c in nb.cells for o in c.get("outputs", [])
+             if "application/papermill.record/text/markdown" in o.get("data", {})]
+    assert len(links) == 3 and all("{download}`SVG <../figures/fig-skip-" in text and "Cite as:" in text
+                                   for text in links)
     injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
     assert f'"iglm-s,{folder}"' in injected.source
     run_json = json.loads((results / "my_esm" / "run.json").read_text())

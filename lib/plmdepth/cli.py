@@ -10,18 +10,19 @@ import sys
 from plmdepth.fasta import FastaError
 from plmdepth.models import REGISTRY, ModelLoadError, resolve
 from plmdepth.paths import ProjectNotFound
+from plmdepth.probes.measurements import MEASUREMENTS
 from plmdepth.probes.variant_effects import AssayError
 from plmdepth.publish.book import BookError, build_book, run_chapter
 from plmdepth.runner import read_tables, run
 from plmdepth.weights import WeightsError
 
-SEQUENCE_MEASUREMENTS = ("logit-lens", "layer-skipping", "contributions")
+MEASUREMENT_NAMES = [name.replace("_", "-") for name in MEASUREMENTS]  # logit-lens, layer-skipping, ...
 
 
 def _run(args) -> int:
     measurement = args.measurement.replace("-", "_")
     params = {"batch_size": args.batch_size} if args.batch_size else {}
-    if measurement == "variant_effects":
+    if MEASUREMENTS[measurement].inputs == "assays":
         data = args.reference
         options = dict(assays=args.assay or None, max_variants=args.max_variants)
         params.update(scoring=args.scoring, n_bootstrap=args.n_bootstrap)
@@ -127,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run a measurement on a model (a FASTA file, or the assays for variant effects)")
-    p.add_argument("measurement", choices=[*SEQUENCE_MEASUREMENTS, "variant-effects"])
+    p.add_argument("measurement", choices=MEASUREMENT_NAMES)
     _model_options(p)
-    p.add_argument("--fasta", help="the sequences (logit-lens, layer-skipping, contributions)")
+    p.add_argument("--fasta", help="the sequences (every measurement but variant-effects)")
     p.add_argument("--plan", help="plan.json of an earlier run, to repeat it exactly")
     p.add_argument("--n-sequences", type=int, help="use the first N records")
     p.add_argument("--mask-fraction", type=float, default=0.15)

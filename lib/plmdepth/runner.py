@@ -111,6 +111,14 @@ def _assays(reference, assays, max_variants, seed):
     return data, key, entry
 
 
+def _run_in_second_env(measure: Measurement, request: dict) -> Path:
+    """`run` with these arguments in .venv-esm; the folder it wrote, checked to hold the measurement."""
+    folder = second_env.run_request(json.loads(json.dumps(request, default=str)), progress=request["progress"])
+    if measure.name not in (read_run(folder) or {}).get("measurements", {}):
+        raise RuntimeError(f"the run of '{request['model']}' in .venv-esm wrote no {measure.name} to {folder}")
+    return folder
+
+
 def run(
     measurement: str,
     model: "str | ModelSpec | ProteinLM",
@@ -137,6 +145,7 @@ def run(
     config (e.g. `vocab`, `batch_size`, `mode`, `scoring`). `mask_fraction` is the share of masked
     residues of the plan, and names the results folder of a diffusion model.
     """
+    arguments = {k: v for k, v in locals().items() if k != "params"} | params  # as given, for the second environment
     measure = find_measurement(measurement)
     config = measure.config(seed=seed, **params)
     if measure.inputs == "sequences" and (assays is not None or max_variants is not None):
@@ -145,18 +154,11 @@ def run(
         raise ValueError("variant effects run on the assays of a reference table; plan and n_sequences are for "
                          "the sequence measurements")
     lm = model if isinstance(model, ProteinLM) else None
-    spec = (lm.spec if lm is not None else resolve(model))
+    spec = lm.spec if lm is not None else resolve(model)
     if lm is None and second_env.needed(spec):
-        request = dict(measurement=measure.name, model=spec.argument, data=str(data), out=str(out),
-                       plan=None if plan is None else str(plan), seed=seed, n_sequences=n_sequences,
-                       mask_fraction=mask_fraction, unknown=unknown, too_long=too_long, assays=assays,
-                       max_variants=max_variants, device=device, dtype=dtype, force=force, progress=progress, **params)
-        folder = second_env.run_request(request, progress=progress)
-        if measure.name not in (read_run(folder) or {}).get("measurements", {}):
-            raise RuntimeError(f"the run of '{spec.argument}' in .venv-esm wrote no {measure.name} to {folder}")
-        return folder
+        return _run_in_second_env(measure, {**arguments, "measurement": measure.name, "model": spec.argument})
     lm = lm if lm is not None else load_model(spec, device=device, dtype=dtype)
-    argument = spec.argument if spec is not None else lm.info.name
+    argument = spec.argument if spec is not None else lm.info.name  # a ProteinLM built by hand has no spec
     folder = results_folder(out, lm, mask_fraction)
 
     if measure.inputs == "sequences":
