@@ -8,38 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SEQUENCES
-from plmdepth.probes.contributions import contributions
-from plmdepth.probes.layer_skipping import SkipConfig, layer_skipping
-from plmdepth.probes.logit_lens import LogitLensConfig, logit_lens
-from plmdepth.plan import make_plan
+from conftest import PROGEN2_TINY as TINY
+from conftest import PROGEN2_TINY_2PER as TINY_2PER
+from conftest import SEQUENCES, tiny_progen2, tiny_progen2_model
 from plmdepth.models.progen2 import (
-    MP_NUM, PROGEN2_ALPHABET, PROGEN2_CONFIGS, PROGEN2_TOKENS, ProGen2Config, ProGen2LM, ProGen2LoadError,
-    config_dict, load_progen2, wrap_progen2,
+    MP_NUM, PROGEN2_ALPHABET, PROGEN2_CONFIGS, PROGEN2_TOKENS, ProGen2LM, ProGen2LoadError, config_dict, load_progen2,
+    wrap_progen2,
 )
-from reference import assert_matches_reference, reference_skipping
-
-# head_dim 16, rotary on the first 8 channels (so the pass-through part is exercised), 8 heads = 1 per shard x 8
-TINY = ProGen2Config(n_layer=3, n_embd=128, n_head=8, rotary_dim=8, n_positions=128)
-# 16 heads: 2 heads per model-parallel shard, so the shard-major head order matters
-TINY_2PER = ProGen2Config(n_layer=2, n_embd=64, n_head=16, rotary_dim=2, n_positions=128)
-
-
-def tiny_progen2_model(config=TINY, seed=0):
-    torch.manual_seed(seed)
-    model = ProGen2LM(config)
-    with torch.no_grad():  # make norms and biases non-trivial so the reference checks them too
-        for name, p in model.named_parameters():
-            if "ln" in name and name.endswith("weight"):
-                p.copy_(1 + 0.2 * torch.randn_like(p))
-            elif name.endswith("bias"):
-                p.copy_(0.1 * torch.randn_like(p))
-    return model.eval()
-
-
-def tiny_progen2(config=TINY, seed=0):
-    return wrap_progen2(tiny_progen2_model(config, seed), "tiny-progen2", "random init")
-
 
 def ids_of(sequence):
     return [PROGEN2_TOKENS.index(t) for t in ("1", *sequence, "2")]
@@ -194,16 +169,6 @@ def test_right_padding_does_not_change_real_positions():
             torch.testing.assert_close(padded[b, : alone.shape[0]], alone, rtol=1e-5, atol=1e-5)
 
 
-def test_logit_lens_and_contributions_run():
-    lm = tiny_progen2(seed=6)
-    plan = make_plan(SEQUENCES, "autoregressive", seed=1)
-    table = logit_lens(lm, SEQUENCES, plan, LogitLensConfig(batch_size=3, n_bootstrap=20), progress=False)
-    assert len(table) > 0 and np.isfinite(table.select_dtypes("number").to_numpy()).all()
-    frame = contributions(lm, SEQUENCES, progress=False)
-    assert set(frame["part"]) == {"block", "attention", "mlp"} and len(frame) == 3 * lm.n_layers
-    assert (frame["ratio_mean"] > 0).all() and (frame["norm"] == "pre-LN (parallel)").all()
-
-
 def test_parallel_sublayers_add_up_to_the_block_and_match_hand_computed_parts():
     lm = tiny_progen2(seed=6)
     batch = lm.tokenize([r.id for r in SEQUENCES], [r.sequence for r in SEQUENCES])
@@ -219,20 +184,6 @@ def test_parallel_sublayers_add_up_to_the_block_and_match_hand_computed_parts():
             torch.testing.assert_close(h + parts["attention"] + parts["mlp"], parts["out"])
             assert parts["mlp_base"] is h and parts["attention_base"] is h
             h = parts["out"]
-
-
-@pytest.mark.parametrize("mode", ["future", "current"])
-def test_layer_skipping_equals_plain_reference(mode):
-    lm = tiny_progen2(seed=7)
-    records = SEQUENCES
-    plan = make_plan(records, "autoregressive", seed=2)
-    effect_table, output_table = layer_skipping(lm, records, plan, SkipConfig(mode=mode, batch_size=3, max_rows=64),
-                                                progress=False)
-    batch = lm.tokenize([r.id for r in records], [r.sequence for r in records])
-    effect, l2, kl = reference_skipping(lm, batch, [plan.for_id(r.id) for r in records], mode)
-    assert_matches_reference(effect_table, output_table, effect, l2, kl)
-    assert len(effect_table) == lm.n_layers * (lm.n_layers - 1) // 2
-    assert effect_table["effect_max"].max() > 1e-3
 
 
 # ------------------------------------------------------------------------- loading

@@ -337,14 +337,6 @@ def test_command_line_reports_a_sequence_without_structure_in_one_line(tmp_path)
     assert proc.stderr.strip() == errors[0]  # refused before any work: no progress bar either
 
 
-def test_variant_effects_refuse_a_structure_model_in_one_sentence():
-    from plmdepth.probes.variant_effects import AssayError, VariantEffectsConfig, read_assays, variant_effects
-
-    assays = read_assays("data/dms/DMS_substitutions.csv", max_variants=5, seed=0)
-    with pytest.raises(AssayError, match=r"^proteinmpnn needs an input besides the sequence \(a structure\)"):
-        variant_effects(lm(), assays[:1], VariantEffectsConfig(), progress=False)
-
-
 # ------------------------------------------------------------------------------ data
 def test_committed_structures_match_their_checksums_and_fasta():
     for line in (STRUCTURES / "checksums.sha256").read_text().splitlines():

@@ -12,48 +12,21 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SEQUENCES
-from plmdepth.fasta import Record, read_fasta
-from plmdepth.probes.layer_skipping import SkipConfig, layer_skipping
+from conftest import SEQUENCES, write_tiny_protgpt2
+from plmdepth.fasta import Record
 from plmdepth.probes.logit_lens import LogitLensConfig, logit_lens
 from plmdepth.plan import make_plan
-from plmdepth.models.protgpt2 import PROTGPT2_CONFIG, SEPARATOR, fasta_body
+from plmdepth.models.protgpt2 import SEPARATOR
 from plmdepth.models import ModelLoadError, load_model
 from plmdepth.probes.variant_effects import VariantEffectsConfig, layer_scores
-from test_layer_skipping import _check_against_reference
 from test_variant_effects import _assay
 
 LONG = Record("long", "", "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ" * 4)  # 132 residues: three lines
 
 
-def _train_tokenizer(vocab_size: int = 400):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2TokenizerFast
-
-    records = read_fasta("data/proteome_sample.fasta")[:300]
-    texts = [SEPARATOR + fasta_body(r.sequence) + SEPARATOR for r in records]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[SEPARATOR],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(texts, trainer)
-    return GPT2TokenizerFast(tokenizer_object=tok, bos_token=SEPARATOR, eos_token=SEPARATOR, unk_token=SEPARATOR)
-
-
 @pytest.fixture(scope="module")
 def protgpt2_folder(tmp_path_factory):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    folder = tmp_path_factory.mktemp("protgpt2")
-    tokenizer = _train_tokenizer()
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tokenizer), n_embd=PROTGPT2_CONFIG["n_embd"], n_head=PROTGPT2_CONFIG["n_head"],
-                        n_layer=3, n_positions=PROTGPT2_CONFIG["n_positions"],
-                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
-    GPT2LMHeadModel(config).eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return write_tiny_protgpt2(tmp_path_factory.mktemp("protgpt2"))  # conftest.py: tokenizer and model
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +79,6 @@ def test_readout_at_the_last_layer_is_the_models_own_output(lm):
         real = batch.attention_mask.bool()
         assert layer == lm.n_layers
         torch.testing.assert_close(lm.readout(h)[real], own[real], rtol=1e-5, atol=1e-5)
-
-
-def test_layer_skipping_equals_the_plain_reference(lm):
-    for mode in ("future", "current"):
-        _check_against_reference(lm, list(SEQUENCES), mode)
 
 
 def test_logit_lens_reads_the_full_vocabulary_and_refuses_twenty_letters(lm):
