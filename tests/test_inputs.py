@@ -165,8 +165,6 @@ def test_first_download_is_logged_not_printed(monkeypatch, tmp_path, capsys, cap
 def test_objective_on_a_model_whose_objective_cannot_be_chosen_is_one_sentence(model, tmp_path, capsys):
     """`--objective` (a chapter's diffusion_models) applies to ESM-2 networks only: elsewhere it is
     refused when the model is resolved, before any weights are read, in one sentence with status 2."""
-    import subprocess
-    import sys
 
     from plmdepth.cli import main
     from plmdepth.models import resolve

@@ -4,7 +4,6 @@ anatomy and measurements, padding, and checkpoint loading (tiny random models on
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 

@@ -179,7 +179,7 @@ def test_caption_names_each_data_file_with_the_models_that_ran_on_it(esm_folder,
     import shutil
 
     from plmdepth.publish.provenance import run_caption
-    from plmdepth.runner import read_tables, run
+    from plmdepth.runner import run
 
     other_folder = tmp_path / "other_esm"
     shutil.copytree(esm_folder, other_folder)
