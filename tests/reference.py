@@ -7,10 +7,12 @@ and record every block's input and output with hooks.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
-from plmdepth.probes.layer_skipping import EPS, intervention_units
+from plmdepth.probes.layer_skipping import EPS, intervention_units, layer_skipping
 
 
 def _forward_recording(lm, batch, rows, skip=None, intervened=None):
@@ -79,3 +81,34 @@ def assert_matches_reference(effect_table, output_table, effect, l2, kl, first: 
     np.testing.assert_allclose(output_table["prob_l2_max"], l2.max(0)[first:], rtol=rtol, atol=atol)
     np.testing.assert_allclose(output_table["prob_l2_mean"], l2.mean(0)[first:], rtol=rtol, atol=atol)
     np.testing.assert_allclose(output_table["kl_mean"], kl.mean(0)[first:], rtol=rtol, atol=atol)
+
+
+@contextmanager
+def own_forward_inputs(lm, batch):
+    """The plain reference runs `network(input_ids=..., attention_mask=..., **forward_kwargs)`:
+    hand it the batch's other inputs (ProteinMPNN's structure) that way, then restore."""
+    saved = lm.forward_kwargs
+    lm.forward_kwargs = {**saved, **batch.model_inputs}
+    try:
+        yield
+    finally:
+        lm.forward_kwargs = saved
+
+
+def check_skipping_against_reference(lm, records, plan, config, vocab_ids=None):
+    """Run layer skipping and assert its tables equal the plain reference; returns the tables."""
+    effect_table, output_table = layer_skipping(lm, records, plan, config, progress=False)
+    plans = [plan.for_id(r.id) for r in records]
+    masked = [p.masked for p in plans] if lm.objective != "autoregressive" else None
+    batch = lm.tokenize([r.id for r in records], [r.sequence for r in records], masked=masked)
+    with own_forward_inputs(lm, batch):
+        effect, l2, kl = reference_skipping(lm, batch, plans, config.mode, vocab_ids)
+    L, first = lm.n_layers, lm.first_lens_layer
+    # blocks before the skipped one are untouched: exactly zero effect (and, in "future" mode,
+    # the skipped block itself at the measured positions, which are not intervened on)
+    for s in range(first, L):
+        assert np.all(effect[:, s, : s + (config.mode == "future")] == 0.0)
+    assert_matches_reference(effect_table, output_table, effect, l2, kl, first)
+    assert len(effect_table) == (L - first) * (L - first - 1) // 2
+    assert effect_table["effect_max"].max() > 1e-3  # the comparison is not between zeros
+    return effect_table, output_table

@@ -7,31 +7,14 @@ import torch
 from conftest import tiny_esm
 from plmdepth.probes.layer_skipping import SkipConfig, layer_skipping
 from plmdepth.plan import make_plan
-from reference import assert_matches_reference, reference_skipping
-
-
-def _reference_tables(lm, records, plan, mode, vocab_ids=None):
-    plans = [plan.for_id(r.id) for r in records]
-    masked = [p.masked for p in plans] if lm.objective != "autoregressive" else None
-    batch = lm.tokenize([r.id for r in records], [r.sequence for r in records], masked=masked)
-    return reference_skipping(lm, batch, plans, mode, vocab_ids)
+from reference import check_skipping_against_reference
 
 
 def _check_against_reference(lm, records, mode, max_rows=64, batch_size=3, vocab="full"):
     plan = make_plan(records, lm.objective, seed=2, mask_fraction=0.3)
     config = SkipConfig(mode=mode, batch_size=batch_size, max_rows=max_rows, vocab=vocab)
-    effect_table, output_table = layer_skipping(lm, records, plan, config, progress=False)
     vocab_ids = lm.alphabet.canonical_ids if vocab == "amino_acids" else None
-    effect, l2, kl = _reference_tables(lm, records, plan, mode, vocab_ids)
-    L, first = lm.n_layers, lm.first_lens_layer
-    # blocks before the skipped one are untouched: exactly zero effect (and, in "future" mode,
-    # the skipped block itself at the measured positions, which are not intervened on)
-    for s in range(first, L):
-        assert np.all(effect[:, s, : s + (mode == "future")] == 0.0)
-    assert_matches_reference(effect_table, output_table, effect, l2, kl, first)
-    assert len(effect_table) == (L - first) * (L - first - 1) // 2
-    assert effect_table["effect_max"].max() > 1e-3  # the comparison is not between zeros
-    return effect_table, output_table
+    return check_skipping_against_reference(lm, records, plan, config, vocab_ids)
 
 
 def test_chunking_and_batching_do_not_change_results(records):

@@ -5,7 +5,6 @@ blocks' inputs and outputs recorded by hooks (tests/reference.py)."""
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -13,23 +12,11 @@ import torch
 
 from plmdepth.plan import make_plan
 from plmdepth.probes.contributions import contributions
-from plmdepth.probes.layer_skipping import SkipConfig, layer_skipping
+from plmdepth.probes.layer_skipping import SkipConfig
 from plmdepth.probes.logit_lens import LogitLensConfig, logit_lens
 from plmdepth.probes.variant_effects import AssayError, VariantEffectsConfig, layer_scores, variant_effects
-from reference import _forward_recording, assert_matches_reference, reference_skipping
+from reference import _forward_recording, check_skipping_against_reference, own_forward_inputs
 from test_variant_effects import _assay
-
-
-@contextmanager
-def own_forward_inputs(lm, batch):
-    """The plain reference runs `network(input_ids=..., attention_mask=..., **forward_kwargs)`:
-    hand it the batch's other inputs (ProteinMPNN's structure) that way, then restore."""
-    saved = lm.forward_kwargs
-    lm.forward_kwargs = {**saved, **batch.model_inputs}
-    try:
-        yield
-    finally:
-        lm.forward_kwargs = saved
 
 
 @torch.no_grad()
@@ -102,19 +89,7 @@ def test_layer_skipping(architecture, mode):
     lm, records = architecture
     plan = make_plan(records, lm.objective, seed=2, mask_fraction=0.3)
     config = SkipConfig(mode=mode, batch_size=3, max_rows=64)
-    effect_table, output_table = layer_skipping(lm, records, plan, config, progress=False)
-    plans = [plan.for_id(r.id) for r in records]
-    batch = _tokenize(lm, records, plan)
-    with own_forward_inputs(lm, batch):
-        effect, l2, kl = reference_skipping(lm, batch, plans, mode)
-    L, first = lm.n_layers, lm.first_lens_layer
-    # blocks before the skipped one are untouched: exactly zero effect (and, in "future" mode,
-    # the skipped block itself at the measured positions, which are not intervened on)
-    for s in range(first, L):
-        assert np.all(effect[:, s, : s + (mode == "future")] == 0.0)
-    assert_matches_reference(effect_table, output_table, effect, l2, kl, first)
-    assert len(effect_table) == (L - first) * (L - first - 1) // 2
-    assert effect_table["effect_max"].max() > 1e-3  # the comparison is not between zeros
+    check_skipping_against_reference(lm, records, plan, config)
 
 
 # ------------------------------------------------------------------------------ contributions

@@ -12,7 +12,6 @@ import importlib.util
 import re
 import subprocess
 import sys
-from contextlib import contextmanager
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -27,7 +26,7 @@ from plmdepth.fasta import read_fasta
 from plmdepth.probes.layer_skipping import SkipConfig, layer_skipping
 from plmdepth.plan import make_plan
 from plmdepth.models import REGISTRY, load_model
-from reference import assert_matches_reference, reference_skipping
+from reference import assert_matches_reference, own_forward_inputs, reference_skipping
 
 pytestmark = pytest.mark.shipped
 
@@ -252,18 +251,6 @@ def test_readout_at_the_last_layer_is_the_models_own_logits_and_parts_rebuild_th
     assert (model.n_layers, model.info.d_model) == (REGISTRY["proteinmpnn"].blocks, REGISTRY["proteinmpnn"].width)
 
 
-@contextmanager
-def structure_inputs_as_forward_kwargs(model, batch):
-    """The plain reference runs `hf_model(input_ids=..., attention_mask=..., **forward_kwargs)`
-    on all rows of the batch: hand it the batch's structure inputs that way, then restore."""
-    saved = model.forward_kwargs
-    model.forward_kwargs = {**saved, **batch.model_inputs}
-    try:
-        yield
-    finally:
-        model.forward_kwargs = saved
-
-
 @pytest.mark.parametrize("mode", ["future", "current"])
 def test_fast_layer_skipping_equals_the_plain_reference(mode):
     model, recs = lm(), records(SHORT)
@@ -272,7 +259,7 @@ def test_fast_layer_skipping_equals_the_plain_reference(mode):
                                                 progress=False)
     plans = [plan.for_id(r.id) for r in recs]
     batch = model.tokenize([r.id for r in recs], [r.sequence for r in recs], masked=[p.masked for p in plans])
-    with structure_inputs_as_forward_kwargs(model, batch):
+    with own_forward_inputs(model, batch):
         effect, l2, kl = reference_skipping(model, batch, plans, mode)
     assert effect.shape[0] == len(recs)  # one unit per sequence: the reference saw every row in order
     assert_matches_reference(effect_table, output_table, effect, l2, kl)
