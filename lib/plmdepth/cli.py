@@ -12,7 +12,7 @@ from plmdepth.models import REGISTRY, ModelLoadError, resolve
 from plmdepth.paths import ProjectNotFound
 from plmdepth.probes.measurements import MEASUREMENTS
 from plmdepth.probes.variant_effects import AssayError
-from plmdepth.publish.book import BookError, build_book, run_chapter
+from plmdepth.publish import BookError
 from plmdepth.runner import read_tables, run
 from plmdepth.weights import WeightsError
 
@@ -70,6 +70,8 @@ def _models(args) -> int:
 
 
 def _chapter(args) -> int:
+    from plmdepth.publish.book import build_book, run_chapter  # the book's packages: not in .venv-esm
+
     bad = [kv for kv in args.param if "=" not in kv]
     if bad:
         raise ValueError(f"parameters are NAME=VALUE, not {bad[0]!r}")
@@ -84,6 +86,8 @@ def _chapter(args) -> int:
 
 
 def _book(args) -> int:
+    from plmdepth.publish.book import build_book  # the book's packages: not in .venv-esm
+
     build_book(execute=not args.no_execute)
     return 0
 

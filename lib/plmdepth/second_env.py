@@ -16,12 +16,12 @@ from pathlib import Path
 
 from plmdepth import paths
 from plmdepth.models import ModelLoadError, ModelSpec
-from plmdepth.models.evolutionaryscale import package_status
+from plmdepth.models import evolutionaryscale
 
 
 def needed(spec: ModelSpec) -> bool:
     """True when `spec` loads only with EvolutionaryScale's `esm` and this environment lacks it."""
-    return spec.environment == "esm" and package_status() != "evolutionaryscale"
+    return spec.environment == "esm" and evolutionaryscale.package_status() != "evolutionaryscale"
 
 
 def run_request(request: dict, progress: bool = True) -> Path:

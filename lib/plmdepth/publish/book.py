@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from plmdepth import __version__, paths, weights
+from plmdepth.publish import BookError
 from plmdepth.models import REGISTRY
 from plmdepth.publish.chapter import shared_parameters
 from plmdepth.results import read_run
@@ -31,10 +32,6 @@ CHAPTERS = {
     "cross-model": "cross_model",
     "variant-effects": "variant_effects",
 }
-
-
-class BookError(RuntimeError):
-    """The book or one of its chapters could not be built."""
 
 
 def chapter_paths(name: str) -> tuple[Path, Path]:

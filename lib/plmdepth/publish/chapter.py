@@ -21,16 +21,17 @@ import pandas as pd
 import yaml
 from tqdm import TqdmWarning
 
-from plmdepth import __version__, paths, second_env
-from plmdepth.model import ProteinLM
-from plmdepth.models import ModelSpec, load_model, resolve
-from plmdepth.probes.measurements import measurement as find_measurement
-from plmdepth.publish.figures import to_svg
-from plmdepth.runner import read_tables, run
-
-# Inside a kernel, tqdm.auto (imported by transformers) warns that ipywidgets is missing.
-# Chapters show no progress widgets on purpose (they would need JavaScript from a CDN).
+# Inside a kernel, tqdm.auto (imported by transformers when plmdepth's model modules load, just
+# below) warns that ipywidgets is missing. Chapters show no progress widgets on purpose (they
+# would need JavaScript from a CDN), so the filter is set before those imports.
 warnings.filterwarnings("ignore", category=TqdmWarning)
+
+from plmdepth import __version__, paths, second_env  # noqa: E402
+from plmdepth.model import ProteinLM  # noqa: E402
+from plmdepth.models import ModelSpec, load_model, resolve  # noqa: E402
+from plmdepth.probes.measurements import measurement as find_measurement  # noqa: E402
+from plmdepth.publish.figures import to_svg  # noqa: E402
+from plmdepth.runner import read_tables, run  # noqa: E402
 
 DIFFUSION_RATIOS = (0.15, 0.5, 0.9)
 BOOK_TITLE = "Does the curse of depth persist in protein language models?"
