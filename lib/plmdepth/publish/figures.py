@@ -2,43 +2,131 @@
 
 altair's default renderer loads vega from a CDN and shows nothing offline; every chart
 here is turned into SVG by vl-convert (which bundles vega) before it reaches the book.
+
+Every chart is sized to fit the book's text column (about 768 px on desktop) at its
+natural size, with text at least 11 px, so that scaled down to a phone it stays legible.
 """
 
 from __future__ import annotations
 
 import io
+import math
 
 import altair as alt
 import pandas as pd
 
+#: axis / colour-bar titles of the plotted quantities (words, not variable names)
 METRIC_TITLES = {
     "kl": "KL(p_l ‖ p_L) [nats]",
     "top1_agreement": "top-1 agreement with the final layer",
     "top1_accuracy": "top-1 accuracy (true residue)",
-    "prob_l2_max": "max output-probability change (L2)",
-    "prob_l2_mean": "mean over units of max probability change (L2)",
-    "kl_mean": "mean KL(p ‖ p') [nats]",
-    "ratio_mean": "‖Δ_l‖ / ‖h_l‖ (mean)",
+    "prob_l2_max": ["L2 distance of output probability vectors", "(max over held-out positions and units)"],
+    "prob_l2_mean": ["L2 distance of output probability vectors", "(max over held-out positions, mean over units)"],
+    "kl_mean": ["KL divergence of output probabilities [nats]", "(mean over held-out positions and units)"],
+    "kl_max": ["KL divergence of output probabilities [nats]", "(mean over held-out positions, max over units)"],
+    "ratio_mean": "‖Δ_l‖ / ‖h_l‖, mean over tokens",
+    "ratio_max": "‖Δ_l‖ / ‖h_l‖, max over tokens",
+    "cosine_mean": "cos(Δ_l, h_l), mean over tokens",
+    "effect_max": ["r(s, j): relative change of block j's update when block s is skipped",
+                   "(max over held-out positions, max over units)"],
+    "effect_mean": ["r(s, j): relative change of block j's update when block s is skipped",
+                    "(max over held-out positions, mean over units)"],
+    "spearman": "Spearman ρ with measured fitness",
 }
+#: short names of the probability-change metrics, for panel headers
+_L2_PANELS = {"prob_l2_max": "max over units", "prob_l2_mean": "mean over units"}
+_L2_AXIS = ["L2 distance of output probability vectors", "(max over held-out positions)"]
+#: ceiling of the L2 distance between two probability vectors
+L2_CEILING = math.sqrt(2)
+#: chance level of top-1 accuracy over the 20 canonical amino acids
+CHANCE_TOP1 = 1 / 20
+
+FONT = 11  # smallest text at natural size (px)
 
 
-def depth_curves(frame: pd.DataFrame, metric: str, title: str | None = None, width: int = 420,
-                 height: int = 260) -> alt.Chart:
-    """One line per model of `metric` against relative depth l/L, with its 95% band if present."""
-    base = alt.Chart(frame).encode(
-        x=alt.X("relative_depth:Q", title="relative depth l / L", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("model:N", title="model"),
-    )
-    line = base.mark_line(point=True).encode(
-        y=alt.Y(f"{metric}:Q", title=METRIC_TITLES.get(metric, metric)),
-        tooltip=["model"] + [c for c in ("layer", "skipped") if c in frame]
-        + [alt.Tooltip(f"{metric}:Q", format=".3f")],
-    )
-    layers = [line]
+def metric_title(metric: str):
+    return METRIC_TITLES.get(metric, metric.replace("_", " "))
+
+
+def _configure(chart):
+    """Legible text and opaque legend symbols (bands are pale)."""
+    return (chart.configure_axis(labelFontSize=FONT, titleFontSize=FONT + 1)
+            .configure_legend(labelFontSize=FONT, titleFontSize=FONT + 1, symbolOpacity=1,
+                              labelLimit=200)
+            .configure_header(labelFontSize=FONT + 1, titleFontSize=FONT + 1)
+            .configure_title(fontSize=FONT + 2)
+            .configure_text(fontSize=FONT))
+
+
+def _hline(value: float, label: str) -> alt.LayerChart:
+    """A labelled dashed horizontal rule at `value`."""
+    data = pd.DataFrame({"y": [value], "label": [label]})
+    rule = alt.Chart(data).mark_rule(strokeDash=[5, 4], color="#555").encode(y="y:Q")
+    text = alt.Chart(data).mark_text(align="right", baseline="bottom", dx=-4, dy=-2, x="width", color="#333",
+                                     fontSize=FONT).encode(y="y:Q", text="label:N")
+    return rule + text
+
+
+def _zero_by_construction(frame: pd.DataFrame) -> pd.Series:
+    """Rows that are zero by construction: in "future" mode the last block's skip reaches no
+    held-out position, so its output effect is 0 whatever the model does."""
+    if not {"skipped", "mode"} <= set(frame.columns):
+        return pd.Series(False, index=frame.index)
+    last = frame.groupby("model", sort=False)["skipped"].transform("max")
+    return (frame["mode"] == "future") & (frame["skipped"] == last)
+
+
+def _reference_lines(metric: str) -> list:
+    if metric.startswith("prob_l2"):
+        return [_hline(L2_CEILING, "ceiling √2")]
+    if metric == "top1_accuracy":
+        return [_hline(CHANCE_TOP1, "chance 1/20")]
+    return []
+
+
+def _curve_layers(frame: pd.DataFrame, metric: str, y_title, y_scale=None) -> list:
+    """Band (if present), line with points, hollow markers for zero-by-construction points."""
+    zero = _zero_by_construction(frame)
+    drawn, hollow = frame[~zero], frame[zero]
+    x = alt.X("relative_depth:Q", title="relative depth l / L", scale=alt.Scale(domain=[0, 1]))
+    color = alt.Color("model:N", title="model", sort=list(frame["model"].unique()))
+    y = alt.Y(f"{metric}:Q", title=y_title, **({"scale": y_scale} if y_scale is not None else {}))
+    tooltip = (["model"] + [c for c in ("layer", "skipped") if c in frame]
+               + [alt.Tooltip(f"{metric}:Q", format=".3f")])
+    layers = []
     if f"{metric}_low" in frame and f"{metric}_high" in frame:
-        layers.insert(0, base.mark_area(opacity=0.2).encode(y=f"{metric}_low:Q", y2=f"{metric}_high:Q"))
-    chart = alt.layer(*layers).properties(width=width, height=height)
-    return chart.properties(title=title) if title else chart
+        layers.append(alt.Chart(drawn).mark_area(opacity=0.2).encode(
+            x=x, y=alt.Y(f"{metric}_low:Q", title=y_title), y2=f"{metric}_high:Q", color=color))
+    layers.append(alt.Chart(drawn).mark_line(point=True).encode(x=x, y=y, color=color, tooltip=tooltip))
+    if len(hollow):
+        layers.append(alt.Chart(hollow).mark_point(filled=False, size=60, strokeWidth=1.5).encode(
+            x=x, y=y, color=color, tooltip=tooltip))
+    return layers
+
+
+def depth_curves(frame: pd.DataFrame, metric: str, title: str | None = None, width: int = 460,
+                 height: int = 260) -> alt.LayerChart:
+    """One line per model of `metric` against relative depth l/L, with its 95% band if present.
+
+    L2 distances of probability vectors get their ceiling √2 and top-1 accuracy its chance
+    level as labelled dashed rules; points that are zero by construction (the last block in
+    "future" skip mode) are hollow markers off the line.
+    """
+    chart = alt.layer(*_curve_layers(frame, metric, metric_title(metric)),
+                      *_reference_lines(metric)).properties(width=width, height=height)
+    chart = chart.properties(title=title) if title else chart
+    return _configure(chart)
+
+
+def skip_output_curves(frame: pd.DataFrame, metrics=("prob_l2_max", "prob_l2_mean"), width: int = 255,
+                       height: int = 240) -> alt.HConcatChart:
+    """M3 side by side: the output-probability change aggregated over units by max and by mean,
+    on one y scale with the ceiling √2."""
+    scale = alt.Scale(domain=[0, 1.5])
+    panels = [alt.layer(*_curve_layers(frame, m, _L2_AXIS if i == 0 else None, scale), *_reference_lines(m))
+              .properties(width=width, height=height, title=_L2_PANELS.get(m, m))
+              for i, m in enumerate(metrics)]
+    return _configure(alt.hconcat(*panels, spacing=12).resolve_scale(y="shared"))
 
 
 def to_svg(chart: alt.Chart) -> str:
@@ -48,42 +136,83 @@ def to_svg(chart: alt.Chart) -> str:
     return buffer.getvalue()
 
 
-def skip_heatmap(frame: pd.DataFrame, value: str = "effect_max", size: int = 180) -> alt.Chart:
-    """Skipped block × affected block heat map of M2, one panel per model."""
-    panels = []
-    for model, part in frame.groupby("model", sort=False):
-        panels.append(alt.Chart(part).mark_rect().encode(
-            x=alt.X("affected:O", title="affected block j"),
-            y=alt.Y("skipped:O", title="skipped block s"),
-            color=alt.Color(f"{value}:Q", title=value.replace("_", " "), scale=alt.Scale(scheme="viridis")),
-            tooltip=["skipped", "affected", alt.Tooltip(f"{value}:Q", format=".3f")],
-        ).properties(width=size, height=size, title=str(model)))
-    return alt.hconcat(*panels).resolve_scale(color="independent")
+def skip_heatmap(frame: pd.DataFrame, value: str = "effect_max", size: int = 170, columns: int = 3
+                 ) -> alt.FacetChart:
+    """Skipped block × affected block heat map of M2, one panel per model, on one colour scale
+    from 0 shared by every model."""
+    order = list(frame["model"].unique())
+    heat = alt.Chart().mark_rect().encode(
+        x=alt.X("affected:O", title="affected block j", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("skipped:O", title="skipped block s"),
+        color=alt.Color(f"{value}:Q", title=metric_title(value),
+                        scale=alt.Scale(scheme="viridis", domainMin=0),
+                        legend=alt.Legend(orient="bottom", direction="horizontal", gradientLength=260,
+                                          titleLimit=400)),
+        tooltip=["model", "skipped", "affected", alt.Tooltip(f"{value}:Q", format=".3f")],
+    ).properties(width=size, height=size)
+    chart = alt.layer(heat, data=frame).facet(
+        facet=alt.Facet("model:N", title=None, sort=order), columns=min(columns, len(order)),
+        spacing={"row": 16, "column": 24},
+    ).resolve_scale(x="independent", y="independent")
+    return _configure(chart)
 
 
-def contribution_curves(frame: pd.DataFrame, value: str = "ratio_mean", width: int = 220,
-                        height: int = 200) -> alt.Chart:
-    """M1 per part (block / attention / mlp), one line per model, against relative depth."""
-    return alt.Chart(frame).mark_line(point=True).encode(
+CONTRIBUTION_PARTS = ["block", "attention", "mlp"]
+
+
+def contribution_curves(frame: pd.DataFrame, value: str = "ratio_mean", width: int = 180,
+                        height: int = 190) -> alt.FacetChart:
+    """M1 per part (block | attention | mlp, in this order), one line per model, against
+    relative depth."""
+    parts = [p for p in CONTRIBUTION_PARTS if p in set(frame["part"])] + sorted(
+        set(frame["part"]) - set(CONTRIBUTION_PARTS))
+    chart = alt.Chart(frame).mark_line(point=True).encode(
         x=alt.X("relative_depth:Q", title="relative depth (l+1) / L", scale=alt.Scale(domain=[0, 1])),
-        y=alt.Y(f"{value}:Q", title=value.replace("_", " ")),
-        color=alt.Color("model:N"),
+        y=alt.Y(f"{value}:Q", title=metric_title(value)),
+        color=alt.Color("model:N", title="model", sort=list(frame["model"].unique()),
+                        legend=alt.Legend(orient="bottom", direction="horizontal")),
         tooltip=["model", "layer", "part", alt.Tooltip(f"{value}:Q", format=".3f")],
-    ).properties(width=width, height=height).facet(column=alt.Column("part:N", title=None))
+    ).properties(width=width, height=height).facet(
+        column=alt.Column("part:N", title=None, sort=parts), spacing=14)
+    return _configure(chart)
 
 
-def variant_effect_curves(frame: pd.DataFrame, width: int = 170, height: int = 170) -> alt.Chart:
-    """M5: Spearman ρ per layer against relative depth, one panel per assay (and the mean),
-    one line per model, with the final layer's value marked by a larger point."""
+def variant_effect_curves(frame: pd.DataFrame, width: int = 112, height: int = 170) -> alt.FacetChart:
+    """M5: Spearman ρ per layer against relative depth, one panel per assay and the mean (last),
+    in one row, one line per model, with the final layer's value marked by a larger point."""
+    assays = [a for a in frame["assay"].unique() if a != "mean"] + (["mean"] if "mean" in set(frame["assay"]) else [])
+    color = alt.Color("model:N", title="model", sort=list(frame["model"].unique()),
+                      legend=alt.Legend(orient="bottom", direction="horizontal"))
     base = alt.Chart().encode(
-        x=alt.X("relative_depth:Q", title="relative depth l / L", scale=alt.Scale(domain=[0, 1])),
-        y=alt.Y("spearman:Q", title="Spearman ρ"),
-        color=alt.Color("model:N"),
+        x=alt.X("relative_depth:Q", title="l / L", scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(values=[0, 0.5, 1], format=".1~f")),
+        y=alt.Y("spearman:Q", title=metric_title("spearman")),
+        color=color,
         tooltip=["model", "assay", "layer", alt.Tooltip("spearman:Q", format=".3f")],
     )
     band = alt.Chart().mark_area(opacity=0.15).encode(
-        x="relative_depth:Q", y="spearman_low:Q", y2="spearman_high:Q", color="model:N")
+        x="relative_depth:Q", y="spearman_low:Q", y2="spearman_high:Q", color=color)
     lines = base.mark_line(point=True)
-    final = base.mark_point(size=140, shape="diamond", filled=True).transform_filter("datum.relative_depth == 1")
-    return alt.layer(band, lines, final, data=frame).properties(width=width, height=height).facet(
-        facet=alt.Facet("assay:N", title=None), columns=3)
+    final = base.mark_point(size=110, shape="diamond", filled=True).transform_filter("datum.relative_depth == 1")
+    chart = alt.layer(band, lines, final, data=frame).properties(width=width, height=height).facet(
+        facet=alt.Facet("assay:N", title=None, sort=assays,
+                        header=alt.Header(labelExpr="split(datum.label, '_')", labelFontSize=FONT)),
+        columns=len(assays), spacing=10)
+    return _configure(chart)
+
+
+def depth_efficiency_chart(frame: pd.DataFrame, width: int = 420, height: int = 240) -> alt.LayerChart:
+    """Per model, the share of depth spent refining (1 - d*) against its number of blocks; models
+    that land on the same point share one label."""
+    labels = (frame.groupby(["blocks", "refining share of depth"], sort=False)["model"].agg(", ".join)
+              .reset_index())
+    points = alt.Chart(frame).mark_point(filled=True, size=120, opacity=1).encode(
+        x=alt.X("blocks:Q", title="blocks L", scale=alt.Scale(zero=False, padding=30),
+                axis=alt.Axis(format="d", tickMinStep=1)),
+        y=alt.Y("refining share of depth:Q", title="share of depth spent refining, 1 − d*",
+                scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("model:N", title="model"),
+        tooltip=["model", "blocks", alt.Tooltip("refining from l / L:Q", format=".3f"), "tau", "kappa"])
+    text = alt.Chart(labels).mark_text(dy=-14, fontSize=12).encode(
+        x="blocks:Q", y="refining share of depth:Q", text="model:N")
+    return _configure(alt.layer(points, text).properties(width=width, height=height))
