@@ -3,8 +3,13 @@
 Serves book/_build/html from a local http.server on 127.0.0.1, opens index.html and every page
 linked from its left navigation, and fails on: any request to another host (blocked and recorded),
 console errors, uncaught page errors, same-host resources that answer >= 400, images that did
-not load (naturalWidth 0), and internal links that answer 404. Saves a full-page screenshot of
-each page into $PLMDEPTH_SCREENSHOTS (default: pytest's tmp_path) for a person to look at.
+not load (naturalWidth 0), and internal links that answer 404. It also checks that pages are
+readable, on a desktop and on a phone-sized window: every image is shown at >= 90% of its natural
+width or has a full-size link beside it, and no table is wider than the text column unless it
+scrolls inside a container of its own. Each chapter's interactive figure opens in the browser
+(not as a download) and draws its chart offline. Saves a full-page screenshot of each page into
+$PLMDEPTH_SCREENSHOTS (default: pytest's tmp_path) for a person to look at (`<page>.png` on the
+desktop, `<page>.narrow.png` on the phone-sized window).
 
 Needs Debian's Chromium at /usr/bin/chromium (scripts/install_browser.sh installs it) and the
 `playwright` PyPI package, which drives that system browser (no `playwright install`).
@@ -49,6 +54,10 @@ CHROMIUM_ARGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
 ]
 TIMEOUT_MS = 60_000
+WIDE = {"width": 1366, "height": 900}
+NARROW = {"width": 420, "height": 900}
+# an image shown narrower than this fraction of its natural width needs a full-size link
+MIN_SCALE = 0.9
 
 # Waits for every <img> (made eager, so none stays lazily unloaded) and reports each one.
 IMAGES_JS = """
@@ -69,6 +78,57 @@ async () => {
 """
 LINKS_JS = """
 () => Array.from(document.querySelectorAll("a[href]")).map(a => ({raw: a.getAttribute("href"), url: a.href}))
+"""
+# Images in the page's text shown below MIN_SCALE of their natural width with no full-size link
+# beside them: a link around the image, or, in its figure or the element after it (the line of
+# downloads under each chapter figure), a link to an SVG/PNG/interactive HTML of a figure.
+SHRUNK_IMAGES_JS = """
+(minScale) => {
+  const fullSize = /(\\/figures\\/[^\\/]+\\.(html|svg|png)|_downloads\\/.+\\.(svg|png)|_images\\/.+\\.(svg|png))$/;
+  const hasLink = el => el && Array.from(el.querySelectorAll("a[href]")).some(a => fullSize.test(a.href));
+  const out = [];
+  for (const img of document.querySelectorAll("article img, main img")) {
+    const shown = img.getBoundingClientRect().width;
+    if (!img.naturalWidth || shown >= minScale * img.naturalWidth) continue;
+    const wrapped = img.closest("a[href]");
+    const box = img.closest("figure, .cell_output, .output, td") || img.parentElement;
+    if (wrapped || hasLink(box) || hasLink(box.nextElementSibling)) continue;
+    out.push({src: img.getAttribute("src"), shown: Math.round(shown), natural: img.naturalWidth});
+  }
+  return out;
+}
+"""
+# Tables wider than the text column that do not scroll inside a container of their own
+# (the table itself or an ancestor with overflow-x auto/scroll no wider than the column).
+WIDE_TABLES_JS = """
+() => {
+  const column = document.querySelector("article.bd-article") || document.querySelector("main") || document.body;
+  const limit = column.getBoundingClientRect().right + 1;
+  const out = [];
+  for (const table of column.querySelectorAll("table")) {
+    if (table.getBoundingClientRect().right <= limit && table.scrollWidth <= table.clientWidth + 1) continue;
+    let el = table, scrolls = false;
+    while (el && el !== column.parentElement) {
+      const style = getComputedStyle(el);
+      if (["auto", "scroll"].includes(style.overflowX) && el.getBoundingClientRect().right <= limit) {
+        scrolls = true;
+        break;
+      }
+      el = el.parentElement;
+    }
+    if (!scrolls) {
+      const head = table.querySelector("tr");
+      out.push({columns: head ? head.children.length : 0, width: Math.round(table.scrollWidth),
+                column: Math.round(column.getBoundingClientRect().width)});
+    }
+  }
+  return out;
+}
+"""
+# Is the chart of an interactive figure drawn (vega-embed renders an <svg> or a <canvas>)?
+CHART_DRAWN_JS = """
+() => { const el = document.querySelector("#vis svg, #vis canvas, .vega-embed svg, .vega-embed canvas");
+        return !!el && el.getBoundingClientRect().width > 50; }
 """
 NAV_JS = """
 () => Array.from(document.querySelectorAll("nav.bd-docs-nav a[href], .toctree-wrapper a[href]")).map(a => a.href)
@@ -118,6 +178,38 @@ def _screenshot_name(url, base):
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", rel.removesuffix(".html")) + ".png"
 
 
+def check_readable(page, name, window, problems):
+    """Record images shrunk with no full-size link and tables overflowing the text column."""
+    for img in page.evaluate(SHRUNK_IMAGES_JS, MIN_SCALE):
+        problems.append(f"{name} ({window}): image shown at {img['shown']} of its {img['natural']} px with no "
+                        f"full-size link beside it: {img['src']}")
+    for table in page.evaluate(WIDE_TABLES_JS):
+        problems.append(f"{name} ({window}): a {table['columns']}-column table {table['width']} px wide overflows "
+                        f"the {table['column']} px text column with no scroll container")
+
+
+def check_interactive(page, url, name, problems):
+    """An interactive figure opens as a page (not a download) and draws its chart offline."""
+    downloads = []
+    page.once("download", lambda d: downloads.append(d.suggested_filename))
+    try:
+        resp = page.goto(url, wait_until="load")
+    except Exception as err:  # "Download is starting" when the browser saves it instead
+        problems.append(f"{name}: interactive figure did not open as a page ({err.__class__.__name__}: "
+                        f"{str(err).splitlines()[0]})")
+        return
+    if downloads:
+        problems.append(f"{name}: interactive figure was downloaded ({downloads[0]}), not opened")
+        return
+    kind = (resp.headers.get("content-type", "") if resp else "")
+    if "text/html" not in kind:
+        problems.append(f"{name}: interactive figure served as {kind!r}, not text/html")
+    try:
+        page.wait_for_function(CHART_DRAWN_JS, timeout=20_000)
+    except Exception:
+        problems.append(f"{name}: interactive figure drew no chart within 20 s")
+
+
 def check_site(html_dir, screenshot_dir, required=REQUIRED_PAGES):
     """Open the site in headless Chromium; return (list of problems, list of page urls visited)."""
     if not CHROMIUM.is_file():
@@ -137,7 +229,7 @@ def check_site(html_dir, screenshot_dir, required=REQUIRED_PAGES):
             # launch() gives the browser a fresh temporary profile (user-data-dir) each time
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=TIMEOUT_MS)
             try:
-                context = browser.new_context(viewport={"width": 1366, "height": 900}, service_workers="block")
+                context = browser.new_context(viewport=WIDE, service_workers="block", accept_downloads=True)
                 context.set_default_timeout(TIMEOUT_MS)
                 where = {"page": "?"}
 
@@ -187,6 +279,7 @@ def check_site(html_dir, screenshot_dir, required=REQUIRED_PAGES):
                     problems.append(f"index.html: navigation does not link {sorted(missing)} (it links {sorted(relative)})")
 
                 links = {}  # link url (no fragment) -> first page that has it
+                interactive = {}  # interactive figure (figures/<label>.html) -> first page linking it
                 visited = []
                 for url in [index] + nav:
                     where["page"] = url[len(base):]
@@ -206,8 +299,24 @@ def check_site(html_dir, screenshot_dir, required=REQUIRED_PAGES):
                         target = urldefrag(link["url"]).url
                         if _is_local(target):
                             links.setdefault(target, where["page"])
+                    check_readable(page, where["page"], "desktop", problems)
                     page.screenshot(path=str(screenshot_dir / _screenshot_name(url, base)), full_page=True)
+                    page.set_viewport_size(NARROW)
+                    page.wait_for_timeout(300)
+                    check_readable(page, where["page"], "phone-sized window", problems)
+                    page.screenshot(path=str(screenshot_dir / _screenshot_name(url, base).replace(".png", ".narrow.png")),
+                                    full_page=True)
+                    page.set_viewport_size(WIDE)
+                    for link in page.evaluate(LINKS_JS):
+                        target = urldefrag(link["url"]).url
+                        if _is_local(target) and re.search(r"/figures/fig-[\w-]+\.html$", target):
+                            interactive.setdefault(target, where["page"])
                     visited.append(url)
+                if not interactive:
+                    problems.append("no page links an interactive figure (figures/fig-*.html)")
+                for target, source in sorted(interactive.items()):
+                    where["page"] = f"{source} -> {target[len(base):]}"
+                    check_interactive(page, target, where["page"], problems)
                 for target, source in sorted(links.items()):
                     status = _status(target)
                     if status >= 400:

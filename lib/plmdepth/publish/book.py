@@ -22,6 +22,7 @@ import yaml
 from plmdepth import __version__, paths, weights
 from plmdepth.publish import BookError
 from plmdepth.models import REGISTRY
+from plmdepth.publish import verdicts
 from plmdepth.publish.chapter import shared_parameters
 from plmdepth.results import read_run
 
@@ -127,15 +128,94 @@ def install_mathjax() -> Path:
 
 def figure_labels() -> list[tuple[str, str]]:
     """(chapter file stem, label) of every `{glue:figure}` with a `:name:` in the chapters, in toc order."""
+    return [(f["chapter"], f["label"]) for f in figure_entries()]
+
+
+_GLUE_FIGURE = re.compile(r"^# ```\{glue:figure\}[^\n]*\n(?P<body>(?:#[^\n]*\n)*?)# ```\s*$", re.M)
+# "cf. paper Fig. 3", "cf. paper Figs. 1-2" (hyphen or en dash), optionally "(...)" around it
+_PAPER_FIGURE = re.compile(r"\s*[,;]?\s*\(?\s*cf\.\s+paper\s+(Figs?\.\s*\d+(?:\s*[-–]\s*\d+)?)\s*\)?")
+# abbreviations whose full stop does not end a sentence
+_ABBREVIATIONS = ("cf.", "Fig.", "Figs.", "e.g.", "i.e.", "vs.", "et al.", "approx.", "resp.")
+
+
+def _first_sentence(text: str) -> str:
+    for match in re.finditer(r"\.(?=\s|$)", text):
+        head = text[:match.end()]
+        if not head.endswith(_ABBREVIATIONS) and not re.search(r"\d\.$", head[-3:]):
+            return head.strip()
+    return text.strip()
+
+
+def figure_entries() -> list[dict]:
+    """Every `{glue:figure}` with a `:name:` in the chapters (toc order): its chapter, label, title
+    (the caption's first sentence) and the paper figure its caption names ("cf. paper Fig. N"),
+    or None."""
     out = []
-    for name, stem in CHAPTERS.items():
+    for stem in CHAPTERS.values():
         text = (paths.notebooks_dir() / f"{stem}.py").read_text()
-        out += [(stem, label) for label in re.findall(r"^# :name: (fig-[\w-]+)\s*$", text, re.M)]
+        for block in _GLUE_FIGURE.finditer(text):
+            lines = [re.sub(r"^# ?", "", line) for line in block.group("body").splitlines()]
+            name = next((m.group(1) for line in lines if (m := re.match(r":name:\s*(fig-[\w-]+)\s*$", line))), None)
+            if name is None:
+                continue
+            caption = " ".join(line.strip() for line in lines if line.strip() and not line.startswith(":"))
+            paper = _PAPER_FIGURE.search(caption)
+            # glued values and other roles belong to the chapter page, not to the index
+            plain = re.sub(r"\{[\w:-]+\}`[^`]*`", "", _PAPER_FIGURE.sub("", caption))
+            plain = re.sub(r"\s+([.,;:])", r"\1", re.sub(r"\s{2,}", " ", plain)).strip()
+            out.append({"chapter": stem, "label": name, "title": _first_sentence(plain),
+                        "paper": re.sub(r"\s*[-–]\s*", "–", re.sub(r"\.\s*", ". ", paper.group(1))) if paper else None})
     return out
 
 
+def figure_index_page(entries: list[dict] | None = None) -> str:
+    """book/figures.md: one row per figure with its thumbnail (the PNG in book/figures/), title,
+    chapter and the paper figure it corresponds to."""
+    entries = figure_entries() if entries is None else entries
+    figures = paths.book_dir() / "figures"
+    lines = ["(figure-index)=", "# Figure index", "",
+             "Every figure of the book, by chapter, with the figure of the paper {cite}`siji2026words` it",
+             "corresponds to (— where it has none). Click a thumbnail for the full-size image; each figure's",
+             "page offers it as SVG, PNG, its data as CSV and an interactive version that works offline, with a",
+             "citation line.", ""]
+    if not entries:
+        return "\n".join(lines + ["No chapter has a figure yet.", ""])
+    lines += ["````{list-table}", ":header-rows: 1", ":widths: 28 44 16 12", ":class: figure-index", "",
+              "* - Figure", "  - Title", "  - Chapter", "  - cf. paper"]
+    for entry in entries:
+        label = entry["label"]
+        png = figures / f"{label}.png"
+        lines.append("* - " + (f"```{{image}} figures/{label}.png" if png.is_file() else f"{{numref}}`{label}`"))
+        if png.is_file():
+            lines += [f"    :alt: {entry['title'].replace(chr(96), '')}", "    :width: 180px",
+                      f"    :target: figures/{label}.png", "    ```", "", f"    {{numref}}`{label}`"]
+        lines += [f"  - {entry['title']}", f"  - {{doc}}`chapters/{entry['chapter']}`",
+                  f"  - {entry['paper'] or '—'}"]
+    lines += ["````", ""]
+    return "\n".join(lines)
+
+
+def git_state(root: Path | None = None) -> str:
+    """The commit the book is built from: "commit abc1234", with "+ uncommitted changes" when the
+    working tree differs from it, or "not a git checkout"."""
+    root = root or paths.project_root()
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        if head.returncode != 0 or git("rev-parse", "--show-toplevel").stdout.strip() != str(Path(root).resolve()):
+            return "not a git checkout"
+        dirty = git("status", "--porcelain").stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "not a git checkout"
+    return f"commit {head.stdout.strip()}" + (" + uncommitted changes" if dirty else "")
+
+
 def write_generated_pages(version: str) -> None:
-    """book/build_info.md (build date, version, models run) and book/figures.md (figure index)."""
+    """book/build_info.md (build date, version, git commit, models run), book/figures.md (figure
+    index), book/models.md, and book/key_results.md and book/claims.md (the claims' verdicts)."""
     found = results_runs()
     rows = []
     for folder, run in found:
@@ -143,20 +223,19 @@ def write_generated_pages(version: str) -> None:
                     f"{run['model']['source']} | {', '.join(sorted(run['measurements']))} | "
                     f"`results/{folder.name}` |")
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    info = [f"*Built {date} from plmdepth {version}.*", ""]
+    state = git_state()
+    source = f"git {state}" if state.startswith("commit") else state
+    info = [f"*Built {date} from plmdepth {version} ({source}).*", ""]
     if rows:
         info += ["Models run in this build:", "",
                  "| model | objective | blocks | weights | measurements | results folder |",
                  "|---|---|---|---|---|---|", *rows, ""]
     book = paths.book_dir()
     (book / "build_info.md").write_text("\n".join(info) + "\n")
-    lines = ["(figure-index)=", "# Figure index", "",
-             "Every figure of the book, by chapter. Each figure's page offers it as SVG, PNG, its data as",
-             "CSV and an interactive version that works offline, with a citation line.", ""]
-    for chapter, label in figure_labels():
-        lines.append(f"- {{numref}}`{label}` in {{doc}}`chapters/{chapter}`")
-    (book / "figures.md").write_text("\n".join(lines) + "\n")
+    (book / "figures.md").write_text(figure_index_page())
     (book / "models.md").write_text(model_table_page(found))
+    # book/key_results.md (front page) and book/claims.md (Discussion): the paper's claims tested
+    verdicts.write_pages([folder for folder, _ in found], book)
 
 
 def results_runs() -> list[tuple[Path, dict]]:
@@ -201,6 +280,10 @@ def build_book(execute: bool = True, full: bool = True) -> Path:
     write_generated_pages(__version__)
     check_toc()
     root, book = paths.project_root(), paths.book_dir()
+    if full:
+        # Sphinx 7.4 warns (an error here) when a copied image or download would overwrite an
+        # older, different copy, which every re-executed figure is: a full build starts clean.
+        shutil.rmtree(book / "_build" / "html", ignore_errors=True)
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(book), *(["--all"] if full else []),
            "--config", str(root / "_config.yml"), "--toc", str(root / "_toc.yml"), "--path-output", str(book),
            "-W", "-n", "--keep-going"]

@@ -108,10 +108,16 @@ def cite_text(label: str) -> str:
 
 
 def download_links(label: str) -> str:
-    """MyST links to a figure's downloads (relative to a chapter page) and its citation line."""
+    """MyST links to a figure's files (relative to a chapter page) and its citation line.
+
+    SVG, PNG and CSV are `{download}` links (Sphinx copies them to `_downloads/`). The interactive
+    HTML is a plain link, so a browser opens it instead of downloading it: book/_ext/book_files.py
+    copies book/figures/ into the HTML output as `figures/`.
+    """
     files = "../figures/" + label
     return (f"{{download}}`SVG <{files}.svg>` · {{download}}`PNG <{files}.png>` · "
-            f"{{download}}`data (CSV) <{files}.csv>` · {{download}}`interactive (HTML) <{files}.html>`. "
+            f"{{download}}`data (CSV) <{files}.csv>` · "
+            f'<a class="reference external" href="{files}.html">interactive (HTML), full size</a>. '
             f"{cite_text(label)}")
 
 
@@ -139,6 +145,15 @@ def publish_figure(label: str, chart, data: pd.DataFrame) -> None:
 
 
 def glue_text(name: str, text: str) -> None:
+    """Glue plain text for `{glue:text}`."""
     from myst_nb import glue
 
     glue(name, text, display=False)
+
+
+def glue_markdown(name: str, text: str) -> None:
+    """Glue MyST markdown (bold, lists, references) for `{glue:md}` with `:format: myst`."""
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    glue(name, Markdown(text), display=False)
