@@ -15,11 +15,24 @@
 # (chapter-contributions)=
 # # Residual contributions
 #
+# ## What the paper reports
+#
+# Among its probing measurements the paper quantifies how much each layer contributes to the
+# residual stream; of its figures we hold only those of the other chapters (layer skipping,
+# logit lens, variant effects), whose common reading is that later layers mainly refine the
+# prediction. In large language models, later layers were found to change the residual
+# stream relatively less than earlier ones {cite}`csordas2025depth`. The last section of this
+# page says whether the models of this build do.
+#
+# ## Measurement
+#
 # How much does each block change the residual stream it reads from? For every block l and
 # every residue token (no masking) we measure the relative size of its update,
-# ‖Δ_l‖ / ‖h_l‖ with Δ_l = h_{l+1} − h_l, and its cosine similarity with the stream. Where
-# the block exposes its sublayers we split the update into attention, ‖a_l‖ / ‖h_l‖, and
-# MLP, ‖m_l‖ / ‖h_l + a_l‖, each with its cosine to the stream it is added to. Small ratios
+# $\lVert \Delta_l \rVert / \lVert h_l \rVert$ with $\Delta_l = h_{l+1} - h_l$, and its cosine
+# similarity with the stream. Where the block exposes its sublayers we split the update into
+# attention, $\lVert a_l \rVert / \lVert h_l \rVert$, and MLP,
+# $\lVert m_l \rVert / \lVert h_l + a_l \rVert$, each with its cosine to the stream it is
+# added to. Small ratios
 # in late blocks mean that the late blocks only nudge a representation that is already
 # formed.
 #
@@ -44,9 +57,10 @@ globals().update(shared_parameters())
 # (this chapter has no parameters of its own)
 
 # %% tags=["hide-input"]
-from plmdepth.publish.chapter import collect, glue_text, publish_figure
+from plmdepth.publish.chapter import collect, glue_markdown, glue_text, publish_figure
 from plmdepth.publish.figures import contribution_curves
 from plmdepth.publish.provenance import provenance_table, run_caption
+from plmdepth.publish.verdicts import late_early_ratio
 
 # no masking here: a diffusion model is measured once (at the first ratio's folder)
 result = collect("contributions", models, fasta, results_dir, seed=seed, n_sequences=n_sequences, device=device,
@@ -84,7 +98,27 @@ publish_figure("fig-contrib-cosine", contribution_curves(table, "cosine_mean"), 
 table.drop(columns=["n_tokens"]).style.format(precision=3).hide(axis="index")
 
 # %% [markdown]
+# ## Does this build agree?
+#
+# For each model, the mean relative update $\lVert \Delta_l \rVert / \lVert h_l \rVert$ of the
+# later half of its blocks divided by that of the earlier half (the middle block left out when
+# their number is odd); below 1, later blocks change the stream less than earlier ones.
+#
+# ```{glue:md} contrib_verdicts
+# :format: myst
+# ```
+
+# %% tags=["remove-cell"]
+ratios = {model: late_early_ratio(part.set_index("layer")["ratio_mean"])
+          for model, part in table[table["part"] == "block"].groupby("model", sort=False)}
+smaller = [m for m, r in ratios.items() if r < 1]
+glue_markdown("contrib_verdicts", f"Later blocks change the stream less than earlier ones in **{len(smaller)} of "
+              f"{len(ratios)}** models: " + "; ".join(f"{m} {r:.2f}" for m, r in ratios.items()) + ".")
+
+# %% [markdown]
 # ## Provenance
 
 # %% tags=["hide-input"]
-provenance_table(result.folders, "contributions")
+from plmdepth.publish.provenance import provenance
+
+provenance(result.folders, "contributions")

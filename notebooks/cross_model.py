@@ -15,12 +15,25 @@
 # (chapter-cross-model)=
 # # Across models
 #
-# Every model on one relative-depth axis l / L, so that models of different depth and
-# training objective can be compared: the logit-lens KL to the final output, the
-# output change when a block is skipped, and the size of each block's update. The last
-# table gives, per model, the fraction of blocks whose skipping changes the output
-# probabilities by less than a threshold (maximum L2 change over future positions): the
-# *skippable fraction*.
+# ## What the paper reports
+#
+# Across six model families, three training objectives and several sizes, the paper sees
+# the same depth-dependent patterns: later layers depend less on earlier computations and
+# mainly refine the output distribution, and these effects are more pronounced in deeper
+# models. This page puts every model of this build on one relative-depth axis $l / L$, gives
+# each a *depth-efficiency* number, and tests the claims across them.
+#
+# ## Measurement
+#
+# The logit-lens KL to the final output, the output change when a block is skipped, and the
+# size of each block's update, against relative depth. The depth-efficiency number of a
+# model is the relative depth $d^*$ from which every layer is refinement: the smallest $l / L$
+# such that the logit-lens KL at layer $l$ is below $\kappa$ and skipping any block $s \ge l$
+# changes the output probabilities by less than $\tau$ (mean L2 change over the held-out
+# positions; the maximum saturates at its ceiling $\sqrt{2}$). In "future" mode the last
+# block's effect is zero by construction and is not counted. $1 - d^*$ is the share of the
+# model's depth spent refining; $\tau$ and $\kappa$ are parameters of this chapter
+# ({ref}`methods-claims`).
 #
 # This page reads the results folders written by the other chapters (and computes any that
 # are missing, with the same parameters).
@@ -33,15 +46,17 @@ from plmdepth.publish.chapter import shared_parameters
 globals().update(shared_parameters())
 
 # %% tags=["parameters"]
-threshold = 0.1  # a block is "skippable" if skipping it changes output probabilities by less (L2)
-skippable_metric = "prob_l2_max"  # or "prob_l2_mean"
+tau = 0.1  # depth efficiency: output change (mean L2 of probabilities) below which a block refines
+kappa = 0.5  # depth efficiency: logit-lens KL [nats] below which a layer refines
+skippable_metric = "prob_l2_mean"  # output change shown in the skipping figure: "prob_l2_mean" or "prob_l2_max"
 
 # %% tags=["hide-input"]
 import pandas as pd
 
-from plmdepth.publish.chapter import collect, glue_text, load_models, publish_figure
-from plmdepth.publish.figures import depth_curves
+from plmdepth.publish.chapter import collect, glue_markdown, glue_text, load_models, publish_figure
+from plmdepth.publish.figures import depth_curves, depth_efficiency_chart
 from plmdepth.publish.provenance import provenance_table, run_caption
+from plmdepth.publish.verdicts import VerdictParameters, claims, depth_efficiency, verdict_markdown
 
 # each model is loaded once and measured three times
 common = dict(seed=seed, n_sequences=n_sequences, device=device, structure_fasta=structure_fasta,
@@ -61,17 +76,17 @@ publish_figure("fig-cross-kl", depth_curves(lens, "kl"), lens)
 publish_figure("fig-cross-skip", depth_curves(skip, skippable_metric), skip)
 publish_figure("fig-cross-ratio", depth_curves(block, "ratio_mean"), block)
 
-skippable = (skip.assign(skippable=skip[skippable_metric] < threshold)
-             .groupby("model", sort=False)
-             .agg(blocks=("skipped", "size"), skippable_blocks=("skippable", "sum"))
-             .assign(skippable_fraction=lambda t: t.skippable_blocks / t.blocks)
-             .reset_index())
+params = VerdictParameters(tau=tau, kappa=kappa)
+folders = results["layer_skipping"].folders
+efficiency = depth_efficiency(folders, params)
+publish_figure("fig-cross-efficiency", depth_efficiency_chart(efficiency), efficiency)
+glue_markdown("cross_verdicts", verdict_markdown(claims(folders, params), "abcd"))
 
 # %% [markdown]
 # ```{glue:figure} fig_cross_kl
 # :name: fig-cross-kl
 #
-# Logit-lens KL(p_l ‖ p_L) of every model against relative depth. {glue:text}`cross_run`
+# (cf. paper Fig. 3) Logit-lens $\mathrm{KL}(p_l \,\Vert\, p_L)$ of every model against relative depth. {glue:text}`cross_run`
 # ```
 #
 # ```{glue:md} links_fig_cross_kl
@@ -81,9 +96,10 @@ skippable = (skip.assign(skippable=skip[skippable_metric] < threshold)
 # ```{glue:figure} fig_cross_skip
 # :name: fig-cross-skip
 #
-# Output change when block s is skipped (the chapter's `skippable_metric`, default the
-# maximum L2 change of output probabilities at future positions) against relative depth
-# s / L. {glue:text}`cross_run`
+# (cf. paper Fig. 2) Output change when block $s$ is skipped (the chapter's `skippable_metric`, default the
+# mean L2 change of output probabilities at future positions) against relative depth
+# $s / L$; for L2 metrics the dashed line is their ceiling $\sqrt{2}$. Hollow markers: the last
+# block, zero by construction in "future" mode. {glue:text}`cross_run`
 # ```
 #
 # ```{glue:md} links_fig_cross_skip
@@ -93,7 +109,7 @@ skippable = (skip.assign(skippable=skip[skippable_metric] < threshold)
 # ```{glue:figure} fig_cross_ratio
 # :name: fig-cross-ratio
 #
-# Relative size of each block's update ‖Δ_l‖ / ‖h_l‖ against relative depth (l+1) / L.
+# Relative size of each block's update $\lVert \Delta_l \rVert / \lVert h_l \rVert$ against relative depth $(l+1) / L$.
 # {glue:text}`cross_run`
 # ```
 #
@@ -101,13 +117,36 @@ skippable = (skip.assign(skippable=skip[skippable_metric] < threshold)
 # :format: myst
 # ```
 #
-# Skippable fraction per model (threshold and metric are the chapter's parameters):
+# ```{glue:figure} fig_cross_efficiency
+# :name: fig-cross-efficiency
+#
+# Depth efficiency: the share of each model's depth spent refining, $1 - d^*$, against its
+# number of blocks (thresholds $\tau$ and $\kappa$ are this chapter's parameters).
+# {glue:text}`cross_run`
+# ```
+#
+# ```{glue:md} links_fig_cross_efficiency
+# :format: myst
+# ```
+#
+# The depth-efficiency number of every model:
 
 # %% tags=["hide-input"]
-skippable.style.format({"skippable_fraction": "{:.2f}"}).hide(axis="index")
+efficiency.style.format(precision=3).hide(axis="index")
+
+# %% [markdown]
+# ## Does this build agree?
+#
+# Each claim tested across the models of this page (definitions in {ref}`methods-claims`):
+#
+# ```{glue:md} cross_verdicts
+# :format: myst
+# ```
 
 # %% [markdown]
 # ## Provenance
 
 # %% tags=["hide-input"]
-pd.concat([provenance_table(r.folders, m).assign(measurement=m) for m, r in results.items()], ignore_index=True)
+from plmdepth.publish.provenance import provenance
+
+provenance({m: r.folders for m, r in results.items()})

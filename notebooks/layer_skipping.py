@@ -15,15 +15,27 @@
 # (chapter-layer-skipping)=
 # # Layer skipping
 #
+# ## What the paper reports
+#
+# In ESM-2, skipping a late block changes what later blocks compute on held-out tokens much
+# less than skipping an early one, increasingly so in larger models (its Fig. 1), and the
+# output probabilities change less when later blocks are skipped (its Fig. 2): later layers
+# mainly refine the prediction. It also sees localized low-effect regions among early
+# layers, which it reads as stages of inference. The last section of this page tests each of
+# these claims on the models of this build.
+#
+# ## Measurement
+#
 # If a block can be removed without changing what later blocks compute, the network is not
-# using it. We skip block s — its output is replaced by its input, h'_{s+1} := h_s — at
+# using it. We skip block $s$ — its output is replaced by its input, $h'_{s+1} := h_s$ — at
 # the *intervened* positions and let the rest of the network run normally, then measure the
 # change at held-out *future* positions F that were never intervened on:
 #
-# - on later computation (paper Fig. 1): for every later block j > s,
-#   r(s, j) = max over p in F of ‖Δ_j − Δ'_j‖ / max(‖Δ_j‖, ε), with Δ_j = h_{j+1} − h_j;
-# - on the output (paper Fig. 2): max over p in F of ‖softmax(z_p) − softmax(z'_p)‖₂, and the
-#   mean KL(p ‖ p') over F.
+# - on later computation (paper Fig. 1): for every later block $j > s$,
+#   $r(s, j) = \max_{p \in F} \lVert \Delta_j - \Delta'_j \rVert / \max(\lVert \Delta_j \rVert, \epsilon)$,
+#   with $\Delta_j = h_{j+1} - h_j$;
+# - on the output (paper Fig. 2): $\max_{p \in F} \lVert \mathrm{softmax}(z_p) - \mathrm{softmax}(z'_p) \rVert_2$,
+#   and the mean $\mathrm{KL}(p \,\Vert\, p')$ over $F$.
 #
 # Masked models: the plan masks 15% of the residues and holds out half of them as F; every
 # other residue is intervened on. Autoregressive models: for each of 4 split points t per
@@ -50,9 +62,10 @@ mode = "future"  # "future" (skip outside F, measure at F) or "current" (skip an
 aggregate = "effect_max"  # "effect_max" (paper) or "effect_mean"
 
 # %% tags=["hide-input"]
-from plmdepth.publish.chapter import collect, glue_text, publish_figure
-from plmdepth.publish.figures import depth_curves, skip_heatmap
+from plmdepth.publish.chapter import collect, glue_markdown, glue_text, publish_figure
+from plmdepth.publish.figures import depth_curves, skip_heatmap, skip_output_curves
 from plmdepth.publish.provenance import provenance_table, run_caption
+from plmdepth.publish.verdicts import claims, verdict_markdown
 
 result = collect("layer_skipping", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
                  mask_fraction=mask_fraction, mode=mode, device=device, diffusion_ratios=diffusion_ratios,
@@ -61,16 +74,17 @@ result = collect("layer_skipping", models, fasta, results_dir, seed=seed, n_sequ
 effect, output = result["skip_effect"], result["skip_output"]
 glue_text("skip_run", run_caption(result.folders, fasta, "layer_skipping", seed) + f" Mode: {mode}.")
 publish_figure("fig-skip-effect", skip_heatmap(effect, aggregate), effect)
-publish_figure("fig-skip-output", depth_curves(output, "prob_l2_max"), output)
+publish_figure("fig-skip-output", skip_output_curves(output), output)
 publish_figure("fig-skip-kl", depth_curves(output, "kl_mean"), output)
 
 # %% [markdown]
 # ```{glue:figure} fig_skip_effect
 # :name: fig-skip-effect
 #
-# Propagated effect of skipping block s (rows) on the update of every later block j
+# (cf. paper Fig. 1) Propagated effect of skipping block s (rows) on the update of every later block j
 # (columns), at held-out future positions, aggregated over units by the chapter's
-# `aggregate` parameter (default: maximum). {glue:text}`skip_run`
+# `aggregate` parameter (default: maximum); one panel per model, all on one colour scale
+# starting at 0. {glue:text}`skip_run`
 # ```
 #
 # ```{glue:md} links_fig_skip_effect
@@ -80,8 +94,10 @@ publish_figure("fig-skip-kl", depth_curves(output, "kl_mean"), output)
 # ```{glue:figure} fig_skip_output
 # :name: fig-skip-output
 #
-# Maximum change of the output probabilities (L2 distance between probability vectors) at
-# future positions when block s is skipped, against relative depth s / L. {glue:text}`skip_run`
+# (cf. paper Fig. 2) Change of the output probabilities (L2 distance between probability vectors, at most √2,
+# dashed) at future positions when block s is skipped, against relative depth s / L: maximum
+# over units (left) and mean over units (right). Hollow markers: the last block, whose effect
+# is zero by construction in "future" mode. {glue:text}`skip_run`
 # ```
 #
 # ```{glue:md} links_fig_skip_output
@@ -91,8 +107,9 @@ publish_figure("fig-skip-kl", depth_curves(output, "kl_mean"), output)
 # ```{glue:figure} fig_skip_kl
 # :name: fig-skip-kl
 #
-# Mean KL divergence from the model's output distribution to the skipped model's, at future
-# positions, against relative depth s / L. {glue:text}`skip_run`
+# (cf. paper Fig. 2) Mean KL divergence from the model's output distribution to the skipped model's, at future
+# positions, against relative depth s / L; hollow markers as in {numref}`fig-skip-output`.
+# {glue:text}`skip_run`
 # ```
 #
 # ```{glue:md} links_fig_skip_kl
@@ -107,7 +124,22 @@ output[["model", "skipped", "relative_depth", "prob_l2_max", "prob_l2_mean", "kl
     .style.format(precision=3).hide(axis="index")
 
 # %% [markdown]
+# ## Does this build agree?
+#
+# Each claim is tested by a number computed from this build's results (definitions in
+# {ref}`methods-claims`); the front page collects the verdicts of every chapter.
+#
+# ```{glue:md} skip_verdicts
+# :format: myst
+# ```
+
+# %% tags=["remove-cell"]
+glue_markdown("skip_verdicts", verdict_markdown(claims(result.folders), "abcd"))
+
+# %% [markdown]
 # ## Provenance
 
 # %% tags=["hide-input"]
-provenance_table(result.folders, "layer_skipping")
+from plmdepth.publish.provenance import provenance
+
+provenance(result.folders, "layer_skipping")

@@ -15,21 +15,32 @@
 # (chapter-logit-lens)=
 # # The logit lens
 #
+# ## What the paper reports
+#
+# For ESM-2 from 150M parameters on, the KL divergence between each layer's logit-lens
+# distribution and the final one falls steadily towards the later layers (its Fig. 3), and
+# the top-1 agreement with the final prediction is low early and rises towards the end, most
+# sharply in the last layers of the larger models (its Fig. 4): later layers refine an
+# increasingly stable prediction. The last section of this page tests this on the models of
+# this build.
+#
+# ## Measurement
+#
 # Do later layers still change the prediction, or do they only sharpen one that earlier
 # layers already made? The logit lens answers by reading every layer's residual stream
-# with the model's own output head: p_l = softmax(readout(h_l)), where the readout is the
-# final norm (if the model has one) followed by the full language-model head, so that p_L
-# is the model's own output. For every layer l = 0 … L we measure, at the evaluated
-# positions,
+# with the model's own output head: $p_l = \mathrm{softmax}(\mathrm{readout}(h_l))$, where the
+# readout is the final norm (if the model has one) followed by the full language-model head,
+# so that $p_L$ is the model's own output. For every layer $l = 0 \dots L$ we measure, at the
+# evaluated positions,
 #
-# - KL(p_l ‖ p_L) in nats: how far layer l's distribution is from the final one;
-# - top-1 agreement: whether argmax p_l = argmax p_L;
-# - top-1 accuracy: whether argmax p_l is the true residue.
+# - $\mathrm{KL}(p_l \,\Vert\, p_L)$ in nats: how far layer $l$'s distribution is from the final one;
+# - top-1 agreement: whether $\arg\max p_l = \arg\max p_L$;
+# - top-1 accuracy: whether $\arg\max p_l$ is the true residue.
 #
 # Masked models are evaluated at the masked positions of a seeded masking plan (15% of the
 # residues by default); autoregressive models at every residue, predicted from the token
 # before it. Means are over positions; the bands are bootstrap 95% intervals over sequences.
-# Depth is shown as l / L so that models of different depth share one axis.
+# Depth is shown as $l / L$ so that models of different depth share one axis.
 #
 # Re-run this chapter on other models with
 # `python -m plmdepth chapter logit-lens --add-model <names>` (or `--models` to replace the list).
@@ -45,9 +56,10 @@ globals().update(shared_parameters())
 vocab = "full"  # "full" vocabulary or "amino_acids" (20 canonical, renormalised)
 
 # %% tags=["hide-input"]
-from plmdepth.publish.chapter import collect, glue_text, publish_figure
+from plmdepth.publish.chapter import collect, glue_markdown, glue_text, publish_figure
 from plmdepth.publish.figures import depth_curves
 from plmdepth.publish.provenance import provenance_table, run_caption
+from plmdepth.publish.verdicts import claims, verdict_markdown
 
 result = collect("logit_lens", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
                  mask_fraction=mask_fraction, vocab=vocab, device=device, diffusion_ratios=diffusion_ratios,
@@ -63,7 +75,7 @@ for metric, label in (("kl", "fig-logit-lens-kl"), ("top1_agreement", "fig-logit
 # ```{glue:figure} fig_logit_lens_kl
 # :name: fig-logit-lens-kl
 #
-# KL divergence between each layer's logit-lens distribution and the model's final output
+# (cf. paper Fig. 3) KL divergence between each layer's logit-lens distribution and the model's final output
 # distribution, against relative depth. {glue:text}`logit_lens_run`
 # ```
 #
@@ -74,7 +86,7 @@ for metric, label in (("kl", "fig-logit-lens-kl"), ("top1_agreement", "fig-logit
 # ```{glue:figure} fig_logit_lens_agreement
 # :name: fig-logit-lens-agreement
 #
-# Top-1 agreement between each layer's logit-lens prediction and the model's own prediction,
+# (cf. paper Fig. 4) Top-1 agreement between each layer's logit-lens prediction and the model's own prediction,
 # against relative depth. {glue:text}`logit_lens_run`
 # ```
 #
@@ -86,7 +98,8 @@ for metric, label in (("kl", "fig-logit-lens-kl"), ("top1_agreement", "fig-logit
 # :name: fig-logit-lens-accuracy
 #
 # Top-1 accuracy of each layer's logit-lens prediction against the true residue, against
-# relative depth. {glue:text}`logit_lens_run`
+# relative depth; the dashed line is chance over the 20 amino acids (1/20).
+# {glue:text}`logit_lens_run`
 # ```
 #
 # ```{glue:md} links_fig_logit_lens_accuracy
@@ -103,10 +116,25 @@ summary = frame.pivot_table(index=["model", "layer", "relative_depth"],
 summary.style.format(precision=3).hide(axis="index")
 
 # %% [markdown]
+# ## Does this build agree?
+#
+# The claim is tested by numbers computed from this build's results (definitions in
+# {ref}`methods-claims`); the front page collects the verdicts of every chapter.
+#
+# ```{glue:md} lens_verdicts
+# :format: myst
+# ```
+
+# %% tags=["remove-cell"]
+glue_markdown("lens_verdicts", verdict_markdown(claims(result.folders), "b"))
+
+# %% [markdown]
 # ## Provenance
 #
 # The runs behind this chapter: model, weights checksum, inputs and package versions, as
 # recorded in each results folder's `run.json`.
 
 # %% tags=["hide-input"]
-provenance_table(result.folders, "logit_lens")
+from plmdepth.publish.provenance import provenance
+
+provenance(result.folders, "logit_lens")

@@ -15,16 +15,23 @@
 # (chapter-variant-effects)=
 # # Variant effects from every layer
 #
+# ## What the paper reports
+#
 # Does predicting the effect of mutations need the last layers? The paper's Fig. 5 scores
 # ProteinGym's deep-mutational scans with ESM-2, reading predictions from every layer with
-# the logit lens: performance improves with depth, but the largest models gain little in
-# the last layers. Here every variant is scored from the lens at each layer l:
+# the logit lens: the average Spearman correlation improves with depth for every model
+# size, but the largest models show diminishing returns in the final layers. The last
+# section of this page tests this on the models of this build.
 #
-# - autoregressive models: log P_l(mutant) − log P_l(wild type), the sum of next-residue
-#   log-probabilities read at layer l;
-# - masked models: the masked-marginal score Σ log p_l(mut) − log p_l(wt) at each mutated
-#   position, masked one at a time (the `scoring` parameter selects `wt_marginal`, one
-#   unmasked pass, instead).
+# ## Measurement
+#
+# Every variant is scored from the lens at each layer $l$:
+#
+# - autoregressive models: $\log P_l(\text{mutant}) - \log P_l(\text{wild type})$, the sum of
+#   next-residue log-probabilities read at layer $l$;
+# - masked models: the masked-marginal score
+#   $\sum \log p_l(\text{mut}) - \log p_l(\text{wt})$ at each mutated position, masked one at
+#   a time (the `scoring` parameter selects `wt_marginal`, one unmasked pass, instead).
 #
 # Scores are compared with the measured fitness by Spearman's ρ per assay; the bands are
 # bootstrap 95% intervals over variants, and the "mean" panel averages the assays.
@@ -58,9 +65,10 @@ scoring = "auto"  # auto, masked_marginal, wt_marginal or log_likelihood_ratio
 n_bootstrap = 200
 
 # %% tags=["hide-input"]
-from plmdepth.publish.chapter import collect, glue_text, publish_figure
+from plmdepth.publish.chapter import collect, glue_markdown, glue_text, publish_figure
 from plmdepth.publish.figures import variant_effect_curves
 from plmdepth.publish.provenance import provenance_table, run_caption
+from plmdepth.publish.verdicts import claims, verdict_markdown
 
 result = collect("variant_effects", models, reference, results_dir, device=device, max_variants=max_variants,
                  seed=seed, scoring=scoring, n_bootstrap=n_bootstrap)
@@ -79,7 +87,7 @@ best = best.merge(final, on=["model", "assay"])
 # ```{glue:figure} fig_variant_effects
 # :name: fig-variant-effects
 #
-# Spearman correlation between each layer's variant-effect scores and the measured fitness,
+# (cf. paper Fig. 5) Spearman correlation between each layer's variant-effect scores and the measured fitness,
 # against relative depth l / L, per assay and averaged over assays ("mean"); diamonds mark
 # the final layer, bands are bootstrap 95% intervals over variants. {glue:text}`ve_run`
 # ```
@@ -102,7 +110,21 @@ best = best.merge(final, on=["model", "assay"])
 best.style.format({"best l / L": "{:.2f}", "best ρ": "{:.3f}", "final-layer ρ": "{:.3f}"}).hide(axis="index")
 
 # %% [markdown]
+# ## Does this build agree?
+#
+# The claim is tested on the mean Spearman ρ over assays (definition in {ref}`methods-claims`).
+#
+# ```{glue:md} ve_verdicts
+# :format: myst
+# ```
+
+# %% tags=["remove-cell"]
+glue_markdown("ve_verdicts", verdict_markdown(claims(result.folders), "e"))
+
+# %% [markdown]
 # ## Provenance
 
 # %% tags=["hide-input"]
-provenance_table(result.folders, "variant_effects")
+from plmdepth.publish.provenance import provenance
+
+provenance(result.folders, "variant_effects")

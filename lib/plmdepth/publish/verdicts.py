@@ -1,0 +1,312 @@
+"""Does this build agree with the paper? Each claim tested by a number computed from the results.
+
+`claims(folders)` reads the results folders of a build and returns one row per (claim, model):
+the number that tests the claim, the direction the paper reports, and a verdict ("agrees",
+"disagrees", or "not testable here" with the reason). `summary(table)` condenses it to one
+row per claim. The definitions (Methods, "Testing the paper's claims"):
+
+(a) Later blocks depend less on earlier computations (paper Fig. 1). e(s) = mean over later
+    blocks j > s of M2's `effect_mean` when block s is skipped. The number is the late / early
+    ratio: mean e(s) over the later half of the skippable blocks divided by the mean over the
+    earlier half (the middle block is left out when their count is odd). Agrees when < 1.
+(b) Later blocks mainly refine the output distribution (paper Figs. 2-4). Two numbers: the
+    share of the first readable layer's logit-lens KL left at 3/4 depth, KL(3L/4) / KL(first),
+    and the late / early ratio of M3's `prob_l2_mean` (output change when one block is skipped).
+    Agrees when the share is at most `kl_share` and the ratio is below 1.
+(c) These effects are more pronounced in deeper models (paper Figs. 1-4, across sizes). For
+    each pair of comparable models of different depth (same family, or a pair named in
+    `depth_pairs`), the difference deeper - shallower of (a)'s ratio. Agrees when < 0.
+(d) Localized low-effect regions among early blocks (paper Figs. 1-2). The number of early
+    blocks (the earlier half of the skippable blocks, the first excluded) whose e(s) is below
+    `dip` times both neighbours'. Agrees when at least one; needs `min_early` such blocks.
+(e) Diminishing returns of the final layers for variant effects (paper Fig. 5). On the mean
+    Spearman over assays, the gain over the last quarter of depth, rho(L) - rho(3L/4), as a
+    share of the whole gain rho(L) - rho(first). Agrees when rho improves with depth and the
+    last quarter brings at most `last_quarter_share` of the gain.
+
+Blocks whose skip effect is zero by construction (in "future" mode the last block cannot reach
+the held-out positions) are excluded everywhere. Values at 3/4 depth are linearly
+interpolated between layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from plmdepth.results import read_run
+
+CLAIMS = {
+    "a": ("Later blocks depend less on earlier computations", "Fig. 1"),
+    "b": ("Later blocks mainly refine the output distribution", "Figs. 2-4"),
+    "c": ("These effects are more pronounced in deeper models", "Figs. 1-4"),
+    "d": ("Localized low-effect regions among early blocks", "Figs. 1-2"),
+    "e": ("Diminishing returns of the final layers for variant effects", "Fig. 5"),
+}
+NOT_TESTABLE = "not testable here"
+
+
+@dataclass(frozen=True)
+class VerdictParameters:
+    kl_share: float = 0.25  # (b): at most this share of the first layer's lens KL left at 3/4 depth
+    dip: float = 0.5  # (d): an early block is a dip when its effect is below dip x both neighbours'
+    min_early: int = 2  # (d): early blocks (after the first) needed to look for a dip
+    last_quarter_share: float = 0.25  # (e): the last quarter of depth brings at most this share of the gain
+    depth_pairs: tuple = (("antiberty", "sapiens-vh"),)  # (c): comparable models of different families
+    tau: float = 0.1  # depth efficiency: output change (mean L2) below which a block counts as refining
+    kappa: float = 0.5  # depth efficiency: lens KL [nats] below which a layer counts as refining
+
+
+@dataclass
+class Run:
+    """One results folder: the model's name, depth and family, and its tables."""
+
+    name: str
+    family: str
+    objective: str
+    blocks: int
+    tables: dict = field(default_factory=dict)
+
+
+def read_runs(folders) -> list[Run]:
+    """Every results folder with a run.json, with the CSVs it holds."""
+    runs = []
+    for folder in sorted(Path(f) for f in folders):
+        run = read_run(folder)
+        if run is None:
+            continue
+        tables = {p.stem: pd.read_csv(p) for p in sorted(folder.glob("*.csv"))}
+        model = next(iter(tables.values()))["model"].iloc[0] if tables else run["model"]["name"]
+        runs.append(Run(str(model), run["model"]["family"], run["model"]["objective"], run["model"]["n_layers"], tables))
+    return runs
+
+
+def _at(x: np.ndarray, y: np.ndarray, where: float) -> float:
+    return float(np.interp(where, x, y))
+
+
+def skip_profile(run: Run, column: str = "effect_mean") -> pd.Series | None:
+    """e(s): the mean M2 effect of skipping block s on every later block, for the blocks with one."""
+    table = run.tables.get("skip_effect")
+    if table is None or table.empty:
+        return None
+    return table.groupby("skipped")[column].mean()
+
+
+def output_profile(run: Run) -> pd.Series | None:
+    """M3's `prob_l2_mean` per skipped block, without the blocks whose effect is zero by construction."""
+    table = run.tables.get("skip_output")
+    if table is None or table.empty:
+        return None
+    profile = table.set_index("skipped")["prob_l2_mean"]
+    effect = skip_profile(run)
+    if effect is not None and (table["mode"] == "future").all():
+        profile = profile[profile.index.isin(effect.index)]  # the last block reaches no later block
+    return profile
+
+
+def late_early_ratio(profile: pd.Series) -> float:
+    """Mean over the later half of the blocks / mean over the earlier half (middle one left out)."""
+    values = profile.sort_index().to_numpy()
+    half = len(values) // 2
+    return float(values[-half:].mean() / values[:half].mean())
+
+
+def _row(claim: str, run: Run | str, number: str, value: float, direction: str, verdict: str, why: str = "") -> dict:
+    text, figure = CLAIMS[claim]
+    name = run.name if isinstance(run, Run) else run
+    return {"claim": claim, "statement": text, "paper": figure, "model": name, "number": number, "value": value,
+            "paper direction": direction, "verdict": verdict, "why": why}
+
+
+def _claim_a(run: Run) -> dict | None:
+    profile = skip_profile(run)
+    if profile is None:
+        return None
+    if len(profile) < 2:
+        return _row("a", run, "late/early skip effect", np.nan, "< 1", NOT_TESTABLE,
+                    f"{run.blocks} blocks: fewer than two blocks have a later block")
+    ratio = late_early_ratio(profile)
+    return _row("a", run, "late/early skip effect", ratio, "< 1", "agrees" if ratio < 1 else "disagrees")
+
+
+def _claim_b(run: Run, params: VerdictParameters) -> dict | None:
+    lens, output = run.tables.get("logit_lens"), output_profile(run)
+    if lens is None or output is None:
+        return None
+    if len(output) < 2:
+        return _row("b", run, "KL share at 3/4 depth; late/early output change", np.nan, "small; < 1", NOT_TESTABLE,
+                    f"{run.blocks} blocks: fewer than two blocks whose skipping can change the output")
+    first = lens.iloc[0]
+    share = _at(lens["relative_depth"].to_numpy(), lens["kl"].to_numpy(), 0.75) / first["kl"]
+    ratio = late_early_ratio(output)
+    ok = share <= params.kl_share and ratio < 1
+    return _row("b", run, "KL share at 3/4 depth; late/early output change", share,
+                f"share <= {params.kl_share:g}; ratio < 1", "agrees" if ok else "disagrees",
+                f"KL share {share:.3f}, output-change ratio {ratio:.3f}")
+
+
+def _pairs(runs: list[Run], params: VerdictParameters) -> list[tuple[Run, Run]]:
+    """(deeper, shallower) pairs with layer-skipping results: same family and objective, or named in
+    `depth_pairs`."""
+    runs = [r for r in runs if skip_profile(r) is not None]
+    by_name = {r.name: r for r in runs}
+    pairs = {}
+    for a in runs:
+        for b in runs:
+            if a.blocks > b.blocks and a.family == b.family and a.objective == b.objective:
+                pairs[(a.name, b.name)] = (a, b)
+    for x, y in params.depth_pairs:
+        if x in by_name and y in by_name and by_name[x].blocks != by_name[y].blocks:
+            deep, shallow = sorted((by_name[x], by_name[y]), key=lambda r: -r.blocks)
+            pairs[(deep.name, shallow.name)] = (deep, shallow)
+    return list(pairs.values())
+
+
+def _claim_c(runs: list[Run], params: VerdictParameters) -> list[dict]:
+    rows = []
+    for deep, shallow in _pairs(runs, params):
+        a, b = skip_profile(deep), skip_profile(shallow)
+        name = f"{deep.name} ({deep.blocks}) vs {shallow.name} ({shallow.blocks})"
+        if len(a) < 2 or len(b) < 2:
+            rows.append(_row("c", name, "difference of late/early skip effect", np.nan, "< 0", NOT_TESTABLE,
+                             "fewer than two blocks have a later block"))
+            continue
+        diff = late_early_ratio(a) - late_early_ratio(b)
+        rows.append(_row("c", name, "difference of late/early skip effect", diff, "< 0",
+                         "agrees" if diff < 0 else "disagrees",
+                         f"{late_early_ratio(a):.3f} vs {late_early_ratio(b):.3f}"))
+    return rows
+
+
+def _claim_d(run: Run, params: VerdictParameters) -> dict | None:
+    profile = skip_profile(run)
+    if profile is None:
+        return None
+    values = profile.sort_index().to_numpy()
+    candidates = range(1, len(values) // 2 + 1)  # the early half, not the first block (it has no left neighbour)
+    if len(candidates) < params.min_early:
+        return _row("d", run, "early dips", np.nan, ">= 1", NOT_TESTABLE,
+                    f"{run.blocks} blocks: fewer than {params.min_early} early blocks to look for a dip")
+    dips = [i for i in candidates if values[i] < params.dip * min(values[i - 1], values[i + 1])]
+    where = f" (block {', '.join(map(str, dips))})" if dips else ""
+    return _row("d", run, "early dips", float(len(dips)), ">= 1", "agrees" if dips else "disagrees",
+                f"{len(dips)} of {len(candidates)} early blocks below {params.dip:g} x both neighbours{where}")
+
+
+def _claim_e(run: Run, params: VerdictParameters) -> dict | None:
+    table = run.tables.get("variant_effects")
+    if table is None:
+        return None
+    mean = table[table["assay"] == "mean"].sort_values("relative_depth")
+    if len(mean) < 3:
+        return _row("e", run, "last-quarter share of the gain", np.nan, f"<= {params.last_quarter_share:g}",
+                    NOT_TESTABLE, f"{len(mean)} readable layer(s): too few for a depth profile")
+    x, y = mean["relative_depth"].to_numpy(), mean["spearman"].to_numpy()
+    gain, last = y[-1] - y[0], y[-1] - _at(x, y, 0.75)
+    if gain <= 0:
+        return _row("e", run, "last-quarter share of the gain", np.nan, f"<= {params.last_quarter_share:g}",
+                    "disagrees", f"rho does not improve with depth ({y[0]:.3f} first, {y[-1]:.3f} last)")
+    share = last / gain
+    return _row("e", run, "last-quarter share of the gain", share, f"<= {params.last_quarter_share:g}",
+                "agrees" if share <= params.last_quarter_share else "disagrees",
+                f"rho {y[0]:.3f} first, {_at(x, y, 0.75):.3f} at 3/4, {y[-1]:.3f} last")
+
+
+def claims(folders, params: VerdictParameters | None = None) -> pd.DataFrame:
+    """One row per (claim, model): the test number, the paper's direction and the verdict."""
+    params = params or VerdictParameters()
+    runs = read_runs(folders)
+    rows = []
+    for run in runs:
+        rows += [r for r in (_claim_a(run), _claim_b(run, params), _claim_d(run, params), _claim_e(run, params)) if r]
+    rows += _claim_c(runs, params)
+    columns = ["claim", "statement", "paper", "model", "number", "value", "paper direction", "verdict", "why"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["claim", "model"], kind="stable").reset_index(drop=True)
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per claim: how many testable models agree, and a one-sentence verdict."""
+    rows = []
+    for claim, (statement, figure) in CLAIMS.items():
+        part = table[table["claim"] == claim]
+        testable = part[part["verdict"] != NOT_TESTABLE]
+        agree = testable[testable["verdict"] == "agrees"]
+        if testable.empty:
+            verdict = NOT_TESTABLE
+            sentence = "No model of this build can test it" + (
+                f" ({part['why'].iloc[0]})." if len(part) else " (no results for it).")
+        else:
+            verdict = ("agrees" if len(agree) == len(testable) else "disagrees" if agree.empty else "mixed")
+            names = lambda frame: ", ".join(f"{m} ({v:.2f})" for m, v in zip(frame["model"], frame["value"]))  # noqa: E731
+            sentence = f"{len(agree)} of {len(testable)} testable agree"
+            sentence += f": {names(agree)}" if len(agree) else ""
+            if len(agree) < len(testable):
+                sentence += f"; against: {names(testable[testable['verdict'] != 'agrees'])}"
+            sentence += "."
+        rows.append({"claim": f"({claim}) {statement}", "paper": figure, "test number": part["number"].iloc[0]
+                     if len(part) else "", "verdict": verdict, "evidence": sentence})
+    return pd.DataFrame(rows)
+
+
+def depth_efficiency(folders, params: VerdictParameters | None = None) -> pd.DataFrame:
+    """Per model, the relative depth d* from which every layer is refinement: the smallest l / L
+    with lens KL(l) < kappa and output change (M3 prob_l2_mean) < tau for every skipped block s >= l
+    (blocks whose effect is zero by construction excluded). 1 - d* is the share of depth spent refining."""
+    params = params or VerdictParameters()
+    rows = []
+    for run in read_runs(folders):
+        lens, output = run.tables.get("logit_lens"), output_profile(run)
+        if lens is None or output is None:
+            continue
+        kl = lens.set_index("layer")["kl"]
+        start = next(layer for layer in sorted(kl.index)
+                     if kl[layer] < params.kappa and (output[output.index >= layer] < params.tau).all())
+        rows.append({"model": run.name, "family": run.family, "blocks": run.blocks,
+                     "refining from l / L": start / run.blocks, "refining share of depth": 1 - start / run.blocks,
+                     "tau": params.tau, "kappa": params.kappa})
+    return pd.DataFrame(rows)
+
+
+def key_results_markdown(table: pd.DataFrame) -> str:
+    """The front page's key-results table: one row per claim, verdict and count, from `claims`."""
+    verdicts = dict(zip(CLAIMS, summary(table)["verdict"]))
+    lines = ["| claim of the paper | paper | verdict | agree |", "|---|---|---|---|"]
+    for claim, (statement, figure) in CLAIMS.items():
+        testable = table[(table["claim"] == claim) & (table["verdict"] != NOT_TESTABLE)]
+        agree = int((testable["verdict"] == "agrees").sum())
+        count = f"{agree} of {len(testable)}" if len(testable) else "none testable"
+        lines.append(f"| ({claim}) {statement} | {figure} | **{verdicts[claim]}** | {count} |")
+    return "\n".join(lines) + "\n"
+
+
+def verdict_markdown(table: pd.DataFrame, claim_ids: str) -> str:
+    """For a chapter's "Does this build agree?": per claim, the verdict and every model's number."""
+    rows = dict(zip(CLAIMS, summary(table).to_dict("records")))
+    out = []
+    for claim in claim_ids:
+        statement, figure = CLAIMS[claim]
+        part, row = table[table["claim"] == claim], rows[claim]
+        out.append(f"- **({claim}) {statement}** (cf. paper {figure}): **{row['verdict']}**. {row['evidence']}")
+        if len(part):
+            out.append(f"  Test number: {part['number'].iloc[0]} (paper: {part['paper direction'].iloc[0]}).")
+    return "\n".join(out) + "\n"
+
+
+def write_pages(folders, book: Path, params: VerdictParameters | None = None) -> pd.DataFrame:
+    """book/key_results.md (the front page's table) and book/claims.md (every model's numbers,
+    for Discussion), from the results folders of this build; returns the claims table."""
+    table = claims(folders, params)
+    intro = ("Verdicts of this build, from its results folders (tests defined in {ref}`methods-claims`; "
+             "every model's numbers in {ref}`discussion`):\n\n")
+    (book / "key_results.md").write_text(intro + key_results_markdown(table))
+    lines = ["| claim | cf. paper | model | test number | value | verdict | detail |", "|---|---|---|---|---|---|---|"]
+    for row in table.itertuples(index=False):
+        value = "—" if pd.isna(row.value) else f"{row.value:.3f}"
+        lines.append(f"| ({row.claim}) | {row.paper} | {row.model} | {row.number} | {value} | {row.verdict} | "
+                     f"{row.why or '—'} |")
+    (book / "claims.md").write_text("\n".join(lines) + "\n")
+    return table
