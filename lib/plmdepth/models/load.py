@@ -47,11 +47,6 @@ class ModelSpec:
     entry: Entry | None = None
     objective_override: bool = False  # `objective` was asked for, not read from the registry or config
 
-    @property
-    def name(self) -> str:
-        """The registry name, or the argument itself."""
-        return self.entry.name if self.entry is not None else self.argument
-
     def __str__(self) -> str:
         return self.argument
 
