@@ -45,10 +45,10 @@
 # the lens reads layers 1..L (UniRep-1900, with one layer, has a single point).
 #
 # **Data.** Four assays converted from the mavenn 1.1.4 package to ProteinGym's format
-# (`data/dms/README.md`): TDP-43 toxicity (Bolognesi 2019; ProteinGym's sign: higher = more
-# toxic), Aβ42 nucleation (Seuma 2022), GB1 binding double mutants (Olson 2014) and GB1
-# stability (Nisthal 2019). The same code reads real ProteinGym files
-# (`-p reference=<DMS_substitutions.csv>`).
+# (`data/dms/README.md`): TDP-43 toxicity (Bolognesi 2019), Aβ42 nucleation (Seuma 2022),
+# GB1 binding double mutants (Olson 2014) and GB1 stability (Nisthal 2019). The same code
+# reads real ProteinGym files (`-p reference=<DMS_substitutions.csv>`).
+
 
 # %% tags=["remove-cell"]
 # Parameters shared by every chapter (models, data, seed, results folder, ...) come from
@@ -96,13 +96,29 @@ best = best.merge(final, on=["model", "assay"])
 # :format: myst
 # ```
 #
+# **Orientation.** Every `DMS_score` is oriented as ProteinGym orients it: higher means more of
+# the activity the assay selects for, so that loss-of-function variants score lowest (for
+# TDP-43 the selected activity is its toxicity to yeast: truncating nonsense variants are the
+# least toxic). The "mean" panel averages assays oriented this way. Per assay, as the
+# reference table records it (where it has the columns `selection_assay`, `raw_score` and
+# `DMS_score_sign`, as this project's conversion writes them):
+
+# %% tags=["hide-input"]
+import pandas as pd  # noqa: E402
+
+assays_table = pd.read_csv(reference)
+columns = {"DMS_id": "assay", "selection_assay": "higher DMS_score means more", "raw_score": "source score",
+           "DMS_score_sign": "sign applied"}
+(assays_table[[c for c in columns if c in assays_table]].rename(columns=columns).style.hide(axis="index")
+ .set_properties(**{"text-align": "left"}))
+
+# %% [markdown]
 # Reading the figure: UniRep's layers are stacked LSTMs, not blocks adding to a residual
 # stream, so the output head was trained on the last layer only and the lens at earlier
 # layers reads a representation in another basis; the curves say how much of the
 # fitness-relevant signal is *linearly readable by the final head* at each depth, which is
 # what the paper's Fig. 5 asks of ESM-2. Zero-shot correlations of these small models are
-# modest, and they differ in sign between assays whose scores measure different things
-# (TDP-43's score is toxicity in ProteinGym's convention).
+# modest, and they differ in sign between assays whose scores measure different activities.
 #
 # The best layer of each model on each assay, and the final layer's value:
 
