@@ -20,9 +20,8 @@ from pathlib import Path
 import yaml
 
 from plmdepth import __version__, paths, weights
-from plmdepth.publish import BookError
 from plmdepth.models import REGISTRY
-from plmdepth.publish import verdicts
+from plmdepth.publish import BookError, verdicts
 from plmdepth.publish.chapter import shared_parameters
 from plmdepth.results import read_run
 
