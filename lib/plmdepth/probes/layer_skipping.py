@@ -242,3 +242,14 @@ def layer_skipping(lm: ProteinLM, records: list[Record], plan: MaskingPlan, conf
     acc = SkipAccumulator(lm, records, plan, config or SkipConfig())
     stream(acc, records, acc.config.batch_size, f"layer skipping {lm.info.name}", progress, checkpoint, key)
     return acc.result()
+
+
+def zero_by_construction(skip_output: pd.DataFrame) -> pd.Series:
+    """Rows of a `skip_output` table (one or several models) whose effect is zero by construction:
+    in "future" mode, skipping a model's last block reaches no held-out position (no later block
+    carries the change), whatever the model does."""
+    if not {"skipped", "mode"} <= set(skip_output.columns):
+        return pd.Series(False, index=skip_output.index)
+    by = skip_output["model"] if "model" in skip_output else pd.Series(0, index=skip_output.index)
+    last = skip_output.groupby(by, sort=False)["skipped"].transform("max")
+    return (skip_output["mode"] == "future") & (skip_output["skipped"] == last)

@@ -15,6 +15,8 @@ import math
 import altair as alt
 import pandas as pd
 
+from plmdepth.probes.layer_skipping import zero_by_construction
+
 #: axis / colour-bar titles of the plotted quantities (words, not variable names)
 METRIC_TITLES = {
     "kl": "KL(p_l ‖ p_L) [nats]",
@@ -67,15 +69,6 @@ def _hline(value: float, label: str) -> alt.LayerChart:
     return rule + text
 
 
-def _zero_by_construction(frame: pd.DataFrame) -> pd.Series:
-    """Rows that are zero by construction: in "future" mode the last block's skip reaches no
-    held-out position, so its output effect is 0 whatever the model does."""
-    if not {"skipped", "mode"} <= set(frame.columns):
-        return pd.Series(False, index=frame.index)
-    last = frame.groupby("model", sort=False)["skipped"].transform("max")
-    return (frame["mode"] == "future") & (frame["skipped"] == last)
-
-
 def _reference_lines(metric: str) -> list:
     if metric.startswith("prob_l2"):
         return [_hline(L2_CEILING, "ceiling √2")]
@@ -86,7 +79,7 @@ def _reference_lines(metric: str) -> list:
 
 def _curve_layers(frame: pd.DataFrame, metric: str, y_title, y_scale=None) -> list:
     """Band (if present), line with points, hollow markers for zero-by-construction points."""
-    zero = _zero_by_construction(frame)
+    zero = zero_by_construction(frame)
     drawn, hollow = frame[~zero], frame[zero]
     x = alt.X("relative_depth:Q", title="relative depth l / L", scale=alt.Scale(domain=[0, 1]))
     color = alt.Color("model:N", title="model", sort=list(frame["model"].unique()))

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from plmdepth.probes.layer_skipping import zero_by_construction
 from plmdepth.results import read_run
 
 CLAIMS = {
@@ -101,11 +102,7 @@ def output_profile(run: Run) -> pd.Series | None:
     table = run.tables.get("skip_output")
     if table is None or table.empty:
         return None
-    profile = table.set_index("skipped")["prob_l2_mean"]
-    effect = skip_profile(run)
-    if effect is not None and (table["mode"] == "future").all():
-        profile = profile[profile.index.isin(effect.index)]  # the last block reaches no later block
-    return profile
+    return table[~zero_by_construction(table)].set_index("skipped")["prob_l2_mean"]
 
 
 def late_early_ratio(profile: pd.Series) -> float:
@@ -175,10 +172,10 @@ def _claim_c(runs: list[Run], params: VerdictParameters) -> list[dict]:
             rows.append(_row("c", name, "difference of late/early skip effect", np.nan, "< 0", NOT_TESTABLE,
                              "fewer than two blocks have a later block"))
             continue
-        diff = late_early_ratio(a) - late_early_ratio(b)
+        deep_ratio, shallow_ratio = late_early_ratio(a), late_early_ratio(b)
+        diff = deep_ratio - shallow_ratio
         rows.append(_row("c", name, "difference of late/early skip effect", diff, "< 0",
-                         "agrees" if diff < 0 else "disagrees",
-                         f"{late_early_ratio(a):.3f} vs {late_early_ratio(b):.3f}"))
+                         "agrees" if diff < 0 else "disagrees", f"{deep_ratio:.3f} vs {shallow_ratio:.3f}"))
     return rows
 
 
