@@ -197,3 +197,18 @@ def test_objective_override_reaches_the_esm2_loader_and_names_the_results_folder
     assert resolve(str(folder), objective="masked") == plain
     with pytest.raises(ModelLoadError, match="objective must be one of"):
         resolve(str(folder), objective="causal")
+
+
+def test_the_command_line_leaves_the_logger_as_it_found_it(tmp_path):
+    """`main` shows progress messages while it runs; called in-process, it leaves no handler behind
+    (one bound to a replaced stderr made later library messages fail or print)."""
+    import logging
+
+    from plmdepth.cli import main
+
+    logger = logging.getLogger("plmdepth")
+    before = (list(logger.handlers), logger.level)
+    assert main(["run", "logit-lens", "--model", "iglm", "--objective", "diffusion",
+                 "--fasta", str(tmp_path / "none.fasta")]) == 2
+    assert main(["models", "--json"]) == 0
+    assert (list(logger.handlers), logger.level) == before

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from contextlib import contextmanager
 
 from plmdepth.fasta import FastaError
 from plmdepth.models import REGISTRY, ModelLoadError, resolve
@@ -92,14 +93,25 @@ def _book(args) -> int:
     return 0
 
 
-def _show_progress_messages() -> None:
-    """Show plmdepth's INFO messages (e.g. a first download of shipped weights) on stderr."""
+@contextmanager
+def _progress_messages():
+    """Show plmdepth's INFO messages (e.g. a first download of shipped weights) on stderr while the
+    command runs, and leave the logger as it was: `main` may be called in-process (tests, notebooks),
+    where a handler left behind would keep writing to a stderr that is gone."""
     logger = logging.getLogger("plmdepth")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    if logger.handlers:
+        yield
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _model_options(p, objective: bool = True) -> None:
@@ -127,7 +139,6 @@ def _assay_options(p) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _show_progress_messages()
     parser = argparse.ArgumentParser(prog="python -m plmdepth", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -177,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with _progress_messages():
+            return args.func(args)
     except (FastaError, AssayError, ModelLoadError, WeightsError, BookError, ProjectNotFound, ValueError,
             FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

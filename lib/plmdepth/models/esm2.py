@@ -29,7 +29,7 @@ def load_esm2(name_or_path: str, name: str | None = None, objective: str | None 
     from transformers import EsmForMaskedLM
 
     hf_model = from_pretrained(EsmForMaskedLM, name_or_path)
-    is_dplm = getattr(hf_model.config, "dplm_type", None) is not None
+    is_dplm = objective_of_config(hf_model.config.to_dict()) == "diffusion"
     objective = objective or ("diffusion" if is_dplm else "masked")
     alphabet = ESM_ALPHABET
     vocab = Path(name_or_path, "vocab.txt")

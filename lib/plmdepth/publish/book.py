@@ -125,11 +125,6 @@ def install_mathjax() -> Path:
     return target
 
 
-def figure_labels() -> list[tuple[str, str]]:
-    """(chapter file stem, label) of every `{glue:figure}` with a `:name:` in the chapters, in toc order."""
-    return [(f["chapter"], f["label"]) for f in figure_entries()]
-
-
 _GLUE_FIGURE = re.compile(r"^# ```\{glue:figure\}[^\n]*\n(?P<body>(?:#[^\n]*\n)*?)# ```\s*$", re.M)
 # "cf. paper Fig. 3", "cf. paper Figs. 1-2" (hyphen or en dash), optionally "(...)" around it
 _PAPER_FIGURE = re.compile(r"\s*[,;]?\s*\(?\s*cf\.\s+paper\s+(Figs?\.\s*\d+(?:\s*[-–]\s*\d+)?)\s*\)?")
