@@ -112,3 +112,17 @@ def check_skipping_against_reference(lm, records, plan, config, vocab_ids=None):
     assert len(effect_table) == (L - first) * (L - first - 1) // 2
     assert effect_table["effect_max"].max() > 1e-3  # the comparison is not between zeros
     return effect_table, output_table
+
+
+def proteingym_optimal_window(mutation_position_relative, seq_len_wo_special, model_window):
+    """`get_optimal_window` of ProteinGym's proteingym/utils/scoring_utils.py, as published."""
+    half_model_window = model_window // 2
+    if seq_len_wo_special <= model_window:
+        return [0, seq_len_wo_special]
+    elif mutation_position_relative < half_model_window:
+        return [0, model_window]
+    elif mutation_position_relative >= seq_len_wo_special - half_model_window:
+        return [seq_len_wo_special - model_window, seq_len_wo_special]
+    else:
+        return [max(0, mutation_position_relative - half_model_window),
+                min(seq_len_wo_special, mutation_position_relative + half_model_window)]

