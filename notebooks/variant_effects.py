@@ -25,16 +25,22 @@
 #
 # ## Measurement
 #
-# Every variant is scored from the lens at each layer $l$:
+# Every variant is scored from the lens at each layer $l$, by the protocol of ProteinGym's own
+# zero-shot scoring scripts, so that the final layer's number is the one ProteinGym would report
+# for the model ({ref}`methods` M5 names the files followed):
 #
 # - autoregressive models: $\log P_l(\text{mutant}) - \log P_l(\text{wild type})$, the sum of
 #   next-residue log-probabilities read at layer $l$;
 # - masked models: the masked-marginal score
 #   $\sum \log p_l(\text{mut}) - \log p_l(\text{wt})$ at each mutated position, masked one at
-#   a time (the `scoring` parameter selects `wt_marginal`, one unmasked pass, instead).
+#   a time (the `scoring` parameter selects `wt_marginal` or `pseudo_likelihood` instead).
 #
-# Scores are compared with the measured fitness by Spearman's ρ per assay; the bands are
-# bootstrap 95% intervals over variants, and the "mean" panel averages the assays.
+# Every variant is scored inside the **full-length protein** that ProteinGym scores it in, not
+# only the mutated fragment; a target longer than a model's context is read in ProteinGym's
+# windows. Scores are compared with the measured fitness by Spearman's ρ per assay, and per
+# mutation depth where an assay holds singles and doubles; the bands are bootstrap 95%
+# intervals over variants. The "mean" panel averages as ProteinGym does: first the assays of
+# each protein, then the proteins.
 #
 # **Models.** The only general-protein language models that can be run offline are the
 # UniRep models (multiplicative LSTMs trained on UniRef50; 4, 4 and 1 layers). The antibody
@@ -43,11 +49,6 @@
 # with `python -m plmdepth chapter variant-effects --add-model esm2_t12_35M` where the model
 # hub is reachable. UniRep's first layer maps the 10-wide embeddings to the hidden width, so
 # the lens reads layers 1..L (UniRep-1900, with one layer, has a single point).
-#
-# **Data.** Four assays converted from the mavenn 1.1.4 package to ProteinGym's format
-# (`data/dms/README.md`): TDP-43 toxicity (Bolognesi 2019), Aβ42 nucleation (Seuma 2022),
-# GB1 binding double mutants (Olson 2014) and GB1 stability (Nisthal 2019). The same code
-# reads real ProteinGym files (`-p reference=<DMS_substitutions.csv>`).
 
 
 # %% tags=["remove-cell"]
@@ -60,21 +61,34 @@ globals().update(shared_parameters())
 # %% tags=["parameters"]
 models = "unirep-64,unirep-256,unirep-1900"
 reference = "data/dms/DMS_substitutions.csv"  # ProteinGym-style reference table; assay CSVs beside it
-max_variants = 1000  # seeded random subset of each larger assay (None: all variants)
-scoring = "auto"  # auto, masked_marginal, wt_marginal or log_likelihood_ratio
+# DMS_ids of the reference table to score, comma-separated ("all": every one). The default book
+# scores ProteinGym's own TDP-43 set, the TDP-43 doubles and the Aβ42 set; the two GB1 sets run
+# with -p assays=all.
+assays = "TADBP_HUMAN_Bolognesi_2019,TADBP_HUMAN_Bolognesi_2019_doubles,A4_HUMAN_Seuma_2022_subset"
+max_variants = None  # None: every variant (ProteinGym's protocol); N: a seeded random subset of each larger assay
+scoring = "auto"  # auto, masked_marginal, wt_marginal, pseudo_likelihood or log_likelihood_ratio
 n_bootstrap = 200
+batch_size = 64
 
 # %% tags=["hide-input"]
+import pandas as pd
+
 from plmdepth.publish.chapter import collect, glue_markdown, glue_text, publish_figure
 from plmdepth.publish.figures import variant_effect_curves
 from plmdepth.publish.provenance import provenance_table, run_caption
 from plmdepth.publish.verdicts import claims, verdict_markdown
 
-result = collect("variant_effects", models, reference, results_dir, device=device, max_variants=max_variants,
-                 seed=seed, scoring=scoring, n_bootstrap=n_bootstrap)
+assay_table = pd.read_csv(reference)
+chosen = None if assays in (None, "", "all") else [a.strip() for a in str(assays).split(",") if a.strip()]
+result = collect("variant_effects", models, reference, results_dir, device=device, assays=chosen,
+                 max_variants=max_variants, seed=seed, scoring=scoring, n_bootstrap=n_bootstrap,
+                 batch_size=batch_size)
 table = result["variant_effects"]
+by_depth = result["variant_effects_by_depth"]
+scored = [a for a in table["assay"].unique() if a != "mean"]
 glue_text("ve_run", run_caption(result.folders, reference, "variant_effects", seed, unit="variants")
-          + f" At most {max_variants} variants per assay.")
+          + (" Every variant of each assay, in the full-length target sequence." if max_variants is None
+             else f" At most {max_variants} variants per assay (a seeded random subset)."))
 publish_figure("fig-variant-effects", variant_effect_curves(table), table)
 
 best = (table.loc[table.groupby(["model", "assay"], sort=False)["spearman"].idxmax()]
@@ -84,18 +98,62 @@ final = table[table["relative_depth"] == 1][["model", "assay", "spearman"]].rena
 best = best.merge(final, on=["model", "assay"])
 
 # %% [markdown]
+# **Data.** The assays are converted from the mavenn 1.1.4 package to ProteinGym's format
+# (`data/dms/README.md`) and placed in the full-length target sequences of ProteinGym's
+# reference file, with mutants numbered as ProteinGym numbers them. A set carries ProteinGym's
+# id only when it is ProteinGym's own variant set; the others have ids of their own, and the
+# reference table says how each relates to ProteinGym's assay. The same code reads real
+# ProteinGym files (`-p reference=<DMS_substitutions.csv>`).
+
+# %% tags=["hide-input"]
+relation = assay_table.assign(
+    scored=lambda t: t["DMS_id"].isin(scored).map({True: "yes", False: "no (-p assays=all)"}))
+columns = {"DMS_id": "set", "seq_len": "length", "region_mutated": "mutated", "DMS_number_single_mutants": "singles",
+           "DMS_number_multiple_mutants": "multiples", "relation_to_proteingym": "relation to ProteinGym",
+           "scored": "scored here"}
+(relation[[c for c in columns if c in relation]].rename(columns=columns).style.hide(axis="index")
+ .set_properties(**{"text-align": "left"}))
+
+# %% [markdown]
 # ```{glue:figure} fig_variant_effects
 # :name: fig-variant-effects
 #
 # (cf. paper Fig. 5) Spearman correlation between each layer's variant-effect scores and the measured fitness,
-# against relative depth l / L, per assay and averaged over assays ("mean"); diamonds mark
-# the final layer, bands are bootstrap 95% intervals over variants. {glue:text}`ve_run`
+# against relative depth l / L, per assay and averaged as ProteinGym averages ("mean": the assays of each
+# protein first, then the proteins); diamonds mark the final layer, bands are bootstrap 95% intervals over
+# variants. {glue:text}`ve_run`
 # ```
 #
 # ```{glue:md} links_fig_variant_effects
 # :format: myst
 # ```
 #
+# ```{glue:md} ve_proteingym
+# :format: myst
+# ```
+
+# %% tags=["remove-cell"]
+def _proteingym_sentence() -> str:
+    """What the build measured on the sets that are ProteinGym's own, in one paragraph."""
+    if "relation_to_proteingym" not in assay_table:
+        return ""
+    same = assay_table["relation_to_proteingym"].astype(str).str.startswith("same variant set")
+    parts = []
+    for assay in [a for a in scored if a in set(assay_table.loc[same, "DMS_id"])]:
+        rows = final[final["assay"] == assay]
+        length = int(assay_table.loc[assay_table["DMS_id"] == assay, "seq_len"].iloc[0])
+        n = int(table.loc[table["assay"] == assay, "n_variants"].iloc[0])
+        values = ", ".join(f"{m} {rho:.3f}" for m, rho in zip(rows["model"], rows["final-layer ρ"]))
+        parts.append(f"on `{assay}` ({n:,} variants in the {length}-residue target) the final layers give ρ = {values}")
+    if not parts:
+        return ""
+    return ("**On ProteinGym's own variant sets**, scored by ProteinGym's protocol, " + "; ".join(parts)
+            + ". These are the numbers to set beside ProteinGym's published zero-shot scores for the same models.")
+
+
+glue_markdown("ve_proteingym", _proteingym_sentence())
+
+# %% [markdown]
 # **Orientation.** Every `DMS_score` is oriented as ProteinGym orients it: higher means more of
 # the activity the assay selects for, so that loss-of-function variants score lowest (for
 # TDP-43 the selected activity is its toxicity to yeast: truncating nonsense variants are the
@@ -104,13 +162,29 @@ best = best.merge(final, on=["model", "assay"])
 # `DMS_score_sign`, as this project's conversion writes them):
 
 # %% tags=["hide-input"]
-import pandas as pd  # noqa: E402
-
-assays_table = pd.read_csv(reference)
 columns = {"DMS_id": "assay", "selection_assay": "higher DMS_score means more", "raw_score": "source score",
            "DMS_score_sign": "sign applied"}
-(assays_table[[c for c in columns if c in assays_table]].rename(columns=columns).style.hide(axis="index")
- .set_properties(**{"text-align": "left"}))
+(assay_table[assay_table["DMS_id"].isin(scored)][[c for c in columns if c in assay_table]].rename(columns=columns)
+ .style.hide(axis="index").set_properties(**{"text-align": "left"}))
+
+# %% [markdown]
+# **Singles and doubles.** Where an assay holds variants of several mutation depths, ρ is also
+# computed for each depth alone: a model can rank double mutants worse (or better) than singles,
+# and a mixed set hides that. Final layer and best layer per model:
+
+# %% tags=["hide-input"]
+if by_depth.empty:
+    depth_view = pd.DataFrame({"note": ["no scored assay holds more than one mutation depth"]})
+else:
+    depth_final = by_depth[by_depth["relative_depth"] == 1][["model", "assay", "mutation_depth", "n_variants",
+                                                              "spearman"]]
+    depth_best = (by_depth.loc[by_depth.groupby(["model", "assay", "mutation_depth"], sort=False)["spearman"].idxmax()]
+                  [["model", "assay", "mutation_depth", "layer", "spearman"]])
+    depth_view = (depth_final.rename(columns={"spearman": "final-layer ρ"})
+                  .merge(depth_best.rename(columns={"layer": "best layer", "spearman": "best ρ"}),
+                         on=["model", "assay", "mutation_depth"])
+                  .rename(columns={"mutation_depth": "substitutions", "n_variants": "variants"}))
+depth_view.style.format({"final-layer ρ": "{:.3f}", "best ρ": "{:.3f}"}, na_rep="–").hide(axis="index")
 
 # %% [markdown]
 # Reading the figure: UniRep's layers are stacked LSTMs, not blocks adding to a residual

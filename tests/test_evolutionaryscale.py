@@ -188,10 +188,10 @@ def test_runs_from_the_main_environment_go_to_the_second_one(tmp_path):
     assert len(skip["skip_output"]) == 2
     parts = _tables("contributions", str(weights), fasta, out=out, progress=False)["contributions"]
     assert sorted(set(parts["part"])) == ["attention", "block", "mlp"]
-    effects = _tables("variant_effects", str(weights), DMS, out=out, assays=["A4_HUMAN_Seuma_2022"],
+    effects = _tables("variant_effects", str(weights), DMS, out=out, assays=["A4_HUMAN_Seuma_2022_subset"],
                       max_variants=6, progress=False, n_bootstrap=10)["variant_effects"]
-    per_assay = effects[effects["assay"] == "A4_HUMAN_Seuma_2022"]
-    assert set(effects["assay"]) == {"A4_HUMAN_Seuma_2022", "mean"} and list(per_assay["layer"]) == [0, 1, 2]
+    per_assay = effects[effects["assay"] == "A4_HUMAN_Seuma_2022_subset"]
+    assert set(effects["assay"]) == {"A4_HUMAN_Seuma_2022_subset", "mean"} and list(per_assay["layer"]) == [0, 1, 2]
     assert set(effects["scoring"]) == {"masked_marginal"}
     run = json.loads((folder / "run.json").read_text())
     assert set(run["measurements"]) == {"logit_lens", "layer_skipping", "contributions", "variant_effects"}

@@ -13,6 +13,7 @@ from plmdepth.models import REGISTRY, ModelLoadError, resolve
 from plmdepth.paths import ProjectNotFound
 from plmdepth.probes.measurements import MEASUREMENTS
 from plmdepth.probes.variant_effects import AssayError
+from plmdepth.probes.variant_scoring import SCORINGS
 from plmdepth.publish import BookError
 from plmdepth.runner import read_tables, run
 from plmdepth.weights import WeightsError
@@ -27,6 +28,8 @@ def _run(args) -> int:
         data = args.reference
         options = dict(assays=args.assay or None, max_variants=args.max_variants)
         params.update(scoring=args.scoring, n_bootstrap=args.n_bootstrap)
+        if args.no_prefix_cache:
+            params["prefix_cache"] = False
     else:
         if not args.fasta:
             raise ValueError(f"{args.measurement} needs --fasta FILE (the sequences to measure)")
@@ -132,9 +135,14 @@ def _assay_options(p) -> None:
     p.add_argument("--reference", default="data/dms/DMS_substitutions.csv",
                    help="variant effects: ProteinGym-style reference table (DMS_id, target_seq); assay CSVs beside it")
     p.add_argument("--assay", action="append", help="variant effects: assay id to use (repeatable; default: all)")
-    p.add_argument("--max-variants", type=int, help="variant effects: seeded random subset of each larger assay")
-    p.add_argument("--scoring", default="auto", choices=["auto", "masked_marginal", "wt_marginal",
-                                                         "log_likelihood_ratio"])
+    p.add_argument("--max-variants", type=int,
+                   help="variant effects: seeded random subset of each larger assay (default: every variant)")
+    p.add_argument("--scoring", default="auto", choices=["auto", *SCORINGS],
+                   help="variant effects: auto = masked_marginal (masked, diffusion) or log_likelihood_ratio "
+                        "(autoregressive), as ProteinGym scores them")
+    p.add_argument("--no-prefix-cache", action="store_true",
+                   help="variant effects: run every autoregressive variant whole instead of resuming from the "
+                        "wild type's prefix (same scores, slower; for benchmarks)")
     p.add_argument("--n-bootstrap", type=int, default=200)
 
 

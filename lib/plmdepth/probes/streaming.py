@@ -2,26 +2,37 @@
 
 A measurement is an *accumulator*: `add(rows)` takes one batch (indices into the record
 list) and folds it into its state, `state_dict()` / `load_state_dict()` save and restore
-that state, `result()` turns it into tables. `stream` feeds it length-sorted batches with a
-progress bar. Given a `checkpoint` path and a `key` (what identifies the run), it saves the
-state after every batch (atomically, at most every `every_s` seconds) and, when started
-again with the same key, resumes after the last saved batch instead of recomputing the
-finished sequences. The checkpoint is deleted when the run completes.
+that state (numpy arrays, numbers, strings, and dicts and lists of them), `result()` turns
+it into tables. `stream` feeds it length-sorted batches with a progress bar. Given a
+`checkpoint` path and a `key` (what identifies the run), it saves the state after every
+batch (atomically, at most every `every_s` seconds) and, when started again with the same
+key, resumes after the last saved batch instead of recomputing the finished sequences. The
+checkpoint is deleted when the run completes.
+
+The checkpoint lies in the results folder, which anyone who can write there could replace,
+so it holds only tensors (the numpy arrays, converted) and plain values, and is read with
+`torch.load(..., weights_only=True)`, which builds nothing else and runs no code. A checkpoint
+that cannot be read that way, or that belongs to another run, is renamed to
+`<name>.rejected`, one warning line says so and why, and the run starts from the beginning.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from plmdepth.fasta import Record
 
 CHECKPOINT_EVERY_S = 10.0
+
+log = logging.getLogger(__name__)
 
 
 def length_sorted_batches(records: list[Record], batch_size: int) -> list[list[int]]:
@@ -41,12 +52,7 @@ def stream(accumulator, records: list[Record], batch_size: int, desc: str, progr
     """Feed every batch to `accumulator`, resuming from `checkpoint` when its key matches."""
     batches = length_sorted_batches(records, batch_size)
     every_s = CHECKPOINT_EVERY_S if every_s is None else every_s
-    done = 0
-    if checkpoint is not None and Path(checkpoint).is_file():
-        saved = torch.load(checkpoint, weights_only=False)
-        if saved.get("key") == _key_text(key) and saved.get("n_batches") == len(batches):
-            accumulator.load_state_dict(saved["state"])
-            done = saved["done"]
+    done = _resume(accumulator, Path(checkpoint), _key_text(key), len(batches)) if checkpoint is not None else 0
     last_save = time.monotonic()
     with tqdm(total=len(batches), initial=done, desc=desc, unit="batch", disable=not progress) as bar:
         for index in range(done, len(batches)):
@@ -62,9 +68,77 @@ def stream(accumulator, records: list[Record], batch_size: int, desc: str, progr
     return accumulator
 
 
+def _resume(accumulator, path: Path, key: str, n_batches: int) -> int:
+    """Load the state saved at `path` into `accumulator` and return how many batches it covers;
+    0 when there is none, or when it is set aside (unreadable, or another run's)."""
+    if not path.is_file():
+        return 0
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, not a torch file, or holding objects other than tensors
+        return _reject(path, f"it could not be read safely ({type(err).__name__}: {_first_line(err)})")
+    if not isinstance(saved, dict) or saved.get("key") != key:
+        return _reject(path, "it belongs to another run (different model, data or settings)")
+    if not (isinstance(saved.get("state"), dict) and saved.get("n_batches") == n_batches
+            and type(saved.get("done")) is int and 0 < saved["done"] < n_batches):
+        return _reject(path, "it does not hold this run's batches")
+    fresh = accumulator.state_dict()
+    try:
+        accumulator.load_state_dict(_from_saved(saved["state"]))
+    except Exception as err:
+        accumulator.load_state_dict(fresh)
+        return _reject(path, f"its state does not fit this measurement ({type(err).__name__}: {_first_line(err)})")
+    return saved["done"]
+
+
+def _reject(path: Path, why: str) -> int:
+    """Rename `path` to `<name>.rejected`, say so in one line, and return 0 (start from the beginning)."""
+    aside = path.with_name(path.name + ".rejected")
+    try:
+        os.replace(path, aside)
+        moved = f"Set aside the checkpoint {path} as {aside.name}"
+    except OSError:
+        moved = f"Ignored the checkpoint {path} (it could not be renamed)"
+    log.warning("%s because %s; starting this measurement from the beginning.", moved, why)
+    return 0
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else "no message"
+
+
+def _to_saved(value):
+    """`value` with numpy arrays as tensors and numpy scalars as Python numbers (what weights_only reads)."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.array(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _to_saved(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_saved(v) for v in value)
+    return value
+
+
+def _from_saved(value):
+    """Inverse of `_to_saved`: tensors back to numpy arrays (same dtype and values)."""
+    if isinstance(value, torch.Tensor):
+        return value.numpy()
+    if isinstance(value, dict):
+        return {k: _from_saved(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_from_saved(v) for v in value)
+    return value
+
+
 def _save(path: str | Path, payload: dict) -> None:
+    """Write `payload` to `path` through a temporary file and a rename, so `path` is never half-written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(_to_saved(payload), tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
