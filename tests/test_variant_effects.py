@@ -203,3 +203,34 @@ def test_committed_dms_data_load_and_agree_with_the_reference_table():
     assert list(same["DMS_id"]) == ["TADBP_HUMAN_Bolognesi_2019"]
     tdp43 = assays[list(table["DMS_id"]).index("TADBP_HUMAN_Bolognesi_2019")]
     assert len(tdp43.wild_type) == 414 and len(tdp43.variants) == 1196 and tdp43.variants["mutant"][0] == "G290A"
+
+
+@pytest.mark.parametrize("scores,message", [
+    ("0.5\nT3A,MKA,high", r"row 3: DMS_score 'high' is not a finite number \(1 rows without a finite score\)"),
+    ("0.5\nT3A,MKA,", r"row 3: DMS_score is missing"),
+    ("inf\nT3A,MKA,0.1", r"row 2: DMS_score 'inf' is not a finite number"),
+])
+def test_non_numeric_or_missing_scores_are_refused(tmp_path, scores, message):
+    (tmp_path / "ref.csv").write_text("DMS_id,target_seq\nA1,MKT\n")
+    (tmp_path / "A1.csv").write_text(f"mutant,mutated_sequence,DMS_score\nK2A,MAT,{scores}\n")
+    with pytest.raises(AssayError, match=message):
+        read_assays(tmp_path / "ref.csv")
+
+
+def test_zero_variants_and_too_few_max_variants_are_refused(tmp_path):
+    (tmp_path / "ref.csv").write_text("DMS_id,target_seq\nA1,MKT\n")
+    (tmp_path / "A1.csv").write_text("mutant,mutated_sequence,DMS_score\n")
+    with pytest.raises(AssayError, match=r"A1.csv holds no variants"):
+        read_assays(tmp_path / "ref.csv")
+    for bad in (-1, 0, 1):
+        with pytest.raises(AssayError, match=rf"--max-variants must be at least 2 .*, not {bad}\.$"):
+            read_assays(tmp_path / "ref.csv", max_variants=bad)
+
+
+def test_missing_or_unreadable_files_are_named(tmp_path):
+    (tmp_path / "ref.csv").write_text("DMS_id,target_seq\nA1,MKT\n")
+    with pytest.raises(AssayError, match=r"A1.csv \(the variants of assay A1\) does not exist"):
+        read_assays(tmp_path / "ref.csv")
+    (tmp_path / "A1.csv").write_bytes(b"\x1f\x8b\x08\x00binary\xff\xfe")
+    with pytest.raises(AssayError, match=r"A1.csv \(the variants of assay A1\) is not a readable CSV file"):
+        read_assays(tmp_path / "ref.csv")

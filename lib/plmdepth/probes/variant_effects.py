@@ -96,10 +96,13 @@ def read_assays(reference: str | Path, folder: str | Path | None = None, assays:
     subset of each larger assay (in file order). Every `mutated_sequence` is checked against
     its `mutant` applied to the wild type.
     """
+    if max_variants is not None and max_variants < 2:
+        raise AssayError(f"--max-variants must be at least 2 (a Spearman correlation needs two variants), "
+                         f"not {max_variants}.")
     reference = Path(reference)
     if not reference.is_file():
         raise AssayError(f"reference table {reference} does not exist")
-    table = pd.read_csv(reference)
+    table = _read_table(reference, "the reference table")
     for column in ("DMS_id", "target_seq"):
         if column not in table:
             raise AssayError(f"{reference} has no column '{column}'")
@@ -112,11 +115,21 @@ def read_assays(reference: str | Path, folder: str | Path | None = None, assays:
     out = []
     for row in table.itertuples():
         name = getattr(row, "DMS_filename", None) or f"{row.DMS_id}.csv"
-        frame = pd.read_csv(folder / name)
+        frame = _read_table(folder / name, f"the variants of assay {row.DMS_id}")
         for column in ("mutant", "mutated_sequence", "DMS_score"):
             if column not in frame:
                 raise AssayError(f"{folder / name} has no column '{column}'")
-        frame = frame.dropna(subset=["DMS_score"]).reset_index(drop=True)
+        scores = pd.to_numeric(frame["DMS_score"], errors="coerce")
+        bad = scores.isna() | ~np.isfinite(scores.to_numpy(dtype=float, na_value=np.nan))
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raw = frame["DMS_score"][i]
+            what = "is missing" if pd.isna(raw) else f"'{raw}' is not a finite number"
+            raise AssayError(f"{folder / name}, row {i + 2}: DMS_score {what} ({int(bad.sum())} rows without a "
+                             "finite score); give every variant a numeric score or remove the row.")
+        frame["DMS_score"] = scores.astype(float)
+        if frame.empty:
+            raise AssayError(f"{folder / name} holds no variants; a Spearman correlation needs at least two.")
         if max_variants is not None and len(frame) > max_variants:
             keep = np.sort(np.random.default_rng(seed).choice(len(frame), max_variants, replace=False))
             frame = frame.iloc[keep].reset_index(drop=True)
@@ -134,6 +147,17 @@ def read_assays(reference: str | Path, folder: str | Path | None = None, assays:
         out.append(Assay(row.DMS_id, wild_type, frame[["mutant", "mutated_sequence", "DMS_score"]], mutations,
                          protein))
     return out
+
+
+def _read_table(path: Path, what: str) -> pd.DataFrame:
+    """A CSV file, or one sentence naming it when it is missing or not a readable CSV."""
+    if not path.is_file():
+        raise AssayError(f"{path} ({what}) does not exist.")
+    try:
+        return pd.read_csv(path)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise AssayError(f"{path} ({what}) is not a readable CSV file ({type(err).__name__}); "
+                         "give a comma-separated UTF-8 table with a header line.") from None
 
 
 def assay_checksum(assay: Assay) -> str:
