@@ -60,13 +60,11 @@ globals().update(shared_parameters())
 
 # %% tags=["parameters"]
 models = "unirep-64,unirep-256,unirep-1900"
-reference = "data/dms/DMS_substitutions.csv"  # ProteinGym-style reference table; assay CSVs beside it
-# DMS_ids of the reference table to score, comma-separated ("all": every one). The default book
-# scores ProteinGym's own TDP-43 set, the TDP-43 doubles and the Aβ42 set; the two GB1 sets run
-# with -p assays=all.
+reference = "data/dms/DMS_substitutions.csv"  # ProteinGym-style table; assay CSVs beside it
+# the sets of the table to score, comma-separated ("all": every set)
 assays = "TADBP_HUMAN_Bolognesi_2019,TADBP_HUMAN_Bolognesi_2019_doubles,A4_HUMAN_Seuma_2022_subset"
-max_variants = None  # None: every variant (ProteinGym's protocol); N: a seeded random subset of each larger assay
-scoring = "auto"  # auto, masked_marginal, wt_marginal, pseudo_likelihood or log_likelihood_ratio
+max_variants = None  # None: every variant; N: a seeded subset of N
+scoring = "auto"  # or masked_marginal, wt_marginal, pseudo_likelihood, log_likelihood_ratio
 n_bootstrap = 200
 batch_size = 64
 
@@ -75,7 +73,7 @@ import pandas as pd
 
 from plmdepth.publish.chapter import collect, glue_markdown, glue_text, publish_figure
 from plmdepth.publish.figures import variant_effect_curves
-from plmdepth.publish.provenance import provenance_table, run_caption
+from plmdepth.publish.provenance import run_caption
 from plmdepth.publish.verdicts import claims, verdict_markdown
 
 assay_table = pd.read_csv(reference)
@@ -94,7 +92,8 @@ publish_figure("fig-variant-effects", variant_effect_curves(table), table)
 best = (table.loc[table.groupby(["model", "assay"], sort=False)["spearman"].idxmax()]
         [["model", "assay", "layer", "relative_depth", "spearman"]]
         .rename(columns={"layer": "best layer", "relative_depth": "best l / L", "spearman": "best ρ"}))
-final = table[table["relative_depth"] == 1][["model", "assay", "spearman"]].rename(columns={"spearman": "final-layer ρ"})
+final = (table[table["relative_depth"] == 1][["model", "assay", "spearman"]]
+         .rename(columns={"spearman": "final-layer ρ"}))
 best = best.merge(final, on=["model", "assay"])
 
 # %% [markdown]
@@ -105,14 +104,31 @@ best = best.merge(final, on=["model", "assay"])
 # reference table says how each relates to ProteinGym's assay. The same code reads real
 # ProteinGym files (`-p reference=<DMS_substitutions.csv>`).
 
-# %% tags=["hide-input"]
-relation = assay_table.assign(
-    scored=lambda t: t["DMS_id"].isin(scored).map({True: "yes", False: "no (-p assays=all)"}))
-columns = {"DMS_id": "set", "seq_len": "length", "region_mutated": "mutated", "DMS_number_single_mutants": "singles",
-           "DMS_number_multiple_mutants": "multiples", "relation_to_proteingym": "relation to ProteinGym",
-           "scored": "scored here"}
-(relation[[c for c in columns if c in relation]].rename(columns=columns).style.hide(axis="index")
- .set_properties(**{"text-align": "left"}))
+# ```{glue:md} ve_sets
+# :format: myst
+# ```
+
+# %% tags=["remove-cell"]
+def _sets_markdown() -> str:
+    """One line per set of the reference table: size, region, how it relates to ProteinGym, orientation."""
+    lines = []
+    for row in assay_table.itertuples():
+        get = lambda column: getattr(row, column, None)  # noqa: E731
+        facts = [f"{int(row.seq_len)} residues" if get("seq_len") else None,
+                 f"mutated {row.region_mutated}" if get("region_mutated") else None,
+                 f"{int(row.DMS_number_single_mutants):,} singles" if get("DMS_number_single_mutants") else None,
+                 f"{int(row.DMS_number_multiple_mutants):,} multiples" if get("DMS_number_multiple_mutants") else None]
+        text = f"- `{row.DMS_id}` ({', '.join(f for f in facts if f)})"
+        if get("relation_to_proteingym"):
+            text += f": {row.relation_to_proteingym}."
+        if get("selection_assay"):
+            text += f" Higher `DMS_score` means more {row.selection_assay}."
+        text += "" if row.DMS_id in scored else " *Not scored in this build* (`-p assays=all`)."
+        lines.append(text)
+    return "\n".join(lines)
+
+
+glue_markdown("ve_sets", _sets_markdown())
 
 # %% [markdown]
 # ```{glue:figure} fig_variant_effects
@@ -157,34 +173,36 @@ glue_markdown("ve_proteingym", _proteingym_sentence())
 # **Orientation.** Every `DMS_score` is oriented as ProteinGym orients it: higher means more of
 # the activity the assay selects for, so that loss-of-function variants score lowest (for
 # TDP-43 the selected activity is its toxicity to yeast: truncating nonsense variants are the
-# least toxic). The "mean" panel averages assays oriented this way. Per assay, as the
-# reference table records it (where it has the columns `selection_assay`, `raw_score` and
-# `DMS_score_sign`, as this project's conversion writes them):
-
-# %% tags=["hide-input"]
-columns = {"DMS_id": "assay", "selection_assay": "higher DMS_score means more", "raw_score": "source score",
-           "DMS_score_sign": "sign applied"}
-(assay_table[assay_table["DMS_id"].isin(scored)][[c for c in columns if c in assay_table]].rename(columns=columns)
- .style.hide(axis="index").set_properties(**{"text-align": "left"}))
+# least toxic). The "mean" panel averages assays oriented this way; the list of sets above
+# says, per set, what a higher score means (the reference table's `selection_assay`).
 
 # %% [markdown]
 # **Singles and doubles.** Where an assay holds variants of several mutation depths, ρ is also
 # computed for each depth alone: a model can rank double mutants worse (or better) than singles,
 # and a mixed set hides that. Final layer and best layer per model:
 
-# %% tags=["hide-input"]
-if by_depth.empty:
-    depth_view = pd.DataFrame({"note": ["no scored assay holds more than one mutation depth"]})
-else:
-    depth_final = by_depth[by_depth["relative_depth"] == 1][["model", "assay", "mutation_depth", "n_variants",
-                                                              "spearman"]]
-    depth_best = (by_depth.loc[by_depth.groupby(["model", "assay", "mutation_depth"], sort=False)["spearman"].idxmax()]
-                  [["model", "assay", "mutation_depth", "layer", "spearman"]])
-    depth_view = (depth_final.rename(columns={"spearman": "final-layer ρ"})
-                  .merge(depth_best.rename(columns={"layer": "best layer", "spearman": "best ρ"}),
-                         on=["model", "assay", "mutation_depth"])
-                  .rename(columns={"mutation_depth": "substitutions", "n_variants": "variants"}))
-depth_view.style.format({"final-layer ρ": "{:.3f}", "best ρ": "{:.3f}"}, na_rep="–").hide(axis="index")
+# ```{glue:md} ve_depths
+# :format: myst
+# ```
+
+# %% tags=["remove-cell"]
+def _depths_markdown() -> str:
+    """Per set with several mutation depths, a table of final-layer and best-layer ρ per model and depth."""
+    if by_depth.empty:
+        return "*No scored set holds more than one mutation depth.*"
+    parts = []
+    for assay, of_assay in by_depth.groupby("assay", sort=False):
+        rows = [f"`{assay}`:", "", "| model | substitutions | variants | final-layer ρ | best ρ (layer) |",
+                "|---|--:|--:|--:|--:|"]
+        for (model, depth), part in of_assay.groupby(["model", "mutation_depth"], sort=False):
+            last, top = part.loc[part["layer"].idxmax()], part.loc[part["spearman"].idxmax()]
+            rows.append(f"| {model} | {depth} | {int(last.n_variants):,} | {last.spearman:.3f} | "
+                        f"{top.spearman:.3f} ({int(top.layer)}) |")
+        parts.append("\n".join(rows))
+    return "\n\n".join(parts)
+
+
+glue_markdown("ve_depths", _depths_markdown())
 
 # %% [markdown]
 # Reading the figure: UniRep's layers are stacked LSTMs, not blocks adding to a residual
@@ -196,13 +214,22 @@ depth_view.style.format({"final-layer ρ": "{:.3f}", "best ρ": "{:.3f}"}, na_re
 #
 # The best layer of each model on each assay, and the final layer's value:
 
-# %% tags=["hide-input"]
-best.style.format({"best l / L": "{:.2f}", "best ρ": "{:.3f}", "final-layer ρ": "{:.3f}"}).hide(axis="index")
+# ```{glue:md} ve_best
+# :format: myst
+# ```
+
+# %% tags=["remove-cell"]
+glue_markdown("ve_best", "\n".join(
+    ["| model | set | best layer | best l / L | best ρ | final-layer ρ |", "|---|---|--:|--:|--:|--:|"]
+    + [f"| {r['model']} | {r['assay'] if r['assay'] == 'mean' else '`' + r['assay'] + '`'} | {int(r['best layer'])} | "
+       f"{r['best l / L']:.2f} | {r['best ρ']:.3f} | "
+       f"{r['final-layer ρ']:.3f} |" for _, r in best.iterrows()]))
 
 # %% [markdown]
 # ## Does this build agree?
 #
-# The claim is tested on the mean Spearman ρ over assays (definition in {ref}`methods-claims`).
+# The claim is tested on the "mean" curve, ProteinGym's average of Spearman ρ (the assays of each protein
+# first, then the proteins; definition in {ref}`methods-claims`).
 #
 # ```{glue:md} ve_verdicts
 # :format: myst

@@ -16,7 +16,8 @@ from plmdepth.probes.layer_skipping import SkipConfig
 from plmdepth.probes.logit_lens import LogitLensConfig, logit_lens
 from plmdepth.probes.variant_effects import AssayError, VariantEffectsConfig, layer_scores, variant_effects
 from plmdepth.probes.variant_scoring import prefix_backend
-from reference import _forward_recording, check_skipping_against_reference, own_forward_inputs, proteingym_optimal_window
+from reference import (_forward_recording, check_skipping_against_reference, own_forward_inputs,
+                       proteingym_optimal_window)
 from test_variant_effects import _assay
 
 

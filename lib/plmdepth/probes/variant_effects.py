@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from plmdepth.model import ProteinLM
 from plmdepth.probes.logit_lens import LogitLens

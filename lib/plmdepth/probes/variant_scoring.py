@@ -31,8 +31,8 @@ Shared work, every layer from the same passes:
   residue, so that prefix is computed once, from the wild type, and each variant runs from
   there only — resuming the recurrent state (UniRep, layers with `recurrent = True` and a
   `scan(h, mask, initial)` method) or the key/value cache (transformers models that take
-  `cache`, `past_key_values` before transformers 5). Models with neither (a byte-pair vocabulary, a model of its own) run
-  every variant whole (`log_likelihoods`), which is also the reference the tests compare to.
+  `cache`, `past_key_values` before transformers 5). Models with neither (a byte-pair
+  vocabulary, a model of its own) run every variant whole (`log_likelihoods`), which is also the reference the tests compare to.
 """
 
 from __future__ import annotations
@@ -160,7 +160,8 @@ def log_likelihoods(lm: ProteinLM, lens: LogitLens, sequences: list[str], batch_
     by_length: dict[int, list[tuple[int, str]]] = {}
     for piece in pieces:  # batches of equal lengths: no padding
         by_length.setdefault(len(piece[1]), []).append(piece)
-    parts = [group[i:i + batch_size] for _, group in sorted(by_length.items()) for i in range(0, len(group), batch_size)]
+    parts = [group[i:i + batch_size] for _, group in sorted(by_length.items())
+             for i in range(0, len(group), batch_size)]
     total = np.zeros((_n_read(lm), len(sequences)))
     for part in tqdm(parts, desc=desc, disable=not progress, leave=False):
         batch = lm.tokenize([str(n) for n, _ in part], [s for _, s in part])
@@ -299,11 +300,10 @@ def _resumed_ratios(lm: ProteinLM, lens: LogitLens, backend: str, wild_type: str
             h = lm.embed(suffix)
             states = {0: h}
             for layer, block in enumerate(lm.layers):
-                h_prev = torch.stack([cache[layer][0][s - 1] if s else cache[layer][0].new_zeros(cache[layer][0].shape[-1])
-                                      for s in row_starts])
-                c_prev = torch.stack([cache[layer][1][s - 1] if s else cache[layer][1].new_zeros(cache[layer][1].shape[-1])
-                                      for s in row_starts])
-                h = block.scan(h, suffix.attention_mask, initial=(h_prev, c_prev))[0]
+                hs, cs = cache[layer]  # the wild type's states after each token, [T, d]
+                initial = tuple(torch.stack([x[s - 1] if s else torch.zeros_like(x[0]) for s in row_starts])
+                                for x in (hs, cs))
+                h = block.scan(h, suffix.attention_mask, initial=initial)[0]
                 states[layer + 1] = h
         else:
             s = row_starts[0]

@@ -170,9 +170,10 @@ def contribution_curves(frame: pd.DataFrame, value: str = "ratio_mean", width: i
     return _configure(chart)
 
 
-def variant_effect_curves(frame: pd.DataFrame, width: int = 112, height: int = 170) -> alt.FacetChart:
+def variant_effect_curves(frame: pd.DataFrame, width: int = 150, height: int = 140) -> alt.FacetChart:
     """M5: Spearman ρ per layer against relative depth, one panel per assay and the mean (last),
-    in one row, one line per model, with the final layer's value marked by a larger point."""
+    one line per model, with the final layer's value marked by a larger point. Up to three
+    panels share a row; more wrap two to a row, so that each stays legible on a phone."""
     assays = [a for a in frame["assay"].unique() if a != "mean"] + (["mean"] if "mean" in set(frame["assay"]) else [])
     color = alt.Color("model:N", title="model", sort=list(frame["model"].unique()),
                       legend=alt.Legend(orient="bottom", direction="horizontal"))
@@ -190,7 +191,7 @@ def variant_effect_curves(frame: pd.DataFrame, width: int = 112, height: int = 1
     chart = alt.layer(band, lines, final, data=frame).properties(width=width, height=height).facet(
         facet=alt.Facet("assay:N", title=None, sort=assays,
                         header=alt.Header(labelExpr="split(datum.label, '_')", labelFontSize=FONT)),
-        columns=len(assays), spacing=10)
+        columns=len(assays) if len(assays) <= 3 else 2, spacing=10)
     return _configure(chart)
 
 

@@ -20,8 +20,8 @@ row per claim. The definitions (Methods, "Testing the paper's claims"):
     blocks (the earlier half of the skippable blocks, the first excluded) whose e(s) is below
     `dip` times both neighbours'. Agrees when at least one; needs `min_early` such blocks.
 (e) Diminishing returns of the final layers for variant effects (paper Fig. 5). On the mean
-    Spearman over assays, the gain over the last quarter of depth, rho(L) - rho(3L/4), as a
-    share of the whole gain rho(L) - rho(first). Agrees when rho improves with depth and the
+    Spearman (ProteinGym's average over proteins), the gain over the last quarter of depth,
+    rho(L) - rho(3L/4), as a share of the whole gain rho(L) - rho(first). Agrees when rho improves with depth and the
     last quarter brings at most `last_quarter_share` of the gain.
 
 Blocks whose skip effect is zero by construction (in "future" mode the last block cannot reach
