@@ -212,3 +212,87 @@ def test_the_command_line_leaves_the_logger_as_it_found_it(tmp_path):
                  "--fasta", str(tmp_path / "none.fasta")]) == 2
     assert main(["models", "--json"]) == 0
     assert (list(logger.handlers), logger.level) == before
+
+
+# ------------------------------------------------------------------ the command line's errors
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err and "usage:" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("option,value,says", [
+    ("--batch-size", "0", "--batch-size: must be at least 1, not 0"),
+    ("--n-sequences", "-1", "--n-sequences: must not be negative, not -1"),
+    ("--n-sequences", "0", "--n-sequences: must be at least 1, not 0"),
+    ("--max-rows", "0", "--max-rows: must be at least 1, not 0"),
+    ("--mask-fraction", "1.5", "--mask-fraction: must lie strictly between 0 and 1, not 1.5"),
+    ("--batch-size", "many", "--batch-size: must be a whole number, not 'many'"),
+])
+def test_bad_option_values_are_one_line_before_any_work(tmp_path, capsys, option, value, says):
+    from plmdepth.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "logit-lens", "--model", "unirep-64", "--fasta", "data/antibody_vh.fasta",
+              "--out", str(tmp_path / "out"), option, value])
+    assert stop.value.code == 2
+    assert says in _one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["--max-variants", "-1"], "--max-variants: must not be negative, not -1"),
+    (["--n-bootstrap", "-5"], "--n-bootstrap: must not be negative, not -5"),
+])
+def test_bad_variant_effect_options_are_one_line(tmp_path, capsys, argv, says):
+    from plmdepth.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["variant-effects", "--model", "unirep-64", "--out", str(tmp_path / "out"), *argv])
+    assert stop.value.code == 2 and says in _one_line_error(capsys)
+
+
+def test_device_without_cuda_and_an_unwritable_out_are_refused_before_loading(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from plmdepth import runner
+    from plmdepth.cli import main
+
+    monkeypatch.setattr(runner, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    args = ["run", "logit-lens", "--model", "unirep-64", "--fasta", "data/antibody_vh.fasta"]
+    if not torch.cuda.is_available():
+        assert main([*args, "--device", "cuda", "--out", str(tmp_path / "out")]) == 2
+        assert "--device cuda: torch" in _one_line_error(capsys) and not (tmp_path / "out").exists()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main([*args, "--out", str(blocker / "results")]) == 2
+    err = _one_line_error(capsys)
+    assert f"the results folder {blocker / 'results'} cannot be written ({blocker} is a file)" in err
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("fault,status,says", [
+    (OSError(28, "No space left on device", "/results/x.csv"), 1,
+     "No space left on device (/results/x.csv); check free space and permissions"),
+    (RuntimeError("CUDA error: an illegal memory access\nmore lines"), 1,
+     "RuntimeError: CUDA error: an illegal memory access (run again with --debug for the traceback)."),
+    (KeyboardInterrupt(), 130, None),
+])
+def test_faults_of_the_machine_and_interruptions_are_one_line(tmp_path, capsys, monkeypatch, fault, status, says):
+    from plmdepth import cli
+
+    def fail(*args, **kwargs):
+        raise fault
+
+    monkeypatch.setattr(cli, "run", fail)
+    argv = ["run", "logit-lens", "--model", "unirep-64", "--fasta", "data/antibody_vh.fasta", "--out", str(tmp_path)]
+    assert cli.main(argv) == status
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    if says:
+        assert err == f"error: {says}" or says in err
+    else:
+        assert err.startswith("interrupted; run the same command again to resume")
+    if status == 1 and not isinstance(fault, OSError):
+        with pytest.raises(type(fault)):  # --debug shows the traceback
+            cli.main(["--debug", *argv])

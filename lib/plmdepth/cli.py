@@ -21,6 +21,43 @@ from plmdepth.weights import WeightsError
 MEASUREMENT_NAMES = [name.replace("_", "-") for name in MEASUREMENTS]  # logit-lens, layer-skipping, ...
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad option reported in one line (the usage is one `--help` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help).\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, not {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, not {value}")
+    return value
+
+
 def _run(args) -> int:
     measurement = args.measurement.replace("-", "_")
     params = {"batch_size": args.batch_size} if args.batch_size else {}
@@ -122,7 +159,7 @@ def _model_options(p, objective: bool = True) -> None:
                    help="registry name (`python -m plmdepth models`), hub id, local folder, or .pt / .pth file")
     p.add_argument("--out", default="results", help="results root; the run goes to OUT/<model-slug>/")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, help="sequences per batch (default: the measurement's)")
+    p.add_argument("--batch-size", type=positive_int, help="sequences per batch (default: the measurement's)")
     if objective:
         p.add_argument("--objective", choices=["masked", "diffusion"],
                        help="override an ESM-2 network's objective (diffusion: DPLM weights in a local folder)")
@@ -135,7 +172,7 @@ def _assay_options(p) -> None:
     p.add_argument("--reference", default="data/dms/DMS_substitutions.csv",
                    help="variant effects: ProteinGym-style reference table (DMS_id, target_seq); assay CSVs beside it")
     p.add_argument("--assay", action="append", help="variant effects: assay id to use (repeatable; default: all)")
-    p.add_argument("--max-variants", type=int,
+    p.add_argument("--max-variants", type=positive_int,
                    help="variant effects: seeded random subset of each larger assay (default: every variant)")
     p.add_argument("--scoring", default="auto", choices=["auto", *SCORINGS],
                    help="variant effects: auto = masked_marginal (masked, diffusion) or log_likelihood_ratio "
@@ -143,11 +180,12 @@ def _assay_options(p) -> None:
     p.add_argument("--no-prefix-cache", action="store_true",
                    help="variant effects: run every autoregressive variant whole instead of resuming from the "
                         "wild type's prefix (same scores, slower; for benchmarks)")
-    p.add_argument("--n-bootstrap", type=int, default=200)
+    p.add_argument("--n-bootstrap", type=non_negative_int, default=200)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m plmdepth", description=__doc__)
+    parser = _Parser(prog="python -m plmdepth", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run a measurement on a model (a FASTA file, or the assays for variant effects)")
@@ -155,12 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     _model_options(p)
     p.add_argument("--fasta", help="the sequences (every measurement but variant-effects)")
     p.add_argument("--plan", help="plan.json of an earlier run, to repeat it exactly")
-    p.add_argument("--n-sequences", type=int, help="use the first N records")
-    p.add_argument("--mask-fraction", type=float, default=0.15)
+    p.add_argument("--n-sequences", type=positive_int, help="use the first N records")
+    p.add_argument("--mask-fraction", type=fraction, default=0.15)
     p.add_argument("--vocab", choices=["full", "amino_acids"], default="full")
     p.add_argument("--mode", choices=["future", "current"], default="future",
                    help="layer skipping: skip outside F and measure at F, or skip and measure everywhere")
-    p.add_argument("--max-rows", type=int, default=64, help="layer skipping: most skip variants x units per call")
+    p.add_argument("--max-rows", type=positive_int, default=64, help="layer skipping: most skip variants x units per call")
     p.add_argument("--unknown", choices=["error", "map"], default="error", help="X/B/Z/U/O: error or unknown token")
     p.add_argument("--too-long", choices=["error", "crop"], default="error")
     _assay_options(p)
@@ -198,7 +236,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _progress_messages():
             return args.func(args)
-    except (FastaError, AssayError, ModelLoadError, WeightsError, BookError, ProjectNotFound, ValueError,
-            FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume from the last checkpoint (finished work is kept).",
+              file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        status, message = _explain(err)
+        print(f"error: {message}", file=sys.stderr)
+        return status
+
+
+def _explain(err: Exception) -> tuple[int, str]:
+    """(exit status, one sentence) for an error: 2 for the user's input, 1 for the machine's faults."""
+    if isinstance(err, (FastaError, AssayError, ModelLoadError, WeightsError, BookError, ProjectNotFound, ValueError,
+                        FileNotFoundError)):
+        return 2, str(err)
+    if isinstance(err, OSError):
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        return 1, f"{err.strerror or err}{where}; check free space and permissions, then run the command again."
+    if isinstance(err, MemoryError):
+        return 1, "out of memory; run with a smaller --batch-size (or fewer sequences)."
+    first = str(err).strip().splitlines()[0] if str(err).strip() else "no message"
+    return 1, f"{type(err).__name__}: {first} (run again with --debug for the traceback)."

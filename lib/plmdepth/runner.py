@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -27,7 +29,7 @@ import torch
 from plmdepth import second_env
 from plmdepth.fasta import check_residues, read_fasta
 from plmdepth.model import ProteinLM
-from plmdepth.models import ModelSpec, load_model, resolve
+from plmdepth.models import ModelSpec, check_device, load_model, resolve
 from plmdepth.plan import MaskingPlan, make_plan
 from plmdepth.probes.measurements import Measurement, measurement as find_measurement
 from plmdepth.probes.variant_effects import assay_checksum, read_assays
@@ -119,6 +121,32 @@ def _run_in_second_env(measure: Measurement, request: dict) -> Path:
     return folder
 
 
+class ResultsFolderError(ValueError):
+    """A results folder that cannot be written, found before any work is done."""
+
+
+def writable(folder: Path) -> None:
+    """Say in one sentence, before any work, when results could not be written to `folder`:
+    it (or a parent) is a file, or the nearest existing folder cannot be written. Creates nothing."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    why = None
+    if not existing.is_dir():
+        why = f"{existing} is a file"
+    elif existing == folder:
+        try:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+                pass
+        except OSError as err:
+            why = (err.strerror or str(err)).lower()
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        why = f"{existing} is not writable"
+    if why:
+        raise ResultsFolderError(f"the results folder {folder} cannot be written ({why}); choose another with "
+                                 "--out or make it writable.")
+
+
 def run(
     measurement: str,
     model: "str | ModelSpec | ProteinLM",
@@ -153,6 +181,8 @@ def run(
     if measure.inputs == "assays" and (plan is not None or n_sequences is not None):
         raise ValueError("variant effects run on the assays of a reference table; plan and n_sequences are for "
                          "the sequence measurements")
+    check_device(device)
+    writable(Path(out))
     lm = model if isinstance(model, ProteinLM) else None
     spec = lm.spec if lm is not None else resolve(model)
     if lm is None and second_env.needed(spec):
@@ -160,6 +190,7 @@ def run(
     lm = lm if lm is not None else load_model(spec, device=device, dtype=dtype)
     argument = spec.argument if spec is not None else lm.info.name  # a ProteinLM built by hand has no spec
     folder = results_folder(out, lm, mask_fraction)
+    writable(folder)
 
     if measure.inputs == "sequences":
         units, masking, data_key, entry, run_info = _sequences(lm, data, plan, seed, n_sequences, mask_fraction,

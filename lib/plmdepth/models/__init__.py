@@ -26,7 +26,7 @@ to `registry` (and, for hub ids or folders of a new `model_type`, a line in `loa
 """
 
 from plmdepth.models.hub import ModelLoadError
-from plmdepth.models.load import ModelSpec, load_model, resolve
+from plmdepth.models.load import ModelSpec, check_device, load_model, resolve
 from plmdepth.models.registry import REGISTRY, Entry, offline_names
 
-__all__ = ["REGISTRY", "Entry", "ModelLoadError", "ModelSpec", "load_model", "offline_names", "resolve"]
+__all__ = ["REGISTRY", "Entry", "ModelLoadError", "ModelSpec", "check_device", "load_model", "offline_names", "resolve"]

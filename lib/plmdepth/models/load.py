@@ -109,12 +109,26 @@ def resolve(model: "str | Path | ModelSpec", objective: str | None = None) -> Mo
     return replace(spec, objective=objective, objective_override=True)
 
 
+def check_device(device: str | torch.device) -> None:
+    """One sentence, before any loading, when `device` is not a device torch can use here."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise ModelLoadError(f"--device {device!r} is not a device name; use cpu, cuda, cuda:N or mps.") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"--device {device}: torch {torch.__version__} sees no CUDA device on this machine; "
+                             "run with --device cpu, or on a machine with a GPU and a CUDA build of torch.")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"--device {device}: this machine has no Apple MPS device; run with --device cpu.")
+
+
 def load_model(model: "str | Path | ModelSpec", device: str | torch.device = "cpu",
                dtype: torch.dtype | str = torch.float32, **options) -> ProteinLM:
     """Load a model argument (resolved first if it is not a `ModelSpec`) as a `ProteinLM` in eval mode.
 
     `options` go to the family's loader (e.g. IgLM's `chain`, ProteinMPNN's `structures`).
     """
+    check_device(device)
     spec = resolve(model)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
