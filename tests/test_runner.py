@@ -55,6 +55,29 @@ def test_cli_run_writes_results_folder_and_plan_replays_exactly(esm_folder, fast
         json.loads(plan_copy.read_text())["sequences"]
 
 
+def test_a_second_measurement_on_other_sequences_keeps_the_first_plan(esm_folder, fasta_file, tmp_path):
+    """Two measurements on two FASTA files into one results folder: each plan stays replayable."""
+    out = tmp_path / "results"
+    other = tmp_path / "other.fasta"
+    other.write_text(">p\nMKTAYIAKQRQISFVKSHFSRQ\n>q\nGSHMSLFDFFKNKGSAATATD\n")
+    assert main(["run", "logit-lens", "--model", str(esm_folder), "--fasta", str(fasta_file), "--out", str(out)]) == 0
+    folder = out / "tiny_esm"
+    first_plan = (folder / "plan.json").read_text()
+    assert main(["run", "contributions", "--model", str(esm_folder), "--fasta", str(other), "--out", str(out)]) == 0
+    assert (folder / "plan.json").read_text() == first_plan  # not overwritten
+    run = json.loads((folder / "run.json").read_text())["measurements"]
+    assert run["logit_lens"]["plan"] == "plan.json"
+    second = run["contributions"]["plan"]
+    assert second.startswith("plan-") and second != "plan.json"
+    assert json.loads((folder / second).read_text())["sequences"][0]["id"] == "p"
+    # each plan replays its own run exactly
+    again = tmp_path / "again"
+    assert main(["run", "contributions", "--model", str(esm_folder), "--fasta", str(other), "--out", str(again),
+                 "--plan", str(folder / second)]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "contributions.csv"),
+                                  pd.read_csv(again / "tiny_esm" / "contributions.csv"))
+
+
 def test_cached_run_is_reused_and_changed_parameters_recompute(esm_folder, fasta_file, tmp_path):
     from plmdepth.runner import read_tables, run
 

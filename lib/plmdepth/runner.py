@@ -103,6 +103,18 @@ def _sequences(lm: ProteinLM, fasta, plan, seed, n_sequences, mask_fraction, unk
     return records, masking, key, entry, run
 
 
+def _plan_file(folder: Path, masking: MaskingPlan, plan_sha: str) -> str:
+    """Where this run's plan goes: `plan.json`, unless it holds another plan (another measurement's,
+    on other sequences), which stays; then `plan-<sha256 prefix>.json`. run.json names the file."""
+    if not (folder / "plan.json").is_file():
+        return "plan.json"
+    try:
+        same = MaskingPlan.load(folder / "plan.json").to_json() == masking.to_json()
+    except (ValueError, KeyError, OSError):
+        same = False
+    return "plan.json" if same else f"plan-{plan_sha.removeprefix('sha256:')[:12]}.json"
+
+
 def _assays(reference, assays, max_variants, seed):
     """Assays of a reference table, and what identifies them."""
     data = read_assays(reference, assays=assays, max_variants=max_variants, seed=seed)
@@ -211,6 +223,7 @@ def run(
     for table in tables.values():
         table.insert(0, "model", label)
     if masking is not None:
-        masking.save(folder / "plan.json")
+        run_info["plan"] = entry["plan"] = _plan_file(folder, masking, run_info["plan_sha256"])
+        masking.save(folder / run_info["plan"])
     _save(folder, lm, argument, measure, key, config, tables, wall, entry, run_info)
     return folder
