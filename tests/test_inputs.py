@@ -296,3 +296,37 @@ def test_faults_of_the_machine_and_interruptions_are_one_line(tmp_path, capsys, 
     if status == 1 and not isinstance(fault, OSError):
         with pytest.raises(type(fault)):  # --debug shows the traceback
             cli.main(["--debug", *argv])
+
+
+def test_compressed_binary_and_bom_fasta_files(tmp_path):
+    import gzip
+
+    (tmp_path / "x.fasta.gz").write_bytes(gzip.compress(b">a\nMKT\n"))
+    with pytest.raises(FastaError, match=r"x.fasta.gz is gzip-compressed; decompress it first \(gunzip -k x.fasta.gz\)"):
+        read_fasta(tmp_path / "x.fasta.gz")
+    (tmp_path / "b.fasta").write_bytes(b">a\nMK\xff\xfeT\n")
+    with pytest.raises(FastaError, match=r"b.fasta is not a text file \(byte 5 is not UTF-8\)"):
+        read_fasta(tmp_path / "b.fasta")
+    (tmp_path / "bom.fasta").write_bytes("\ufeff>a\nMKT\n".encode("utf-8"))
+    assert [(r.id, r.sequence) for r in read_fasta(tmp_path / "bom.fasta")] == [("a", "MKT")]
+
+
+@pytest.mark.parametrize("text,says", [
+    ("{not json", r"plan .*p.json is not a JSON file"),
+    ('{"objective": "masked"}', r"'sequences' must be a list"),
+    ('{"objective": "masked", "sequences": [{"masked": [1]}]}', r"sequence entry 1 has no string 'id'"),
+    ('{"objective": "masked", "sequences": [{"id": "a", "masked": ["3"]}]}',
+     r"'masked' of sequence 'a' must be a list of whole numbers"),
+])
+def test_broken_plans_are_named_in_one_sentence(tmp_path, text, says):
+    (tmp_path / "p.json").write_text(text)
+    with pytest.raises(ValueError, match=says):
+        MaskingPlan.load(tmp_path / "p.json")
+
+
+def test_hints_name_the_command_line_flags(tmp_path):
+    recs = [Record("r", "", "ACXDE")]
+    with pytest.raises(FastaError, match=r"--unknown map"):
+        check_residues(recs, "ACDE")
+    with pytest.raises(FastaError, match=r"--too-long crop"):
+        check_residues([Record("r", "", "ACDEFGHIK")], "ACDEFGHIK", max_length=5)

@@ -25,8 +25,9 @@ class Record:
 def read_fasta(path: str | Path, limit: int | None = None) -> list[Record]:
     """Read a FASTA file into records (sequence upper-cased, whitespace removed).
 
-    Errors name the file and the record: a missing file, text before the first header, a
-    header with no id, an empty sequence, a duplicate id, or a file with no records.
+    Errors name the file and the record: a missing, compressed or binary file, text before the
+    first header, a header with no id, an empty sequence, a duplicate id, or a file with no
+    records. A byte-order mark at the start is ignored.
     `limit` keeps the first `limit` records (after validating the whole file).
     """
     path = Path(path)
@@ -54,19 +55,29 @@ def read_fasta(path: str | Path, limit: int | None = None) -> list[Record]:
         seen[rid] = len(records)
         records.append(Record(rid, desc.strip(), seq))
 
-    with path.open() as handle:
-        for line_no, line in enumerate(handle, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            if line.startswith(">"):
-                flush(line_no)
-                header, chunks = line[1:].strip(), []
-            elif header is None:
-                raise FastaError(f"{path}: line {line_no} comes before the first '>' header.")
-            else:
-                chunks.append("".join(line.split()))
-        flush(line_no + 1 if records or header else 1)
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raise FastaError(f"{path} is gzip-compressed; decompress it first (gunzip -k {path.name}).")
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark at the start is not part of the text
+    except UnicodeDecodeError as err:
+        raise FastaError(f"{path} is not a text file (byte {err.start} is not UTF-8); "
+                         "give a plain FASTA file.") from None
+    if "\x00" in text:
+        raise FastaError(f"{path} is not a text file (it holds NUL bytes); give a plain FASTA file.")
+    line_no = 0
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith(">"):
+            flush(line_no)
+            header, chunks = line[1:].strip(), []
+        elif header is None:
+            raise FastaError(f"{path}: line {line_no} comes before the first '>' header.")
+        else:
+            chunks.append("".join(line.split()))
+    flush(line_no + 1 if records or header else 1)
     if not records:
         raise FastaError(f"{path} holds no FASTA records.")
     return records[:limit] if limit is not None else records
@@ -99,7 +110,7 @@ def check_residues(
     for rec in records:
         for pos, letter in enumerate(rec.sequence, start=1):
             if letter not in allowed:
-                hint = " (or pass unknown='map' to read it as the unknown token)" if letter in AMBIGUOUS else ""
+                hint = " (or use --unknown map, unknown='map' from Python, to read it as the unknown token)" if letter in AMBIGUOUS else ""
                 raise FastaError(
                     f"record '{rec.id}': letter '{letter}' at position {pos} is not in the "
                     f"model's alphabet {''.join(sorted(alphabet))}{hint}."
@@ -108,8 +119,8 @@ def check_residues(
             if too_long == "error":
                 raise FastaError(
                     f"record '{rec.id}' has {len(rec.sequence)} residues, more than the model's "
-                    f"context of {max_length}; remove it or pass too_long='crop' to keep its "
-                    f"first {max_length} residues."
+                    f"context of {max_length}; remove it, or use --too-long crop (too_long='crop' from "
+                    f"Python) to keep its first {max_length} residues."
                 )
             rec = Record(rec.id, rec.description, rec.sequence[:max_length])
         out.append(rec)

@@ -154,7 +154,8 @@ class ProteinLM(nn.Module):
         if too_long:
             raise ValueError(
                 f"sequence '{too_long[0]}' is longer than this model's context of "
-                f"{self.max_residues} residues; crop it (too_long='crop') or remove it."
+                f"{self.max_residues} residues; crop it (--too-long crop; too_long='crop' from Python) "
+                "or remove it."
             )
         autoregressive = self.objective == "autoregressive"
         if hasattr(self.alphabet, "encode"):  # a vocabulary that cuts sequences itself (byte pairs: protgpt2.py)

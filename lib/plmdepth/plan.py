@@ -62,11 +62,26 @@ class MaskingPlan:
 
     @classmethod
     def load(cls, path: str | Path) -> "MaskingPlan":
-        data = json.loads(Path(path).read_text())
-        if data.get("objective") not in ("masked", "autoregressive", "diffusion"):
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"plan {path} does not exist.")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"plan {path} is not a JSON file ({err}); give the plan.json of an earlier run.") from None
+        if not isinstance(data, dict) or data.get("objective") not in ("masked", "autoregressive", "diffusion"):
             raise ValueError(f"{path}: 'objective' must be masked, autoregressive or diffusion")
-        seqs = [SequencePlan(s["id"], list(s.get("masked", [])), list(s.get("future", [])), list(s.get("splits", [])))
-                for s in data["sequences"]]
+        if not isinstance(data.get("sequences"), list):
+            raise ValueError(f"{path}: 'sequences' must be a list of {{id, masked, future, splits}} entries")
+        seqs = []
+        for i, s in enumerate(data["sequences"]):
+            if not isinstance(s, dict) or not isinstance(s.get("id"), str):
+                raise ValueError(f"{path}: sequence entry {i + 1} has no string 'id'")
+            lists = {k: s.get(k, []) for k in ("masked", "future", "splits")}
+            for k, v in lists.items():
+                if not isinstance(v, list) or not all(isinstance(p, int) and not isinstance(p, bool) for p in v):
+                    raise ValueError(f"{path}: '{k}' of sequence '{s['id']}' must be a list of whole numbers")
+            seqs.append(SequencePlan(s["id"], list(lists["masked"]), list(lists["future"]), list(lists["splits"])))
         return cls(data["objective"], seqs, data.get("params", {}))
 
     def check(self, records: list[Record]) -> None:
