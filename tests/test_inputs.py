@@ -330,3 +330,13 @@ def test_hints_name_the_command_line_flags(tmp_path):
         check_residues(recs, "ACDE")
     with pytest.raises(FastaError, match=r"--too-long crop"):
         check_residues([Record("r", "", "ACDEFGHIK")], "ACDEFGHIK", max_length=5)
+
+
+def test_a_garbled_pdb_coordinate_is_named_with_its_line(tmp_path):
+    from plmdepth.models.proteinmpnn import StructureError, read_pdb_chain
+
+    good = "ATOM      1  N   MET A   1      11.104   6.134  -6.504  1.00  0.00           N\n"
+    bad = "ATOM      2  CA  MET A   1      11.6x4   6.1?4  -5.2    1.00  0.00           C\n"
+    (tmp_path / "a.pdb").write_text(good + bad + "END\n")
+    with pytest.raises(StructureError, match=r"a.pdb, line 2: the ATOM record's residue number or x/y/z coordinates"):
+        read_pdb_chain(tmp_path / "a.pdb")

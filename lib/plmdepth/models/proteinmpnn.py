@@ -421,7 +421,7 @@ def atom_records(path: str | Path) -> Iterator[tuple[str, tuple[int, str], str, 
     model; selenomethionine HETATMs are read as MET, as ProteinMPNN's parser does, and every
     other HETATM (ligands, waters) is skipped."""
     with open(path, encoding="ascii", errors="replace") as handle:
-        for line in handle:
+        for line_no, line in enumerate(handle, start=1):
             record, name = line[:6], line[17:20]
             if record == "ENDMDL":
                 return
@@ -429,8 +429,14 @@ def atom_records(path: str | Path) -> Iterator[tuple[str, tuple[int, str], str, 
                 name = "MET"
             elif record != "ATOM  ":
                 continue
-            xyz = (float(line[30:38]), float(line[38:46]), float(line[46:54]))
-            yield line[21], (int(line[22:26]), line[26]), name, line[12:16].strip(), xyz
+            try:
+                xyz = (float(line[30:38]), float(line[38:46]), float(line[46:54]))
+                number = int(line[22:26])
+            except ValueError:
+                raise StructureError(f"{path}, line {line_no}: the ATOM record's residue number or x/y/z coordinates "
+                                     "(columns 23-26, 31-54) are not numbers; give a PDB file in the fixed-column "
+                                     "format.") from None
+            yield line[21], (number, line[26]), name, line[12:16].strip(), xyz
 
 
 def positions_along_chain(keys: Sequence[tuple[int, str]]) -> np.ndarray:
