@@ -216,3 +216,16 @@ def test_caption_names_each_data_file_with_the_models_that_ran_on_it(esm_folder,
     both = run_caption([out / "tiny_esm", out / "other_esm"], "ignored.fasta", "logit_lens", 0)
     assert both == ("Models: tiny_esm, other_esm. Data: seqs.fasta (tiny_esm: 4 sequences); "
                     "structures.fasta (other_esm: 2 sequences); seed 0.")
+
+
+def test_results_files_get_the_permissions_of_ordinary_new_files(tmp_path):
+    import os
+
+    from plmdepth.results import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "r" / "x.csv", "a,b\n")
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "r" / "x.csv").stat().st_mode & 0o777) == oct(0o644)
