@@ -61,8 +61,9 @@ globals().update(shared_parameters())
 # %% tags=["parameters"]
 models = "unirep-64,unirep-256,unirep-1900"
 reference = "data/dms/DMS_substitutions.csv"  # ProteinGym-style table; assay CSVs beside it
-# the sets of the table to score, comma-separated ("all": every set)
-assays = "TADBP_HUMAN_Bolognesi_2019,TADBP_HUMAN_Bolognesi_2019_doubles,A4_HUMAN_Seuma_2022_subset"
+# the sets of the table to score, comma-separated ("all": every set). The default: ProteinGym's own
+# TDP-43 set and the Aβ42 set (singles and doubles), which fit the book's ten-minute build
+assays = "TADBP_HUMAN_Bolognesi_2019,A4_HUMAN_Seuma_2022_subset"
 max_variants = None  # None: every variant; N: a seeded subset of N
 scoring = "auto"  # or masked_marginal, wt_marginal, pseudo_likelihood, log_likelihood_ratio
 n_bootstrap = 200
