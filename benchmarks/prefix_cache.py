@@ -5,6 +5,7 @@ Run by hand from the repository root (it is not a test):
 
     .venv/bin/python benchmarks/prefix_cache.py            # TDP-43, 1,196 singles in the 414-residue context
     .venv/bin/python benchmarks/prefix_cache.py --quick    # the first 150 singles: checks that it all runs
+    .venv/bin/python benchmarks/prefix_cache.py --only unirep   # one of the two models
 
 Workload: ProteinGym's TADBP_HUMAN_Bolognesi_2019 assay as committed in data/dms (the full
 414-residue TDP-43, 1,196 single mutants at residues 290-373), scored at every layer by
@@ -78,6 +79,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="the first 150 singles only")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--only", choices=["unirep", "gpt2"], help="one of the two models")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -90,7 +92,8 @@ def main() -> int:
           f"batch size {args.batch_size}\n")
     rows, checks, ok = [], [], True
     few = Assay(assay.id, assay.wild_type, assay.variants[:48], assay.mutations[:48], assay.protein)
-    for lm in (load_model("unirep-1900"), gpt2_of_iglm_size()):
+    makers = {"unirep": lambda: load_model("unirep-1900"), "gpt2": gpt2_of_iglm_size}
+    for lm in (make() for name, make in makers.items() if args.only in (None, name)):
         scores, times = {}, {}
         for cached in (True, False):
             config = VariantEffectsConfig(batch_size=args.batch_size, prefix_cache=cached)

@@ -164,3 +164,25 @@ def test_unirep_1900_predicts_the_next_residue(record_property):
           f"(most-frequent-residue baseline {majority:.4f}, uniform 0.05)")
     assert total == sum(len(r.sequence) for r in records)
     assert accuracy > 0.2 and accuracy > 2 * majority
+
+
+@torch.no_grad()
+def test_normalised_weights_are_reused_only_while_the_parameters_are_unchanged():
+    from plmdepth.models.unirep import MLSTMLayer
+
+    torch.manual_seed(0)
+    layer = MLSTMLayer(5, 7)
+    for p in layer.parameters():
+        p.normal_()
+    first = layer.normalized_weights()
+    assert layer.normalized_weights() is first  # reused
+    layer.wh.mul_(2.0)  # an in-place change (as load_state_dict makes)
+    again = layer.normalized_weights()
+    assert again is not first
+    fresh = MLSTMLayer(5, 7)
+    fresh.load_state_dict(layer.state_dict())
+    with torch.enable_grad():
+        expected = fresh.normalized_weights()  # computed, not cached
+    for a, b in zip(again, expected):
+        torch.testing.assert_close(a, b)
+    assert layer.double().normalized_weights()[0].dtype == torch.float64
