@@ -36,6 +36,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def at_least_two(text: str) -> int:
+    """argparse type: a whole number of at least 2 (a Spearman correlation needs two variants)."""
+    value = non_negative_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (a Spearman correlation needs two), not {value}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """argparse type: a whole number of at least 0."""
     try:
@@ -172,7 +180,7 @@ def _assay_options(p) -> None:
     p.add_argument("--reference", default="data/dms/DMS_substitutions.csv",
                    help="variant effects: ProteinGym-style reference table (DMS_id, target_seq); assay CSVs beside it")
     p.add_argument("--assay", action="append", help="variant effects: assay id to use (repeatable; default: all)")
-    p.add_argument("--max-variants", type=positive_int,
+    p.add_argument("--max-variants", type=at_least_two,
                    help="variant effects: seeded random subset of each larger assay (default: every variant)")
     p.add_argument("--scoring", default="auto", choices=["auto", *SCORINGS],
                    help="variant effects: auto = masked_marginal (masked, diffusion) or log_likelihood_ratio "

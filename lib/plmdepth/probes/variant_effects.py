@@ -232,7 +232,10 @@ class VariantEffectsAccumulator:
     outputs = ("variant_effects", "variant_effects_by_depth")
 
     def __init__(self, lm: ProteinLM, assays: list[Assay], config: VariantEffectsConfig, progress: bool = False):
-        resolve_scoring(lm, config.scoring)  # refuse a wrong scoring before any work
+        resolve_scoring(lm, config.scoring)  # refuse a wrong scoring or model before any work
+        if lm.inputs_for is not None:
+            raise AssayError(f"{lm.info.name} needs an input besides the sequence (a structure) and assays give "
+                             "sequences only; score variant effects with a sequence model.")
         self.lm, self.assays, self.config, self.progress = lm, assays, config, progress
         self.scores: dict[int, np.ndarray] = {}
 
