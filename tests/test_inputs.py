@@ -340,3 +340,20 @@ def test_a_garbled_pdb_coordinate_is_named_with_its_line(tmp_path):
     (tmp_path / "a.pdb").write_text(good + bad + "END\n")
     with pytest.raises(StructureError, match=r"a.pdb, line 2: the ATOM record's residue number or x/y/z coordinates"):
         read_pdb_chain(tmp_path / "a.pdb")
+
+
+def test_bad_data_is_refused_before_the_model_is_loaded(tmp_path, capsys, monkeypatch):
+    from plmdepth import runner
+    from plmdepth.cli import main
+
+    monkeypatch.setattr(runner, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    (tmp_path / "bad.fasta").write_text("MKT\n>a\nMKT\n")
+    assert main(["run", "logit-lens", "--model", "unirep-64", "--fasta", str(tmp_path / "bad.fasta"),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "line 1 comes before the first '>' header" in _one_line_error(capsys)
+    (tmp_path / "plan.json").write_text("{")
+    assert main(["run", "logit-lens", "--model", "unirep-64", "--fasta", "data/antibody_vh.fasta",
+                 "--plan", str(tmp_path / "plan.json"), "--out", str(tmp_path / "o")]) == 2
+    assert "is not a JSON file" in _one_line_error(capsys)
+    assert main(["variant-effects", "--model", "unirep-64", "--assay", "NOPE", "--out", str(tmp_path / "o")]) == 2
+    assert "has no assay NOPE" in _one_line_error(capsys)

@@ -195,6 +195,13 @@ def run(
                          "the sequence measurements")
     check_device(device)
     writable(Path(out))
+    if not isinstance(model, ProteinLM):  # bad data is refused before a (possibly large) model is loaded
+        if measure.inputs == "sequences":
+            read_fasta(data)
+            if plan is not None:
+                MaskingPlan.load(plan)
+        else:
+            read_assays(data, assays=assays, max_variants=max_variants, seed=seed)
     lm = model if isinstance(model, ProteinLM) else None
     spec = lm.spec if lm is not None else resolve(model)
     if lm is None and second_env.needed(spec):
