@@ -81,7 +81,7 @@ def _run(args) -> int:
         data = args.fasta
         options = dict(plan=args.plan, n_sequences=args.n_sequences, mask_fraction=args.mask_fraction,
                        unknown=args.unknown, too_long=args.too_long)
-        if measurement in ("logit_lens", "layer_skipping"):
+        if measurement in ("logit_lens", "layer_skipping", "tuned_lens"):
             params["vocab"] = args.vocab
         if measurement == "layer_skipping":
             params.update(mode=args.mode, max_rows=args.max_rows)

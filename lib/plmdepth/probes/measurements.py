@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from plmdepth.probes import contributions, layer_skipping, logit_lens, variant_effects
+from plmdepth.probes import contributions, layer_skipping, logit_lens, tuned_lens, variant_effects
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
     Measurement("layer_skipping", layer_skipping.SkipConfig, layer_skipping.layer_skipping,
                 ("skip_effect", "skip_output")),
     Measurement("contributions", contributions.ContributionsConfig, contributions.contributions, ("contributions",)),
+    Measurement("tuned_lens", tuned_lens.TunedLensConfig, tuned_lens.tuned_lens,
+                ("tuned_lens", "tuned_lens_split", "tuned_lens_training")),
     Measurement("variant_effects", variant_effects.VariantEffectsConfig, variant_effects.variant_effects,
                 ("variant_effects", "variant_effects_by_depth"), inputs="assays"),
 )}
