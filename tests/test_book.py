@@ -50,7 +50,8 @@ def test_chapter_and_figure_files_are_in_the_html(built_book):
 
 
 @pytest.mark.book
-@pytest.mark.parametrize("chapter", ["contributions", "layer_skipping", "cross_model", "variant_effects"])
+@pytest.mark.parametrize("chapter", ["contributions", "layer_skipping", "cross_model", "variant_effects",
+                                     "lens_or_layers"])
 def test_every_chapter_has_its_numbered_captioned_figures(built_book, chapter):
     # as many as the chapter's notebook names (`{glue:figure}` with a `:name:`), at least one
     n_figures = sum(1 for entry in book_module.figure_entries() if entry["chapter"] == chapter)

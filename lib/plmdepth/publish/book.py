@@ -31,6 +31,7 @@ CHAPTERS = {
     "logit-lens": "logit_lens",
     "cross-model": "cross_model",
     "variant-effects": "variant_effects",
+    "lens-or-layers": "lens_or_layers",
 }
 
 

@@ -210,3 +210,21 @@ def depth_efficiency_chart(frame: pd.DataFrame, width: int = 420, height: int = 
     text = alt.Chart(labels).mark_text(dy=-14, fontSize=12).encode(
         x="blocks:Q", y="refining share of depth:Q", text="model:N")
     return _configure(alt.layer(points, text).properties(width=width, height=height))
+
+
+def lens_curves(frame: pd.DataFrame, metric: str, x: str = "relative_depth", x_title: str = "relative depth l / L",
+                y_title=None, width: int = 190, height: int = 150) -> alt.FacetChart:
+    """Logit lens against tuned lens: one panel per model (two to a row), one line per lens."""
+    models = list(frame["model"].unique())
+    color = alt.Color("lens:N", title="readout", sort=["logit", "tuned"],
+                      legend=alt.Legend(orient="bottom", direction="horizontal"))
+    chart = alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(values=[0, 0.25, 0.5, 0.75, 1], format=".2~f")),
+        y=alt.Y(f"{metric}:Q", title=y_title or metric_title(metric)),
+        color=color,
+        tooltip=["model", "lens", "layer", alt.Tooltip(f"{metric}:Q", format=".3f")],
+    ).properties(width=width, height=height).facet(
+        facet=alt.Facet("model:N", title=None, sort=models, header=alt.Header(labelFontSize=FONT + 1)),
+        columns=min(2, len(models)), spacing=12)
+    return _configure(chart)
