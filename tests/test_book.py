@@ -163,6 +163,7 @@ def test_figure_entries_read_title_and_paper_figure_from_captions(tmp_path, monk
         "logit_lens": "KL of each layer against depth. {glue:text}`logit_lens_run`",
         "cross_model": "Every model, cf. paper Figs. 3–4.",
         "variant_effects": "Spearman correlation per layer.",
+        "lens_or_layers": "KL through the logit and the tuned lens.",
     }
     for stem, text in caption.items():
         (notebooks / f"{stem}.py").write_text(
