@@ -79,7 +79,15 @@ caption = run_caption(result.folders, fasta, "tuned_lens", seed)
 held_out = result["tuned_lens_split"]
 n_held = int((held_out["split"] == "held_out").sum() / held_out["model"].nunique())
 glue_text("tl_run", caption + f" Read on the {n_held} held-out sequences of each model's seeded split.")
-publish_figure("fig-tuned-lens-kl", lens_curves(frame, "kl"), frame)
+# the effect of skipping one block alone, from the layer-skipping chapter's runs (same sequences, plan and seed)
+skips = collect("layer_skipping", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
+                mask_fraction=mask_fraction, device=device, diffusion_ratios=diffusion_ratios,
+                diffusion_models=diffusion_models)["skip_output"]
+skip_rows = skips.assign(lens="skip block alone", layer=skips["skipped"], kl=skips["kl_mean"])[
+    ["model", "lens", "layer", "relative_depth", "kl"]]
+kl_frame = pd.concat([frame[["model", "lens", "layer", "relative_depth", "kl"]], skip_rows], ignore_index=True)
+publish_figure("fig-tuned-lens-kl", lens_curves(kl_frame, "kl", y_title=["KL to the full", "output [nats]"]),
+               kl_frame)
 publish_figure("fig-truncation-frontier",
                lens_curves(frame, "accuracy_kept", x_title="blocks kept, k / L",
                            y_title=["top-1 accuracy kept", "(share of the full model's)"]), frame)
@@ -88,9 +96,12 @@ publish_figure("fig-truncation-frontier",
 # ```{glue:figure} fig_tuned_lens_kl
 # :name: fig-tuned-lens-kl
 #
-# KL divergence between each layer's distribution and the model's output, read through the model's
-# own head (logit lens) and through the layer's trained affine translator (tuned lens), against
-# relative depth, one panel per model. {glue:text}`tl_run`
+# KL divergence from the model's output of each layer's distribution, read through the model's own
+# head (logit lens: the model cut after block l) and through the layer's trained affine translator
+# (tuned lens), $\mathrm{KL}(p_l \Vert p_L)$, against relative depth l / L, one panel per model; and,
+# on the same axes, of the output with only block s skipped (at s / L, from
+# {ref}`chapter-layer-skipping`; there the KL is $\mathrm{KL}(p_L \Vert p_{\setminus s})$, mean over
+# sequences, on all sequences of the plan). {glue:text}`tl_run`
 # ```
 #
 # ```{glue:md} links_fig_tuned_lens_kl

@@ -214,9 +214,10 @@ def depth_efficiency_chart(frame: pd.DataFrame, width: int = 420, height: int = 
 
 def lens_curves(frame: pd.DataFrame, metric: str, x: str = "relative_depth", x_title: str = "relative depth l / L",
                 y_title=None, width: int = 190, height: int = 150) -> alt.FacetChart:
-    """Logit lens against tuned lens: one panel per model (two to a row), one line per lens."""
+    """Logit lens against tuned lens: one panel per model (two to a row), one line per `lens` value
+    (any further series, such as one skipped block, share the axes)."""
     models = list(frame["model"].unique())
-    color = alt.Color("lens:N", title="readout", sort=["logit", "tuned"],
+    color = alt.Color("lens:N", title="readout", sort=["logit", "tuned", "skip block alone"],
                       legend=alt.Legend(orient="bottom", direction="horizontal"))
     chart = alt.Chart(frame).mark_line(point=True).encode(
         x=alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(domain=[0, 1]),
