@@ -154,7 +154,8 @@ def _table() -> str:
              "accuracy kept at ¾ (logit / tuned) |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in numbers.itertuples(index=False):
         lines.append(f"| {r.model} | {r.blocks} | {r.layers} | {r.logit_half:.3f} | {r.tuned_half:.3f} | "
-                     f"{r.logit_3q:.3f} | {r.tuned_3q:.3f} | {r.gap_3q:.0%} | {r.kept_logit:.0%} / {r.kept_tuned:.0%} |")
+                     f"{r.logit_3q:.3f} | {r.tuned_3q:.3f} | {r.gap_3q:.0%} | "
+                     f"{r.kept_logit:.0%} / {r.kept_tuned:.0%} |")
     times = ", ".join(f"{r.model} {r.seconds:.0f} s" for r in numbers.itertuples(index=False))
     return "\n".join(lines) + f"\n\nTraining and reading both lenses took {times} on this build's machine."
 

@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vocab", choices=["full", "amino_acids"], default="full")
     p.add_argument("--mode", choices=["future", "current"], default="future",
                    help="layer skipping: skip outside F and measure at F, or skip and measure everywhere")
-    p.add_argument("--max-rows", type=positive_int, default=64, help="layer skipping: most skip variants x units per call")
+    p.add_argument("--max-rows", type=positive_int, default=64,
+                   help="layer skipping: most skip variants x units per call")
     p.add_argument("--unknown", choices=["error", "map"], default="error", help="X/B/Z/U/O: error or unknown token")
     p.add_argument("--too-long", choices=["error", "crop"], default="error")
     _assay_options(p)

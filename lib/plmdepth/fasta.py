@@ -110,7 +110,8 @@ def check_residues(
     for rec in records:
         for pos, letter in enumerate(rec.sequence, start=1):
             if letter not in allowed:
-                hint = " (or use --unknown map, unknown='map' from Python, to read it as the unknown token)" if letter in AMBIGUOUS else ""
+                hint = (" (or use --unknown map, unknown='map' from Python, to read it as the unknown token)"
+                        if letter in AMBIGUOUS else "")
                 raise FastaError(
                     f"record '{rec.id}': letter '{letter}' at position {pos} is not in the "
                     f"model's alphabet {''.join(sorted(alphabet))}{hint}."
