@@ -28,20 +28,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help).\n")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
-    value = non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+def _at_least(minimum: int, why: str = ""):
+    """argparse type: a whole number of at least `minimum` (`why` says why, in the message)."""
+    def whole_number(text: str) -> int:
+        value = non_negative_int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}{why}, not {value}")
+        return value
+    return whole_number
 
 
-def at_least_two(text: str) -> int:
-    """argparse type: a whole number of at least 2 (a Spearman correlation needs two variants)."""
-    value = non_negative_int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be at least 2 (a Spearman correlation needs two), not {value}")
-    return value
+positive_int = _at_least(1)
+at_least_two = _at_least(2, " (a Spearman correlation needs two)")
 
 
 def non_negative_int(text: str) -> int:

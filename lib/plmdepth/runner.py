@@ -80,14 +80,15 @@ def _save(folder: Path, lm: ProteinLM, argument: str, measure: Measurement, key:
                        "versions": package_versions(), "measurements": measurements})
 
 
-def _sequences(lm: ProteinLM, fasta, plan, seed, n_sequences, mask_fraction, unknown, too_long):
-    """Records of `fasta` checked for this model, their masking plan, and what identifies them."""
-    records = read_fasta(fasta, limit=n_sequences)
+def _sequences(lm: ProteinLM, fasta, records, plan, given, seed, n_sequences, mask_fraction, unknown, too_long):
+    """The first `n_sequences` of `records` (read from `fasta`) checked for this model, their masking
+    plan (`given`, loaded from `plan`, or a new one), and what identifies them."""
+    records = records[:n_sequences] if n_sequences is not None else records
     records = check_residues(records, lm.alphabet.residues, lm.max_residues, unknown=unknown, too_long=too_long)
     if lm.inputs_for is not None:  # e.g. a structure for every sequence: refuse before any work, not mid-run
         lm.inputs_for([r.id for r in records], [r.sequence for r in records])
-    if plan is not None:
-        masking = MaskingPlan.load(plan)
+    if given is not None:
+        masking = given
         if (masking.objective == "autoregressive") != (lm.objective == "autoregressive"):
             raise ValueError(f"plan {plan} is for a {masking.objective} model but {lm.info.name} is {lm.objective}")
     else:
@@ -195,13 +196,11 @@ def run(
                          "the sequence measurements")
     check_device(device)
     writable(Path(out))
-    if not isinstance(model, ProteinLM):  # bad data is refused before a (possibly large) model is loaded
-        if measure.inputs == "sequences":
-            read_fasta(data)
-            if plan is not None:
-                MaskingPlan.load(plan)
-        else:
-            read_assays(data, assays=assays, max_variants=max_variants, seed=seed)
+    # the data are read (and so checked) before a possibly large model is loaded
+    if measure.inputs == "sequences":
+        records, given_plan = read_fasta(data), (MaskingPlan.load(plan) if plan is not None else None)
+    else:
+        assay_data = _assays(data, assays, max_variants, seed)
     lm = model if isinstance(model, ProteinLM) else None
     spec = lm.spec if lm is not None else resolve(model)
     if lm is None and second_env.needed(spec):
@@ -212,11 +211,11 @@ def run(
     writable(folder)
 
     if measure.inputs == "sequences":
-        units, masking, data_key, entry, run_info = _sequences(lm, data, plan, seed, n_sequences, mask_fraction,
-                                                               unknown, too_long)
+        units, masking, data_key, entry, run_info = _sequences(lm, data, records, plan, given_plan, seed, n_sequences,
+                                                               mask_fraction, unknown, too_long)
         args = (lm, units, masking, config)
     else:
-        units, data_key, entry = _assays(data, assays, max_variants, seed)
+        units, data_key, entry = assay_data
         masking, run_info, args = None, {}, (lm, units, config)
     key = {"model_checksum": lm.info.checksum, **data_key, "config": asdict(config), "dtype": dtype}
     if not force and cached_run(folder, measure.name, key, measure.outputs):

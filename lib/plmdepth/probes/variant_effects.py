@@ -27,8 +27,8 @@ import torch
 from plmdepth.model import ProteinLM
 from plmdepth.probes.logit_lens import LogitLens
 from plmdepth.probes.streaming import stream
-from plmdepth.probes.variant_scoring import (MASKED_SCORINGS, SCORINGS, log_likelihood_ratios, masked_marginals,
-                                             pseudo_log_likelihoods)
+from plmdepth.probes.variant_scoring import (MASKED_SCORINGS, SCORINGS, letter_classes, log_likelihood_ratios,
+                                             masked_marginals, pseudo_log_likelihoods)
 
 
 class AssayError(ValueError):
@@ -168,6 +168,11 @@ def assay_checksum(assay: Assay) -> str:
 
 
 def resolve_scoring(lm: ProteinLM, scoring: str) -> str:
+    """The scoring of `lm`'s variants ("auto" chosen by its objective); one sentence for a model that
+    needs a structure (assays give sequences only) or a scoring that does not apply to it."""
+    if lm.inputs_for is not None:
+        raise AssayError(f"{lm.info.name} needs an input besides the sequence (a structure) and assays give "
+                         "sequences only; score variant effects with a sequence model.")
     if scoring == "auto":
         return "log_likelihood_ratio" if lm.objective == "autoregressive" else "masked_marginal"
     if scoring not in SCORINGS:
@@ -181,9 +186,6 @@ def resolve_scoring(lm: ProteinLM, scoring: str) -> str:
 def layer_scores(lm: ProteinLM, assay: Assay, config: VariantEffectsConfig, progress: bool = False) -> np.ndarray:
     """Scores (n_layers_read, n_variants) of every variant at every readable layer."""
     scoring = resolve_scoring(lm, config.scoring)
-    if lm.inputs_for is not None:
-        raise AssayError(f"{lm.info.name} needs an input besides the sequence (a structure) and assays give "
-                         "sequences only; score variant effects with a sequence model.")
     lens = LogitLens(lm, config.vocab).to(lm.device)
     wt = assay.wild_type
     unknown = sorted(set(wt + "".join(assay.variants["mutated_sequence"])) - set(lm.alphabet.residues))
@@ -200,9 +202,7 @@ def layer_scores(lm: ProteinLM, assay: Assay, config: VariantEffectsConfig, prog
     positions = sorted({p for muts in assay.mutations for p, _, _ in muts})
     index = {p: i for i, p in enumerate(positions)}
     table = masked_marginals(lm, lens, wt, positions, scoring == "masked_marginal", config.batch_size, progress, desc)
-    letters = sorted({a for muts in assay.mutations for _, w, m in muts for a in (w, m)})
-    classes = dict(zip(letters, lens.class_of(torch.tensor([lm.alphabet.index[a] for a in letters],
-                                                           device=lm.device)).tolist()))
+    classes = letter_classes(lm, lens, (a for muts in assay.mutations for _, w, m in muts for a in (w, m)))
     scores = np.zeros((table.shape[0], len(assay.mutations)))
     for v, muts in enumerate(assay.mutations):
         for p, w, m in muts:
@@ -233,9 +233,6 @@ class VariantEffectsAccumulator:
 
     def __init__(self, lm: ProteinLM, assays: list[Assay], config: VariantEffectsConfig, progress: bool = False):
         resolve_scoring(lm, config.scoring)  # refuse a wrong scoring or model before any work
-        if lm.inputs_for is not None:
-            raise AssayError(f"{lm.info.name} needs an input besides the sequence (a structure) and assays give "
-                             "sequences only; score variant effects with a sequence model.")
         self.lm, self.assays, self.config, self.progress = lm, assays, config, progress
         self.scores: dict[int, np.ndarray] = {}
 

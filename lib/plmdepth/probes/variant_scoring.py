@@ -102,15 +102,18 @@ def _masked_passes(lm: ProteinLM, lens: LogitLens, jobs: list[tuple[str, int | N
         select = torch.zeros_like(batch.residue_index, dtype=torch.bool)
         for b, read in enumerate(reads):
             select[b] = torch.isin(batch.residue_index[b], torch.tensor(read, device=select.device))
-        owner = select.nonzero()[:, 0].tolist()
         per_layer = [lp.cpu() for lp in layer_log_probs(lm, lens, batch, select, torch.float64)]
         stacked = torch.stack(per_layer)  # [n_read, n_selected, n_classes], rows in (b, token) order
-        at = 0
-        for b, j in enumerate(rows):
-            n = owner.count(b)
-            out[j] = stacked[:, at:at + n]
-            at += n
+        for j, part in zip(rows, stacked.split(select.sum(1).tolist(), dim=1)):
+            out[j] = part
     return out
+
+
+def letter_classes(lm: ProteinLM, lens: LogitLens, letters) -> dict[str, int]:
+    """Index of each residue letter among the lens's output classes."""
+    letters = sorted(set(letters))
+    ids = torch.tensor([lm.alphabet.index[a] for a in letters], device=lens.token_ids.device)
+    return dict(zip(letters, lens.class_of(ids).tolist()))
 
 
 def masked_marginals(lm: ProteinLM, lens: LogitLens, wild_type: str, positions: list[int], masked: bool = True,
@@ -142,7 +145,7 @@ def pseudo_log_likelihoods(lm: ProteinLM, lens: LogitLens, sequences: list[str],
     jobs = [(s, i, [i]) for s in sequences for i in range(len(s))]
     results = _masked_passes(lm, lens, jobs, batch_size, progress, desc)
     out = np.zeros((_n_read(lm), len(sequences)))
-    classes = {a: int(lens.class_of(torch.tensor([lm.alphabet.index[a]]))[0]) for a in set("".join(sequences))}
+    classes = letter_classes(lm, lens, "".join(sequences))
     k = 0
     for n, s in enumerate(sequences):
         for i in range(len(s)):
