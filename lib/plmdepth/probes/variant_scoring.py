@@ -32,7 +32,8 @@ Shared work, every layer from the same passes:
   there only — resuming the recurrent state (UniRep, layers with `recurrent = True` and a
   `scan(h, mask, initial)` method) or the key/value cache (transformers models that take
   `cache`, `past_key_values` before transformers 5). Models with neither (a byte-pair
-  vocabulary, a model of its own) run every variant whole (`log_likelihoods`), which is also the reference the tests compare to.
+  vocabulary, a model of its own) run every variant whole (`log_likelihoods`), which is also
+  the reference the tests compare to.
 """
 
 from __future__ import annotations
