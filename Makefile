@@ -33,6 +33,8 @@ $(ESM_STAMP): requirements-esm.txt pyproject.toml
 
 esm-env: $(ESM_STAMP)
 
+# The book goes through the Snakemake workflow (workflow/Snakefile): measurements, chapters, HTML.
+# Finished measurements are kept; the HTML is always rebuilt (build date and commit).
 book: $(STAMP)
 	$(PY) -m plmdepth book
 
@@ -49,4 +51,4 @@ models: $(STAMP)
 	$(PY) -m plmdepth models
 
 clean:
-	rm -rf book/_build book/chapters/*.ipynb
+	rm -rf book/_build book/chapters/*.ipynb logs .snakemake

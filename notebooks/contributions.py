@@ -64,6 +64,7 @@ from plmdepth.publish.verdicts import late_early_ratio
 
 # no masking here: a diffusion model is measured once (at the first ratio's folder)
 result = collect("contributions", models, fasta, results_dir, seed=seed, n_sequences=n_sequences, device=device,
+                 dtype=dtype,
                  diffusion_ratios=[0.15], structure_models=structure_models, structure_fasta=structure_fasta)
 table = result["contributions"]
 glue_text("contrib_run", run_caption(result.folders, fasta, "contributions", seed))

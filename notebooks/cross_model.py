@@ -59,13 +59,14 @@ from plmdepth.publish.provenance import provenance_table, run_caption
 from plmdepth.publish.verdicts import VerdictParameters, claims, depth_efficiency, verdict_markdown
 
 # each model is loaded once and measured three times
-common = dict(seed=seed, n_sequences=n_sequences, device=device, structure_fasta=structure_fasta,
-              structure_models=load_models(structure_models, device))
-models = load_models(models, device, diffusion_models)
+common = dict(seed=seed, n_sequences=n_sequences, device=device, dtype=dtype, structure_fasta=structure_fasta,
+              structure_models=load_models(structure_models, device, dtype=dtype))
+models = load_models(models, device, diffusion_models, dtype)
 results = {
-    "logit_lens": collect("logit_lens", models, fasta, results_dir, diffusion_ratios=diffusion_ratios, **common),
+    "logit_lens": collect("logit_lens", models, fasta, results_dir, diffusion_ratios=diffusion_ratios,
+                          mask_fraction=mask_fraction, **common),
     "layer_skipping": collect("layer_skipping", models, fasta, results_dir, diffusion_ratios=diffusion_ratios,
-                              **common),
+                              mask_fraction=mask_fraction, **common),
     "contributions": collect("contributions", models, fasta, results_dir, diffusion_ratios=[0.15], **common),
 }
 lens = results["logit_lens"]["logit_lens"]

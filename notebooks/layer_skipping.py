@@ -68,7 +68,8 @@ from plmdepth.publish.provenance import provenance_table, run_caption
 from plmdepth.publish.verdicts import claims, verdict_markdown
 
 result = collect("layer_skipping", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
-                 mask_fraction=mask_fraction, mode=mode, device=device, diffusion_ratios=diffusion_ratios,
+                 mask_fraction=mask_fraction, mode=mode, device=device, dtype=dtype,
+                 diffusion_ratios=diffusion_ratios,
                  diffusion_models=diffusion_models, structure_models=structure_models,
                  structure_fasta=structure_fasta)
 effect, output = result["skip_effect"], result["skip_output"]

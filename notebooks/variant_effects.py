@@ -79,7 +79,7 @@ from plmdepth.publish.verdicts import claims, verdict_markdown
 
 assay_table = pd.read_csv(reference)
 chosen = None if assays in (None, "", "all") else [a.strip() for a in str(assays).split(",") if a.strip()]
-result = collect("variant_effects", models, reference, results_dir, device=device, assays=chosen,
+result = collect("variant_effects", models, reference, results_dir, device=device, dtype=dtype, assays=chosen,
                  max_variants=max_variants, seed=seed, scoring=scoring, n_bootstrap=n_bootstrap,
                  batch_size=batch_size)
 table = result["variant_effects"]

@@ -1,6 +1,7 @@
 """The book builds from the real offline models and works with no network.
 
-The `book` tests build the whole book (`python -m plmdepth book`: every chapter executed).
+The `book` tests build the whole book (`python -m plmdepth book`: the Snakemake workflow runs
+every measurement and chapter that is missing or out of date, chapters only reading results).
 With PLMDEPTH_BOOK_NO_EXECUTE=1 they build it from the executed notebooks already in
 book/chapters/ instead (`python -m plmdepth book --no-execute`).
 """

@@ -96,7 +96,10 @@ def _run_request(args) -> int:
     """Run one `runner.run` call given as JSON on stdin; print its results folder as JSON (the
     second environment's entry point, see `second_env`)."""
     request = json.loads(sys.stdin.read())
-    folder = run(request.pop("measurement"), request.pop("model"), request.pop("data"), **request)
+    model = request.pop("model")
+    if "objective" in request:  # e.g. DPLM weights in a plain ESM-2 folder, run as a diffusion model
+        model = resolve(model, objective=request.pop("objective"))
+    folder = run(request.pop("measurement"), model, request.pop("data"), **request)
     print(json.dumps({"results_folder": str(folder)}))
     return 0
 
@@ -235,8 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-build", action="store_true", help="only execute the chapter, do not rebuild the HTML")
     p.set_defaults(func=_chapter)
 
-    p = sub.add_parser("book", help="execute every chapter and build the HTML book")
-    p.add_argument("--no-execute", action="store_true", help="build from the executed notebooks already there")
+    p = sub.add_parser("book", help="run the workflow (measurements and chapters that are missing or out of date) "
+                                    "and build the HTML book")
+    p.add_argument("--no-execute", action="store_true", help="only build the HTML from the executed notebooks there")
     p.set_defaults(func=_book)
 
     args = parser.parse_args(argv)

@@ -7,10 +7,12 @@ folder; `cached_run` says whether a folder already holds a run with the same par
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
 import tempfile
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -55,6 +57,19 @@ def package_versions() -> dict[str, str]:
             out[name] = "not installed"
     out["python"] = platform.python_version()
     return out
+
+
+@contextmanager
+def folder_lock(folder: str | Path):
+    """An exclusive lock on a results folder (`.lock`, flock), held while the block runs."""
+    path = Path(folder) / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def read_run(folder: str | Path) -> dict | None:

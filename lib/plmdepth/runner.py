@@ -33,7 +33,7 @@ from plmdepth.models import ModelSpec, check_device, load_model, resolve
 from plmdepth.plan import MaskingPlan, make_plan
 from plmdepth.probes.measurements import Measurement, measurement as find_measurement
 from plmdepth.probes.variant_effects import assay_checksum, read_assays
-from plmdepth.results import cached_run, package_versions, read_run, write_csv, write_run
+from plmdepth.results import cached_run, folder_lock, package_versions, read_run, write_csv, write_run
 
 
 def _sha256(path: Path) -> str:
@@ -61,7 +61,15 @@ def read_tables(folder: str | Path, measurement: str) -> dict[str, pd.DataFrame]
 
 def _save(folder: Path, lm: ProteinLM, argument: str, measure: Measurement, key: dict, config,
           tables: dict, wall: float, entry: dict, run: dict) -> None:
-    """Write a measurement's CSVs and record it in run.json (kept: other measurements' entries)."""
+    """Write a measurement's CSVs and record it in run.json (kept: other measurements' entries).
+
+    run.json is read and rewritten under a lock on the folder, so that two processes finishing two
+    measurements of one model at once (a workflow's parallel jobs) both keep their entry."""
+    with folder_lock(folder):
+        _record(folder, lm, argument, measure, key, config, tables, wall, entry, run)
+
+
+def _record(folder, lm, argument, measure, key, config, tables, wall, entry, run) -> None:
     previous = read_run(folder) or {}
     measurements = previous.get("measurements", {})
     measurements[measure.name] = {
@@ -132,6 +140,14 @@ def _run_in_second_env(measure: Measurement, request: dict) -> Path:
     if measure.name not in (read_run(folder) or {}).get("measurements", {}):
         raise RuntimeError(f"the run of '{request['model']}' in .venv-esm wrote no {measure.name} to {folder}")
     return folder
+
+
+# Set by the workflow (workflow/Snakefile) when it executes a chapter: every run must then be cached.
+CACHED_ONLY = "PLMDEPTH_CACHED_ONLY"
+
+
+class ResultsMissing(RuntimeError):
+    """A run a chapter asks for that the workflow did not make (with PLMDEPTH_CACHED_ONLY set)."""
 
 
 class ResultsFolderError(ValueError):
@@ -220,6 +236,10 @@ def run(
     key = {"model_checksum": lm.info.checksum, **data_key, "config": asdict(config), "dtype": dtype}
     if not force and cached_run(folder, measure.name, key, measure.outputs):
         return folder
+    if os.environ.get(CACHED_ONLY):
+        raise ResultsMissing(f"{folder} holds no {measure.name} of {argument} with these parameters, and "
+                             f"{CACHED_ONLY} is set (a chapter run by the workflow reads results, it does not "
+                             "compute them): the workflow's jobs and the chapter's calls disagree.")
 
     started = time.perf_counter()
     result = measure.compute(*args, progress=progress, checkpoint=folder / f".{measure.name}.partial.pt", key=key)

@@ -3,9 +3,10 @@
 Every chapter is a jupytext percent script in `notebooks/` with a `parameters` cell.
 `run_chapter` converts it, executes it with papermill (working directory: the repository
 root) and writes the executed notebook to `book/chapters/`, where the book expects it.
-`build_book` runs every chapter and then `jupyter-book build` with execution off, turning
-every Sphinx warning into an error, so a failing notebook or a broken reference fails the
-build instead of passing silently.
+`build_book` runs the Snakemake workflow (workflow/Snakefile: measurements, then chapters),
+whose last job runs `jupyter-book build` with execution off, turning every Sphinx warning into
+an error, so a failing notebook or a broken reference fails the build instead of passing
+silently.
 """
 
 from __future__ import annotations
@@ -261,16 +262,27 @@ def model_table_page(runs: list[tuple[Path, dict]] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_book(execute: bool = True, full: bool = True) -> Path:
-    """Execute every chapter (results are cached) and build the HTML book; returns index.html.
+def run_workflow(*options: str) -> None:
+    """`snakemake --cores all --forcerun book` (workflow/Snakefile): every measurement and chapter
+    that is missing or out of date, then the HTML, always rebuilt. `options` go to snakemake."""
+    root = paths.project_root()
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(root / "workflow" / "Snakefile"),
+           "--directory", str(root), "--cores", "all", "--forcerun", "book", *options]
+    if subprocess.run(cmd, cwd=root).returncode != 0:
+        raise BookError("the workflow failed; the messages above name the failed job and its log file")
 
-    `full=False` lets Sphinx re-render only the pages that changed (used after re-running
-    one chapter); `make book` always rebuilds every page, so every warning is seen.
+
+def build_book(execute: bool = True, full: bool = True) -> Path:
+    """Build the HTML book; returns index.html.
+
+    With `execute` the Snakemake workflow runs first (measurements and chapters whose inputs
+    changed) and ends by calling this function without it. `full=False` lets Sphinx re-render
+    only the pages that changed (used after re-running one chapter); the book's build always
+    rebuilds every page, so every warning is seen.
     """
     if execute:
-        for name in CHAPTERS:
-            print(f"== chapter {name}", flush=True)
-            run_chapter(name)
+        run_workflow()
+        return paths.book_dir() / "_build" / "html" / "index.html"
     install_mathjax()
     write_generated_pages(__version__)
     check_toc()

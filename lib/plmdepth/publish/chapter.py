@@ -31,7 +31,7 @@ from plmdepth.model import ProteinLM  # noqa: E402
 from plmdepth.models import ModelSpec, load_model, resolve  # noqa: E402
 from plmdepth.probes.measurements import measurement as find_measurement  # noqa: E402
 from plmdepth.publish.figures import to_svg  # noqa: E402
-from plmdepth.runner import read_tables, run  # noqa: E402
+from plmdepth.runner import read_tables, results_folder, run  # noqa: E402
 
 DIFFUSION_RATIOS = (0.15, 0.5, 0.9)
 BOOK_TITLE = "Does the curse of depth persist in protein language models?"
@@ -60,43 +60,92 @@ def model_list(models) -> list:
     return list(models or ())
 
 
-def load_models(models, device: str = "cpu", diffusion_models=()) -> list["ProteinLM | ModelSpec"]:
-    """Every model of `models` loaded once (already loaded ones are kept). A model of the second
-    environment (ESM C, ESM3) stays a `ModelSpec`: `run` sends it to .venv-esm. `diffusion_models`
-    names models to treat as diffusion models although their config says masked (DPLM weights in a
-    plain ESM folder)."""
+def _resolved(models, diffusion_models=()) -> list["ProteinLM | ModelSpec"]:
+    """Every model of `models` resolved (loaded ones kept as they are); `diffusion_models` names
+    models to treat as diffusion models although their config says masked (DPLM weights in a plain
+    ESM folder)."""
     diffusion = set(model_list(diffusion_models))
-    out = []
-    for m in model_list(models):
-        if isinstance(m, ProteinLM):
-            out.append(m)
-            continue
-        spec = resolve(m, objective="diffusion" if str(m) in diffusion else None)
-        out.append(spec if second_env.needed(spec) else load_model(spec, device=device))
-    return out
+    return [m if isinstance(m, ProteinLM) else resolve(m, objective="diffusion" if str(m) in diffusion else None)
+            for m in model_list(models)]
+
+
+def load_models(models, device: str = "cpu", diffusion_models=(),
+                dtype: str = "float32") -> list["ProteinLM | ModelSpec"]:
+    """Every model of `models` loaded once (already loaded ones are kept), e.g. to measure each
+    several times. A model of the second environment (ESM C, ESM3) stays a `ModelSpec`: `run`
+    sends it to .venv-esm."""
+    return [m if isinstance(m, ProteinLM) or second_env.needed(m) else load_model(m, device=device, dtype=dtype)
+            for m in _resolved(models, diffusion_models)]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One `runner.run` call a chapter makes: the measurement, the model (resolved, not loaded), its
+    data and the masking ratio that names a diffusion model's folder, and the other keyword arguments."""
+
+    measurement: str
+    model: ModelSpec
+    data: str
+    mask_fraction: float
+    kwargs: dict
+
+    @property
+    def folder(self) -> Path:
+        return results_folder(self.kwargs.get("out", "results"), self.model, self.mask_fraction)
+
+    def as_json(self) -> dict:
+        """The call as JSON for `python -m plmdepth run-request` (how a workflow job runs it)."""
+        objective = {"objective": self.model.objective} if self.model.objective_override else {}
+        return {"measurement": self.measurement, "model": self.model.argument, **objective, "data": str(self.data),
+                "mask_fraction": self.mask_fraction, **self.kwargs}
+
+
+def _runs(measurement: str, models: list, structure: list, data: str, structure_fasta: str | None,
+          diffusion_ratios, mask_fraction: float):
+    """(model, data, masking ratio) of every run of `measurement`: diffusion models once per ratio."""
+    if structure and not structure_fasta:
+        raise ValueError("structure_models need structure_fasta: the FASTA of the chains their structures hold")
+    per_sequence = find_measurement(measurement).inputs == "sequences"
+    for model, source in [(m, data) for m in models] + [(m, structure_fasta) for m in structure]:
+        ratios = list(diffusion_ratios) if per_sequence and model.objective == "diffusion" else [mask_fraction]
+        for ratio in ratios:
+            yield model, source, ratio
+
+
+def requests(measurement: str, models, data: str, results_dir: str = "results", device: str = "cpu",
+             diffusion_ratios=DIFFUSION_RATIOS, diffusion_models=(), mask_fraction: float = 0.15,
+             structure_models=(), structure_fasta: str | None = None, dtype: str = "float32",
+             **kwargs) -> list[Request]:
+    """The runs `collect` makes with these arguments, without loading a model (for a workflow)."""
+    specs, structure = _resolved(models, diffusion_models), _resolved(structure_models)
+    return [Request(measurement, model, str(source), ratio,
+                    dict(out=results_dir, device=device, dtype=dtype, progress=False, **kwargs))
+            for model, source, ratio in _runs(measurement, specs, structure, data, structure_fasta,
+                                              diffusion_ratios, mask_fraction)]
 
 
 def collect(measurement: str, models, data: str, results_dir: str = "results", device: str = "cpu",
             diffusion_ratios=DIFFUSION_RATIOS, diffusion_models=(), mask_fraction: float = 0.15,
-            structure_models=(), structure_fasta: str | None = None, **kwargs) -> Collected:
+            structure_models=(), structure_fasta: str | None = None, dtype: str = "float32",
+            **kwargs) -> Collected:
     """Run (or reuse) `measurement` on every model (every ratio for diffusion models) on `data`
     (a FASTA file, or the reference table of variant effects).
 
     `structure_models` (structure-conditioned models such as ProteinMPNN) run on
-    `structure_fasta`, the chains of the structures they read, instead of `data`.
+    `structure_fasta`, the chains of the structures they read, instead of `data`. Models given by
+    name are loaded one at a time (one in memory), those given loaded are used as they are.
     """
-    structure = load_models(structure_models, device)
-    if structure and not structure_fasta:
-        raise ValueError("structure_models need structure_fasta: the FASTA of the chains their structures hold")
-    per_sequence = find_measurement(measurement).inputs == "sequences"
-    per_run, folders = [], []
-    for model in load_models(models, device, diffusion_models) + structure:
-        ratios = list(diffusion_ratios) if per_sequence and model.objective == "diffusion" else [mask_fraction]
-        for ratio in ratios:
-            folder = run(measurement, model, structure_fasta if model in structure else data, out=results_dir,
-                         mask_fraction=ratio, progress=False, device=device, **kwargs)
-            per_run.append(read_tables(folder, measurement))
-            folders.append(folder)
+    per_run, folders, loaded = [], [], {}
+    for model, source, ratio in _runs(measurement, _resolved(models, diffusion_models), _resolved(structure_models),
+                                      data, structure_fasta, diffusion_ratios, mask_fraction):
+        if isinstance(model, ModelSpec) and not second_env.needed(model):
+            if model not in loaded:
+                loaded = {model: load_model(model, device=device, dtype=dtype)}  # the previous one is released
+            model = loaded[model]
+        folder = run(measurement, model, source, out=results_dir, mask_fraction=ratio, progress=False,
+                     device=device, dtype=dtype, **kwargs)
+        per_run.append(read_tables(folder, measurement))
+        folders.append(folder)
     tables = {name: pd.concat([t[name] for t in per_run], ignore_index=True) for name in per_run[0]}
     return Collected(tables, folders)
 

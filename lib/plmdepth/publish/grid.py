@@ -1,0 +1,216 @@
+"""The book as a grid of jobs, for the Snakemake workflow (`workflow/Snakefile`).
+
+One job per results folder and measurement (a model, measured once on its data), one per
+chapter (the notebook executed by papermill, reading those results) and one for the book:
+
+    params = chapter_parameters("logit-lens", config)     # what the notebook will see
+    for request in chapter_requests("logit-lens", params):  # the runs its collect() calls make
+        request.folder, request.as_json()
+
+`config` is `notebooks/parameters.yml` (the chapters' shared parameters) as Snakemake read it,
+with `--config` overrides, plus an optional `chapters: {name: {parameter: value}}` for a
+chapter's own parameters. `CHAPTER_RUNS` mirrors each chapter's `collect(...)` calls; the
+workflow executes chapters with `PLMDEPTH_CACHED_ONLY` set, so a chapter that asks for a run
+its jobs did not make fails instead of computing it.
+
+`resources` sizes a job for a scheduler from the model's registered size and the dtype; the
+rules are in its docstring.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import re
+from dataclasses import dataclass
+
+from plmdepth.models import REGISTRY
+from plmdepth.probes.measurements import measurement as find_measurement
+from plmdepth.publish.chapter import Request, requests
+
+_SEQUENCE = ("seed", "n_sequences")
+
+
+def _variant_effect_assays(p: dict):
+    """The variant-effects chapter's `chosen`: None for every set, else the listed ids."""
+    assays = p.get("assays")
+    return None if assays in (None, "", "all") else [a.strip() for a in str(assays).split(",") if a.strip()]
+
+
+def _pick(p: dict, *names: str) -> dict:
+    return {n: p[n] for n in names}
+
+
+# each chapter's collect() calls: (measurement, data parameter, keyword arguments from its parameters)
+CHAPTER_RUNS = {
+    "contributions": lambda p: [
+        ("contributions", p["fasta"], {**_pick(p, *_SEQUENCE, "structure_models", "structure_fasta"),
+                                       "diffusion_ratios": [0.15]})],
+    "layer-skipping": lambda p: [
+        ("layer_skipping", p["fasta"], _pick(p, *_SEQUENCE, "mask_fraction", "mode", "diffusion_ratios",
+                                             "diffusion_models", "structure_models", "structure_fasta"))],
+    "logit-lens": lambda p: [
+        ("logit_lens", p["fasta"], _pick(p, *_SEQUENCE, "mask_fraction", "vocab", "diffusion_ratios",
+                                         "diffusion_models", "structure_models", "structure_fasta"))],
+    "cross-model": lambda p: [
+        (name, p["fasta"], {**_pick(p, *_SEQUENCE, "mask_fraction", "diffusion_models", "structure_models",
+                                    "structure_fasta"),
+                            "diffusion_ratios": [0.15] if name == "contributions" else p["diffusion_ratios"]})
+        for name in ("logit_lens", "layer_skipping", "contributions")],
+    "variant-effects": lambda p: [
+        ("variant_effects", p["reference"], {"assays": _variant_effect_assays(p),
+                                             **_pick(p, "max_variants", "seed", "scoring", "n_bootstrap",
+                                                     "batch_size")})],
+    "lens-or-layers": lambda p: [
+        ("tuned_lens", p["fasta"], _pick(p, *_SEQUENCE, "mask_fraction", "vocab", "train_fraction", "epochs",
+                                         "diffusion_ratios", "diffusion_models")),
+        ("layer_skipping", p["fasta"], _pick(p, *_SEQUENCE, "mask_fraction", "diffusion_ratios",
+                                             "diffusion_models"))],
+}
+
+
+def chapter_parameters(name: str, config: dict | None = None) -> dict:
+    """The parameters chapter `name` runs with: its defaults (notebooks/parameters.yml, then its
+    `parameters` cell), shared values that `config` changes (unless the chapter sets them itself),
+    then `config["chapters"][name]`."""
+    from plmdepth.publish.book import chapter_defaults
+    from plmdepth.publish.chapter import shared_parameters
+
+    defaults, shared = chapter_defaults(name), shared_parameters()
+    own = {k for k in defaults if k not in shared or defaults[k] != shared[k]}
+    config = dict(config or {})
+    chapters = config.pop("chapters", None) or {}
+    changed = {k: v for k, v in config.items() if k in shared and v != shared[k] and k not in own}
+    unknown = sorted(set(chapters.get(name) or {}) - set(defaults))
+    if unknown:
+        raise ValueError(f"chapter '{name}' has no parameter {', '.join(unknown)}; its parameters are "
+                         f"{', '.join(defaults)}")
+    return {**defaults, **changed, **(chapters.get(name) or {})}
+
+
+def injected(name: str, params: dict) -> dict:
+    """The parameters papermill must inject for the notebook to see `params` (those that differ
+    from its defaults)."""
+    from plmdepth.publish.book import chapter_defaults
+
+    defaults = chapter_defaults(name)
+    return {k: v for k, v in params.items() if k not in defaults or defaults[k] != v}
+
+
+def chapter_requests(name: str, params: dict) -> list[Request]:
+    """Every `runner.run` call chapter `name` makes with `params`."""
+    out = []
+    for measurement, data, kwargs in CHAPTER_RUNS[name](params):
+        out += requests(measurement, params["models"], data, params["results_dir"], device=params["device"],
+                        dtype=params["dtype"], **kwargs)
+    return out
+
+
+@dataclass(frozen=True)
+class Job:
+    """One measurement of one results folder, and the chapters that read it."""
+
+    request: Request
+    chapters: tuple[str, ...]
+
+    @property
+    def outputs(self) -> list[str]:
+        tables = find_measurement(self.request.measurement).outputs
+        return [str(self.request.folder / f"{table}.csv") for table in tables]
+
+    @property
+    def name(self) -> str:
+        return f"{self.request.folder.name}/{self.request.measurement}"
+
+
+def jobs(config: dict | None = None, chapters=None) -> tuple[list[Job], dict[str, list[Job]]]:
+    """The jobs of the chapters (all by default) and, per chapter, the jobs it reads.
+
+    Two chapters asking for one measurement of one folder with different parameters cannot both
+    be kept (a folder holds one run per measurement): that is refused in one sentence."""
+    from plmdepth.publish.book import CHAPTERS
+
+    jobs: dict[tuple, Job] = {}
+    per_chapter: dict[str, list[Job]] = {}
+    for name in chapters or CHAPTERS:
+        keys = []
+        for request in chapter_requests(name, chapter_parameters(name, config)):
+            key = (str(request.folder), request.measurement)
+            known = jobs.get(key)
+            if known is not None and effective(known.request) != effective(request):
+                raise ValueError(f"chapters {', '.join(known.chapters)} and {name} ask for {request.measurement} of "
+                                 f"{request.model.argument} in {request.folder} with different parameters "
+                                 f"({_difference(effective(known.request), effective(request))}); make them agree")
+            jobs[key] = Job(request, (known.chapters if known else ()) + (name,))
+            keys.append(key)
+        per_chapter[name] = keys
+    return list(jobs.values()), {name: [jobs[k] for k in dict.fromkeys(keys)] for name, keys in per_chapter.items()}
+
+
+def effective(request: Request) -> dict:
+    """What a request asks `runner.run` for, defaults filled in (the measurement's config included):
+    two requests that differ only in defaults they spell out make the same run."""
+    from dataclasses import asdict
+
+    from plmdepth.runner import run
+
+    bound = inspect.signature(run).bind(request.measurement, request.model.argument, request.data,
+                                        mask_fraction=request.mask_fraction, **request.kwargs)
+    bound.apply_defaults()
+    arguments = dict(bound.arguments)
+    params, _ = arguments.pop("params"), arguments.pop("progress")
+    config = asdict(find_measurement(request.measurement).config(seed=arguments["seed"], **params))
+    return {**arguments, **config}  # config fields by name (its seed is the run's)
+
+
+def _difference(a: dict, b: dict) -> str:
+    return ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+
+
+# ---- sizing jobs for a scheduler -------------------------------------------------------------
+
+BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+GPU_MEMORY_GB = 80  # one A100/H100 80 GB; an H200 has 141
+
+
+def parameter_count(model: str) -> float | None:
+    """Parameters of a registered model from its size ("650M", "1.4B", "0.15M"), else None."""
+    entry = REGISTRY.get(model)
+    match = re.fullmatch(r"([\d.]+)\s*([MB])", entry.size if entry else "")
+    return float(match.group(1)) * (1e6 if match.group(2) == "M" else 1e9) if match else None
+
+
+def resources(request: Request, dtype: str = "float32", gpu: bool = False) -> dict:
+    """Scheduler resources of one job: host memory, GPUs and a runtime limit.
+
+    - Weights take parameters x bytes per parameter of `dtype`. The host needs room for them
+      twice while loading (a checkpoint read into memory and the model) plus 4 GB for Python,
+      the data and activations: `mem_mb` = 2 x weights + 4 GB.
+    - On a GPU the weights and the activations of one batch must fit: weights x 1.5 + 8 GB
+      (the probes keep every layer's hidden states of a batch and the logits at evaluated
+      positions; 8 GB covers ESM-2 15B's 49 layers x 8 x 1,024 tokens x 5,120 in bfloat16, 4 GB).
+      One GPU per job; a job that would need more than one GPU_MEMORY_GB GPU is refused.
+      ESM-2 15B in bfloat16: 30 GB of weights -> 53 GB, one 80 GB GPU.
+    - The runtime limit grows with the model: 30 min up to 1B parameters, then 30 min per
+      billion (unknown sizes: 2 h); on a CPU, four times longer.
+    """
+    params = parameter_count(request.model.argument)
+    weights_gb = (params or 1e9) * BYTES[dtype] / 1e9
+    out = {"mem_mb": int(math.ceil((2 * weights_gb + 4) * 1024)), "cpus_per_task": 4 if gpu else 2}
+    minutes = 120 if params is None else max(30, int(30 * params / 1e9))
+    if gpu:
+        need = weights_gb * 1.5 + 8
+        if need > GPU_MEMORY_GB:
+            raise ValueError(f"{request.model.argument} in {dtype} needs about {need:.0f} GB of GPU memory, more "
+                             f"than one {GPU_MEMORY_GB} GB GPU; run it in bfloat16 or on a larger GPU")
+        out.update(gpu=1, gpu_mem_gb=int(math.ceil(need)))
+    else:
+        minutes *= 4
+    out["runtime"] = minutes
+    return out
+
+
+def job_json(job: Job) -> str:
+    """The job's request as one JSON line (what `python -m plmdepth run-request` reads)."""
+    return json.dumps(job.request.as_json(), sort_keys=True, default=str)

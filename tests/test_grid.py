@@ -1,0 +1,93 @@
+"""The workflow's grid (lib/plmdepth/publish/grid.py): which jobs the book needs, with which
+parameters, and how a scheduler sizes them. That the jobs make exactly the runs the chapters ask
+for is checked by every book build: the workflow executes chapters with PLMDEPTH_CACHED_ONLY set
+(tests/test_book.py), and here on a tiny model."""
+
+import json
+
+import pytest
+
+from plmdepth.model import ProteinLM
+from plmdepth.publish import grid
+from plmdepth.publish.book import CHAPTERS
+from plmdepth.publish.chapter import requests, shared_parameters
+from plmdepth.runner import CACHED_ONLY, ResultsMissing, run
+
+
+def test_every_chapter_has_jobs_and_each_folder_measurement_is_one_job():
+    jobs, per_chapter = grid.jobs(shared_parameters())
+    assert set(per_chapter) == set(CHAPTERS)
+    keys = [(str(j.request.folder), j.request.measurement) for j in jobs]
+    assert len(keys) == len(set(keys))
+    models = shared_parameters()["models"].split(",")
+    logit = {j.request.folder.name for j in per_chapter["logit-lens"]}
+    assert logit == set(models) | {"proteinmpnn"}  # structure models run on their own chains
+    # the cross-model chapter reads the same logit-lens runs as the logit-lens chapter
+    assert {j.name for j in per_chapter["logit-lens"]} <= {j.name for j in per_chapter["cross-model"]}
+    # variant effects keep the chapter's own models and sets
+    ve = per_chapter["variant-effects"]
+    assert [j.request.model.argument for j in ve] == ["unirep-64", "unirep-256", "unirep-1900"]
+    assert ve[0].request.kwargs["assays"] == ["TADBP_HUMAN_Bolognesi_2019", "A4_HUMAN_Seuma_2022_subset"]
+    assert ve[0].outputs[0].endswith("unirep-64/variant_effects.csv")
+
+
+def test_a_changed_shared_parameter_reaches_the_chapters_that_do_not_set_it():
+    config = {**shared_parameters(), "models": "iglm-s", "n_sequences": 7}
+    jobs, per_chapter = grid.jobs(config)
+    assert {j.request.model.argument for j in per_chapter["logit-lens"]} == {"iglm-s", "proteinmpnn"}
+    assert all(j.request.kwargs["n_sequences"] == 7 for j in per_chapter["logit-lens"])
+    # the variant-effects chapter sets its own models: the shared list does not replace them
+    assert {j.request.model.argument for j in per_chapter["variant-effects"]} == {"unirep-64", "unirep-256",
+                                                                                  "unirep-1900"}
+    assert grid.injected("logit-lens", grid.chapter_parameters("logit-lens", config)) == {
+        "models": "iglm-s", "n_sequences": 7}
+
+
+def test_chapters_asking_for_one_run_with_different_parameters_are_refused():
+    config = {**shared_parameters(), "chapters": {"layer-skipping": {"mode": "current"}}}
+    with pytest.raises(ValueError, match=r"layer_skipping of antiberty .*\(mode: 'current' vs 'future'\); make"):
+        grid.jobs(config)
+    with pytest.raises(ValueError, match="chapter 'logit-lens' has no parameter colour"):
+        grid.jobs({**shared_parameters(), "chapters": {"logit-lens": {"colour": "red"}}})
+
+
+def test_defaults_spelled_out_or_not_make_one_run():
+    # the cross-model chapter does not pass `vocab`; the logit-lens chapter passes its default
+    [a] = requests("logit_lens", "iglm-s", "data/antibody_vh.fasta", seed=0, n_sequences=5)
+    [b] = requests("logit_lens", "iglm-s", "data/antibody_vh.fasta", seed=0, n_sequences=5, vocab="full")
+    [c] = requests("logit_lens", "iglm-s", "data/antibody_vh.fasta", seed=0, n_sequences=5, vocab="amino_acids")
+    assert a.as_json() != b.as_json() and grid.effective(a) == grid.effective(b) != grid.effective(c)
+
+
+def test_diffusion_models_get_one_job_per_masking_ratio():
+    reqs = requests("logit_lens", "dplm_150m", "data/antibody_vh.fasta", diffusion_ratios=[0.15, 0.5])
+    assert [r.folder.name for r in reqs] == ["dplm_150m@mask0.15", "dplm_150m@mask0.5"]
+    assert json.loads(json.dumps(reqs[1].as_json()))["mask_fraction"] == 0.5
+
+
+def test_resources_follow_the_model_size_and_dtype():
+    [big] = requests("logit_lens", "esm2_t48_15B", "data/antibody_vh.fasta")
+    bf16 = grid.resources(big, "bfloat16", gpu=True)
+    # 15e9 x 2 bytes = 30 GB of weights: 53 GB on one GPU, 64 GB of host memory
+    assert bf16["gpu"] == 1 and bf16["gpu_mem_gb"] == 53 and bf16["mem_mb"] == int((2 * 30 + 4) * 1024)
+    assert bf16["runtime"] == 450  # 30 min per billion parameters
+    with pytest.raises(ValueError, match="needs about 98 GB of GPU memory"):
+        grid.resources(big, "float32", gpu=True)
+    [small] = requests("logit_lens", "iglm-s", "data/antibody_vh.fasta")
+    cpu = grid.resources(small, "float32", gpu=False)
+    assert "gpu" not in cpu and cpu["runtime"] == 120 and cpu["mem_mb"] == 4108
+
+
+def test_a_chapter_run_by_the_workflow_reads_results_and_never_computes_them(tmp_path, monkeypatch, tiny_model,
+                                                                              fasta_file):
+    lm: ProteinLM = tiny_model
+    monkeypatch.setenv(CACHED_ONLY, "1")
+    with pytest.raises(ResultsMissing, match="holds no logit_lens .* the workflow's jobs and the chapter's calls"):
+        run("logit_lens", lm, fasta_file, out=tmp_path, progress=False)
+    assert not any(tmp_path.rglob("*.csv"))
+    monkeypatch.delenv(CACHED_ONLY)
+    folder = run("logit_lens", lm, fasta_file, out=tmp_path, progress=False)
+    monkeypatch.setenv(CACHED_ONLY, "1")
+    assert run("logit_lens", lm, fasta_file, out=tmp_path, progress=False) == folder
+    with pytest.raises(ResultsMissing):  # another seed is another run
+        run("logit_lens", lm, fasta_file, out=tmp_path, seed=1, progress=False)
