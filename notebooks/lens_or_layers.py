@@ -23,8 +23,10 @@
 # logit lens can make middle layers look less finished than they are. The **tuned lens**
 # (Belrose et al. 2023) removes that objection: it learns, for every layer $l$, one affine
 # translator $h \mapsto h + A_l h + b_l$ in front of the same head, trained to bring layer $l$'s
-# distribution to the final one. This chapter reads every model of the book through both lenses
-# on the same held-out sequences, and asks what a user loses by running fewer blocks.
+# distribution to the final one. This chapter reads the models of the depth chapters through both
+# lenses on the same held-out sequences, and asks what a user loses by running fewer blocks: in
+# top-1 accuracy, and, for the variant-effect models of {ref}`chapter-variant-effects`, in the
+# ranking of variants.
 #
 # ## Measurement
 #
@@ -38,11 +40,16 @@
 #   each results folder (`tuned_lens_translators.pt`).
 # - **Truncation frontier.** Dropping the last $L-k$ blocks and reading the stream after block
 #   $k$ with the final norm and head *is* the logit lens at layer $k$; reading it through layer
-#   $k$'s translator is early exit with a learned readout. Blocks of one model have the same size,
-#   so keeping $k$ of $L$ blocks keeps the share $k/L$ of the block FLOPs. For each $k$ the table
-#   gives the top-1 accuracy kept, relative to the full model on the same positions. (The effect
-#   of skipping one block alone is in {ref}`chapter-layer-skipping`; the variant-effect curves of
-#   {ref}`chapter-variant-effects` are the same frontier for fitness prediction.)
+#   $k$'s translator is early exit with a learned readout. Keeping $k$ of $L$ blocks runs the
+#   share $k/L$ of the blocks (the share of their multiply-adds is computed below from their
+#   weights). For each $k$ the table gives the top-1 accuracy kept, relative to the full model on
+#   the same positions. The effect of skipping one block alone, from {ref}`chapter-layer-skipping`,
+#   is drawn on the same axes.
+# - **Variant effects on the frontier.** The variant-effect models of {ref}`chapter-variant-effects`
+#   (the UniRep models; their runs, with that chapter's parameters, are reused) score every variant
+#   from every layer's readout through the final head: the layer-$k$ score is the score of the
+#   model cut after $k$ layers. No translator is trained for them, so this part reads the
+#   frontier through the final head only.
 #
 # Re-run on other models with `python -m plmdepth chapter lens-or-layers --add-model <names>`.
 
@@ -58,6 +65,8 @@ vocab = "full"  # "full" vocabulary or "amino_acids" (20 canonical, renormalised
 train_fraction = 0.5  # share of the sequences the translators are trained on (the rest is held out)
 epochs = 50
 kept_threshold = 0.9  # late layers "mainly refine" when 3/4 of the blocks keep this share of the accuracy
+basis_share = 0.5  # the tuned lens removing this share of the logit lens's KL at 3/4 reads as "a change of basis"
+variant_effects = {}  # the variant-effects chapter's parameters where they differ from its defaults
 
 # %% tags=["hide-input"]
 import numpy as np
@@ -66,11 +75,10 @@ import pandas as pd
 from plmdepth.publish.chapter import collect, glue_markdown, glue_text, publish_figure
 from plmdepth.publish.figures import lens_curves
 from plmdepth.publish.provenance import run_caption
-from plmdepth.results import read_run
 
 result = collect("tuned_lens", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
                  mask_fraction=mask_fraction, vocab=vocab, train_fraction=train_fraction, epochs=epochs,
-                 device=device, diffusion_ratios=diffusion_ratios, diffusion_models=diffusion_models)
+                 device=device, dtype=dtype, diffusion_ratios=diffusion_ratios, diffusion_models=diffusion_models)
 frame = result["tuned_lens"]
 final = frame[frame["layer"] == frame.groupby("model")["layer"].transform("max")]
 full_accuracy = final[final["lens"] == "logit"].set_index("model")["top1_accuracy"]
@@ -80,9 +88,10 @@ held_out = result["tuned_lens_split"]
 n_held = int((held_out["split"] == "held_out").sum() / held_out["model"].nunique())
 glue_text("tl_run", caption + f" Read on the {n_held} held-out sequences of each model's seeded split.")
 # the effect of skipping one block alone, from the layer-skipping chapter's runs (same sequences, plan and seed)
-skips = collect("layer_skipping", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
-                mask_fraction=mask_fraction, device=device, diffusion_ratios=diffusion_ratios,
-                diffusion_models=diffusion_models)["skip_output"]
+skip_result = collect("layer_skipping", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
+                      mask_fraction=mask_fraction, device=device, dtype=dtype, diffusion_ratios=diffusion_ratios,
+                      diffusion_models=diffusion_models)
+skips, skip_folders = skip_result["skip_output"], skip_result.folders
 skip_rows = skips.assign(lens="skip block alone", layer=skips["skipped"], kl=skips["kl_mean"])[
     ["model", "lens", "layer", "relative_depth", "kl"]]
 kl_frame = pd.concat([frame[["model", "lens", "layer", "relative_depth", "kl"]], skip_rows], ignore_index=True)
@@ -91,6 +100,25 @@ publish_figure("fig-tuned-lens-kl", lens_curves(kl_frame, "kl", y_title=["KL to 
 publish_figure("fig-truncation-frontier",
                lens_curves(frame, "accuracy_kept", x_title="blocks kept, k / L",
                            y_title=["top-1 accuracy kept", "(share of the full model's)"]), frame)
+
+# %% tags=["hide-input"]
+# Variant effects on the frontier: the variant-effects chapter's runs, with that chapter's parameters
+# (its defaults, changed by `variant_effects`: the same runs, reused from the results folders), and
+# its sets chosen as it chooses them.
+from plmdepth.publish.book import chapter_defaults
+from plmdepth.publish.figures import truncation_spearman_curves
+
+ve = {**chapter_defaults("variant-effects"), **variant_effects}
+ve_chosen = (None if ve["assays"] in (None, "", "all")
+             else [a.strip() for a in str(ve["assays"]).split(",") if a.strip()])
+ve_result = collect("variant_effects", ve["models"], ve["reference"], results_dir, device=ve["device"],
+                    dtype=ve["dtype"], assays=ve_chosen, max_variants=ve["max_variants"], seed=ve["seed"],
+                    scoring=ve["scoring"], n_bootstrap=ve["n_bootstrap"], batch_size=ve["batch_size"])
+ve_table = ve_result["variant_effects"]
+glue_text("tl_ve_run", run_caption(ve_result.folders, ve["reference"], "variant_effects", ve["seed"], unit="variants")
+          + (" Every variant of each assay." if ve["max_variants"] is None
+             else f" At most {ve['max_variants']} variants per assay (a seeded random subset)."))
+publish_figure("fig-truncation-variant-effects", truncation_spearman_curves(ve_table), ve_table)
 
 # %% [markdown]
 # ```{glue:figure} fig_tuned_lens_kl
@@ -113,76 +141,125 @@ publish_figure("fig-truncation-frontier",
 #
 # The truncation frontier: top-1 accuracy (true residue) of the model cut after block k, as a share
 # of the full model's, against the share of blocks kept, with the final head alone (logit lens) or
-# a learned translator in front of it (tuned lens); keeping k of L blocks keeps the share k / L of
-# the block FLOPs. {glue:text}`tl_run`
+# a learned translator in front of it (tuned lens); keeping k of L blocks runs the share k / L of the
+# blocks (of their multiply-adds where the blocks are of one size, as the table below says per model).
+# {glue:text}`tl_run`
 # ```
 #
 # ```{glue:md} links_fig_truncation_frontier
 # :format: myst
 # ```
+#
+# ```{glue:figure} fig_truncation_variant_effects
+# :name: fig-truncation-variant-effects
+#
+# Variant effects on the truncation frontier: Spearman correlation between the measured fitness and the
+# variant-effect scores of the model cut after k of its L layers (its layer-k readout through the final head,
+# as in {ref}`chapter-variant-effects`), against the share of layers kept k / L, one panel per assay and
+# ProteinGym's average ("mean"); diamonds mark the full model, bands are bootstrap 95% intervals over
+# variants, the dashed rule marks the cut at three quarters. UniRep-1900 has one layer, so only its full
+# model is drawn. {glue:text}`tl_ve_run`
+# ```
+#
+# ```{glue:md} links_fig_truncation_variant_effects
+# :format: myst
+# ```
 
 # %% tags=["remove-cell"]
-def _layer(model: str, depth: float) -> int:
-    """The layer at relative depth `depth` of `model`: round(depth * L), halves rounded up."""
-    blocks = int(frame.loc[frame["model"] == model, "layer"].max())
-    return int(np.floor(depth * blocks + 0.5))
+from plmdepth.publish.chapter import load_models
+from plmdepth.publish.verdicts import VerdictParameters, lens_or_layers, lens_or_layers_markdown
+
+verdict = lens_or_layers(result.folders + ve_result.folders,
+                         VerdictParameters(kept_threshold=kept_threshold, basis_share=basis_share))
+numbers, spearman = verdict.accuracy, verdict.spearman
 
 
-def _at(model: str, lens: str, layer: int, column: str) -> float:
-    part = frame[(frame["model"] == model) & (frame["lens"] == lens) & (frame["layer"] == layer)]
-    return float(part[column].iloc[0])
+def _weight_shares(names) -> dict[str, list[float]]:
+    """Per model (by the name its tables carry), the share of its blocks' weights (the multiply-adds per
+    token of their weight matrices) in blocks 1..k, for k = 1..L; models of the second environment
+    (not loaded here) are left out."""
+    out = {}
+    for lm in load_models(names, device, diffusion_models):
+        if not hasattr(lm, "layers"):
+            continue
+        sizes = np.array([sum(p.numel() for p in block.parameters() if p.dim() >= 2) for block in lm.layers], float)
+        out[lm.info.name] = list(np.cumsum(sizes) / sizes.sum())
+    return out
 
 
-rows = []
-for model in frame["model"].unique():
-    run = read_run(next(f for f in result.folders if read_run(f)["model"]["name"] == model.split("@")[0]))
-    half, three_quarters = _layer(model, 0.5), _layer(model, 0.75)
-    logit_3q, tuned_3q = _at(model, "logit", three_quarters, "kl"), _at(model, "tuned", three_quarters, "kl")
-    rows.append({"model": model, "blocks": int(frame[frame.model == model]["layer"].max()),
-                 "layers": f"{half}, {three_quarters}",
-                 "logit_half": _at(model, "logit", half, "kl"), "tuned_half": _at(model, "tuned", half, "kl"),
-                 "logit_3q": logit_3q, "tuned_3q": tuned_3q,
-                 "gap_3q": 1 - tuned_3q / logit_3q if logit_3q > 0 else np.nan,
-                 "kept_logit": _at(model, "logit", three_quarters, "accuracy_kept"),
-                 "kept_tuned": _at(model, "tuned", three_quarters, "accuracy_kept"),
-                 "seconds": run["measurements"]["tuned_lens"]["wall_time_s"]})
-numbers = pd.DataFrame(rows)
+lens_shares, ve_shares = _weight_shares(models), _weight_shares(ve["models"])
 
 
-def _table() -> str:
-    lines = ["| model | L | layers at ½, ¾ | KL logit ½ | KL tuned ½ | KL logit ¾ | KL tuned ¾ | KL gap closed at ¾ | "
-             "accuracy kept at ¾ (logit / tuned) |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+def _equal_blocks(shares) -> bool:
+    return shares is not None and np.allclose(shares, np.arange(1, len(shares) + 1) / len(shares))
+
+
+def _share_at(shares, k: int) -> str:
+    return "—" if shares is None or not 1 <= k <= len(shares) else f"{shares[k - 1]:.0%}"
+
+
+def _accuracy_table() -> str:
+    lines = ["| model | L | layers at ½, ¾ | KL logit ½ | KL tuned ½ | KL logit ¾ | KL tuned ¾ | "
+             "KL removed at ¾ | accuracy kept at ¾ (logit / tuned) |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in numbers.itertuples(index=False):
-        lines.append(f"| {r.model} | {r.blocks} | {r.layers} | {r.logit_half:.3f} | {r.tuned_half:.3f} | "
-                     f"{r.logit_3q:.3f} | {r.tuned_3q:.3f} | {r.gap_3q:.0%} | "
-                     f"{r.kept_logit:.0%} / {r.kept_tuned:.0%} |")
+        lines.append(f"| {r.model} | {r.blocks} | {r.half}, {r.three_quarters} | {r.kl_logit_half:.3f} | "
+                     f"{r.kl_tuned_half:.3f} | {r.kl_logit_3q:.3f} | {r.kl_tuned_3q:.3f} | {r.kl_removed_3q:.0%} | "
+                     f"{r.kept_logit_3q:.1%} / {r.kept_tuned_3q:.1%} |")
     times = ", ".join(f"{r.model} {r.seconds:.0f} s" for r in numbers.itertuples(index=False))
-    return "\n".join(lines) + f"\n\nTraining and reading both lenses took {times} on this build's machine."
+    shares = {m: lens_shares.get(m.split("@")[0]) for m in numbers["model"]}
+    equal = [m for m, share in shares.items() if _equal_blocks(share)]
+    unequal = [m for m, share in shares.items() if share is not None and not _equal_blocks(share)]
+    flops = (f" The blocks of {', '.join(equal)} each hold the same number of weights, so there keeping k of L "
+             f"blocks keeps k / L of the blocks' multiply-adds." if equal else "")
+    flops += "".join(f" The blocks of {m} differ in size: the cut at ¾ keeps "
+                     f"{_share_at(shares[m], int(r))} of their weights."
+                     for m, r in zip(unequal, numbers.set_index("model").loc[unequal, "three_quarters"]))
+    return ("\n".join(lines) + f"\n\nTraining and reading both lenses took {times} on this build's machine." + flops)
 
 
-survives = numbers["kept_tuned"] >= kept_threshold
-verdict = ("survives" if survives.all() else "does not survive" if not survives.any() else "survives for some models")
-names = lambda mask: ", ".join(numbers.loc[mask, "model"]) or "none"  # noqa: E731
-glue_markdown("tl_table", _table())
-glue_markdown("tl_verdict", (
-    f"**The reading {verdict}.** With a learned readout, the model cut after three quarters of its blocks keeps "
-    f"at least {kept_threshold:.0%} of the full model's top-1 accuracy for {names(survives)}"
-    + (f", and less for {names(~survives)}" if (~survives).any() else "")
-    + f"; read through the final head alone, the same cut keeps {numbers['kept_logit'].min():.0%}–"
-    f"{numbers['kept_logit'].max():.0%}. The tuned lens removes {numbers['gap_3q'].min():.0%}–"
-    f"{numbers['gap_3q'].max():.0%} of the logit lens's KL at three quarters of depth: much of what the logit lens "
-    f"shows as unfinished there is a change of basis, not missing information, so the last quarter of the blocks "
-    f"refines a prediction that is already made. The rule and its threshold (`kept_threshold` = {kept_threshold:g}) "
-    f"are this chapter's parameters; the layer at depth d is round(d·L)."))
+def _spearman_table() -> str:
+    if spearman.empty:
+        return "*No variant-effect results in this build.*"
+    lines = ["| model | set | layers kept at ¾, ½ | ρ full | ρ at ¾ | ρ at ½ | ρ kept at ¾ |",
+             "|---|---|--:|--:|--:|--:|--:|"]
+    for r in spearman.itertuples(index=False):
+        cut = lambda value, k: "—" if k >= r.blocks else f"{value:.3f}"  # noqa: E731
+        kept = "no cut" if r.three_quarters >= r.blocks else f"{r.three_quarters}, {r.half} of {r.blocks}"
+        lines.append(f"| {r.model} | `{r.assay}` | {kept} | {r.rho_full:.3f} | {cut(r.rho_3q, r.three_quarters)} | "
+                     f"{cut(r.rho_half, r.half)} | {'—' if pd.isna(r.kept_3q) else f'{r.kept_3q:.1%}'} |")
+    weights = []
+    for model, part in spearman.groupby("model", sort=False):
+        r, shares = part.iloc[0], ve_shares.get(model)
+        if shares is not None and r.three_quarters < r.blocks:
+            weights.append(f"{model} {_share_at(shares, r.three_quarters)} at ¾ and {_share_at(shares, r.half)} at ½")
+    return "\n".join(lines) + ("\n\nShare of the layers' weights (multiply-adds per token) the cuts keep: "
+                               + "; ".join(weights) + "." if weights else "")
+
+
+glue_markdown("tl_table", _accuracy_table())
+glue_markdown("tl_ve_table", _spearman_table())
+glue_markdown("tl_verdict", lens_or_layers_markdown(verdict))
 
 # %% [markdown]
 # ## What this build found
 #
 # Per model, on the held-out sequences: KL to the output at half and three quarters of depth through
 # both lenses, the share of the logit lens's KL that the translators remove at three quarters, and the
-# top-1 accuracy kept when only the first three quarters of the blocks run.
+# top-1 accuracy kept when only the first three quarters of the blocks run (the layer at depth d is
+# round(d·L), halves rounded up).
 #
 # ```{glue:md} tl_table
+# :format: myst
+# ```
+#
+# Per variant-effect model and set: Spearman ρ of the full model, and of the model cut after three
+# quarters and half of its layers (read through the final head), and the share of the full model's ρ
+# the cut at three quarters keeps (the bootstrap intervals are the bands of
+# {numref}`fig-truncation-variant-effects`). Under the table, the share of the layers' weights the cuts
+# keep: UniRep's first layer reads the 10-wide embedding, so it is smaller than the others and k of L
+# layers hold less than k / L of the multiply-adds.
+#
+# ```{glue:md} tl_ve_table
 # :format: myst
 # ```
 #
@@ -198,4 +275,4 @@ glue_markdown("tl_verdict", (
 # %% tags=["hide-input"]
 from plmdepth.publish.provenance import provenance
 
-provenance(result.folders, "tuned_lens")
+provenance({"tuned_lens": result.folders, "layer_skipping": skip_folders, "variant_effects": ve_result.folders})

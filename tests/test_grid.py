@@ -4,6 +4,7 @@ for is checked by every book build: the workflow executes chapters with PLMDEPTH
 (tests/test_book.py), and here on a tiny model."""
 
 import json
+import time
 
 import pytest
 
@@ -91,3 +92,44 @@ def test_a_chapter_run_by_the_workflow_reads_results_and_never_computes_them(tmp
     assert run("logit_lens", lm, fasta_file, out=tmp_path, progress=False) == folder
     with pytest.raises(ResultsMissing):  # another seed is another run
         run("logit_lens", lm, fasta_file, out=tmp_path, seed=1, progress=False)
+
+
+def _measure(name, out, fasta, barrier):
+    from conftest import tiny_esm
+
+    import plmdepth.runner as runner
+
+    lm = tiny_esm()
+    save, read = runner._save, runner.read_run
+
+    def together(*args, **kwargs):  # both processes start writing their results at the same moment
+        barrier.wait(timeout=60)
+        return save(*args, **kwargs)
+
+    def slow_read(folder):  # and take a while between reading run.json and writing it back
+        found = read(folder)
+        time.sleep(1)
+        return found
+
+    runner._save, runner.read_run = together, slow_read
+    run(name, lm, fasta, out=out, progress=False)
+
+
+def test_two_measurements_of_one_model_finishing_at_once_both_stay_in_run_json(tmp_path, fasta_file):
+    # the workflow runs measurements of one model as parallel jobs; run.json is shared
+    import multiprocessing
+
+    from plmdepth.results import read_run
+
+    context = multiprocessing.get_context("spawn")  # fork after torch started its threads can hang
+    barrier = context.Barrier(2)
+    workers = [context.Process(target=_measure, args=(name, tmp_path, fasta_file, barrier))
+               for name in ("logit_lens", "contributions")]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    [folder] = [p.parent for p in tmp_path.glob("*/run.json")]
+    assert set(read_run(folder)["measurements"]) == {"logit_lens", "contributions"}
+    assert not any(p.name.startswith(".") for p in folder.iterdir())  # no lock or temporary file left

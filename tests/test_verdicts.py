@@ -106,3 +106,168 @@ def test_write_pages_writes_the_front_page_table_and_the_per_model_table(results
     assert key_results_markdown(table) in key and "{ref}`methods-claims`" in key
     per_model = (book / "claims.md").read_text().splitlines()
     assert len(per_model) == 2 + len(table) and per_model[2].startswith("| (a) | Fig. 1 | deep |")
+
+
+# ------------------------------------------------------------------ is it the lens or the layers?
+
+def write_tuned(root, name, blocks, logit_accuracy, tuned_accuracy, logit_kl, tuned_kl, seconds=12.0):
+    """A results folder with a `tuned_lens` measurement: per layer 0..L, both lenses' top-1 accuracy and KL."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({
+        "model": {"name": name, "family": "Fam", "n_layers": blocks, "objective": "masked"},
+        "measurements": {"tuned_lens": {"wall_time_s": seconds}}}))
+    rows = [{"model": name, "lens": lens, "layer": layer, "relative_depth": layer / blocks, "kl": kl[layer],
+             "top1_accuracy": accuracy[layer]}
+            for lens, accuracy, kl in (("logit", logit_accuracy, logit_kl), ("tuned", tuned_accuracy, tuned_kl))
+            for layer in range(blocks + 1)]
+    pd.DataFrame(rows).to_csv(folder / "tuned_lens.csv", index=False)
+    return folder
+
+
+def write_variant_effects(root, name, spearman):
+    """A results folder with a `variant_effects` measurement: {assay: [(rho, low, high) for layers 1..L]}."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    blocks = len(next(iter(spearman.values())))
+    (folder / "run.json").write_text(json.dumps({
+        "model": {"name": name, "family": "UniRep", "n_layers": blocks, "objective": "autoregressive"},
+        "measurements": {"variant_effects": {"wall_time_s": 1.0}}}))
+    rows = [{"model": name, "assay": assay, "layer": k, "relative_depth": k / blocks, "spearman": rho,
+             "spearman_low": low, "spearman_high": high}
+            for assay, values in spearman.items() for k, (rho, low, high) in enumerate(values, start=1)]
+    pd.DataFrame(rows).to_csv(folder / "variant_effects.csv", index=False)
+    return folder
+
+
+@pytest.fixture
+def refining(tmp_path):
+    """Two models whose cut at 3/4 keeps >= 90% of the accuracy through the tuned lens, and a variant-effect
+    model whose cut at 3/4 keeps rho on one assay, loses it on another, and has nothing to keep on a third."""
+    root = tmp_path / "results"
+    # a: 4 blocks, cut after 3; full accuracy 0.8; tuned 0.76 (95%), logit 0.6 (75%); KL 2.0 -> 0.5 (75% removed)
+    write_tuned(root, "a", 4, [0.1, 0.2, 0.4, 0.6, 0.8], [0.3, 0.5, 0.7, 0.76, 0.8],
+                [5.0, 4.0, 3.0, 2.0, 0.0], [2.0, 1.5, 1.0, 0.5, 0.0])
+    # b: 8 blocks, cut after 6; full 0.5; tuned 0.46 (92%), logit 0.47 (94%); KL 0.4 -> 0.1 (75% removed)
+    write_tuned(root, "b", 8, [0.1] * 6 + [0.47, 0.48, 0.5], [0.2] * 6 + [0.46, 0.49, 0.5],
+                [3.0] * 6 + [0.4, 0.2, 0.0], [1.0] * 6 + [0.1, 0.05, 0.0])
+    write_variant_effects(root, "ve", {
+        "KEEP": [(0.1, 0.0, 0.2), (0.2, 0.1, 0.3), (0.38, 0.3, 0.45), (0.4, 0.32, 0.48)],
+        "LOSE": [(0.1, 0.0, 0.2), (0.3, 0.2, 0.4), (-0.1, -0.2, 0.0), (0.2, 0.1, 0.3)],
+        "NOISE": [(0.1, 0.0, 0.2), (0.2, 0.1, 0.3), (0.1, 0.0, 0.2), (0.02, -0.05, 0.09)],
+        "mean": [(0.1, 0.0, 0.2), (0.2, 0.1, 0.3), (0.1, 0.0, 0.2), (0.2, 0.1, 0.3)]})
+    write_variant_effects(root, "one-layer", {"KEEP": [(0.3, 0.2, 0.4)]})
+    return root
+
+
+def test_lens_or_layers_survives_with_the_numbers_in_the_text(refining):
+    from plmdepth.publish.verdicts import lens_or_layers, lens_or_layers_key_line, lens_or_layers_markdown
+
+    result = lens_or_layers(sorted(refining.iterdir()))
+    accuracy = result.accuracy.set_index("model")
+    assert accuracy.loc["a", "three_quarters"] == 3 and accuracy.loc["b", "three_quarters"] == 6
+    assert accuracy.loc["a", "kept_tuned_3q"] == pytest.approx(0.95)
+    assert accuracy.loc["a", "kept_logit_3q"] == pytest.approx(0.75)
+    assert accuracy.loc["a", "kl_removed_3q"] == pytest.approx(0.75)
+    assert accuracy.loc["b", "kept_tuned_3q"] == pytest.approx(0.92)
+    assert accuracy.loc["a", "seconds"] == 12.0
+    assert result.verdict == "survives"
+    text = lens_or_layers_markdown(result)
+    assert text.startswith("**The reading survives.**")
+    assert "keeps at least 90% of the full model's top-1 accuracy for a (95.0%), b (92.0%)." in text
+    assert "the same cut keeps a (75.0%), b (94.0%); the learned readout is what lifts a to the threshold; " \
+           "b already keeps 90% through the final head" in text
+    assert "removes 75% of the logit lens's KL" in text and "a change of basis, not missing information" in text
+    assert "refines a prediction the first three quarters have already made" in text
+    # variant effects: KEEP 0.38 / 0.4 = 95%; LOSE -0.1 / 0.2 = -50%; NOISE: full model's interval reaches 0
+    spearman = result.spearman.set_index(["model", "assay"])
+    assert "mean" not in spearman.index.get_level_values("assay")
+    assert spearman.loc[("ve", "KEEP"), "kept_3q"] == pytest.approx(0.95)
+    assert spearman.loc[("ve", "KEEP"), "rho_half"] == pytest.approx(0.2)
+    assert spearman.loc[("ve", "KEEP"), "verdict"] == "keeps"
+    assert spearman.loc[("ve", "LOSE"), "kept_3q"] == pytest.approx(-0.5)
+    assert spearman.loc[("ve", "LOSE"), "verdict"] == "loses"
+    assert spearman.loc[("ve", "NOISE"), "verdict"] == NOT_TESTABLE
+    assert spearman.loc[("one-layer", "KEEP"), "verdict"] == NOT_TESTABLE
+    assert np.isnan(spearman.loc[("one-layer", "KEEP"), "rho_3q"])
+    assert result.spearman_verdict == "keeps for some"
+    assert "**Variant effects: the cut keeps its Spearman ρ for some models and assays.**" in text
+    assert "for 1 of 2 testable (model, assay) pairs" in text
+    assert "ve on `KEEP`: ρ 0.400 full, 0.380 at ¾ (95.0%)" in text
+    assert "ve on `LOSE`: ρ 0.200 full, -0.100 at ¾ (-50.0%)" in text
+    assert "ve on `NOISE` (the full model's rho 0.020 (95% interval -0.050 to 0.090) is not above 0" in text
+    assert "one-layer on `KEEP` (1 layer: the cut at 3/4 keeps every layer)" in text
+    line = lens_or_layers_key_line(result)
+    assert "{ref}`chapter-lens-or-layers`" in line and "**Survives**" in line
+    assert "for 2 of 2 models" in line and "Spearman ρ for 1 of 2 testable (model, assay) pairs" in line
+
+
+def test_lens_or_layers_does_not_survive_and_says_why(tmp_path):
+    from plmdepth.publish.verdicts import lens_or_layers, lens_or_layers_key_line, lens_or_layers_markdown
+
+    root = tmp_path / "results"
+    # 4 blocks: full 0.8, tuned cut 0.56 (70%), logit cut 0.4 (50%); KL 2.0 -> 1.6 (20% removed)
+    write_tuned(root, "c", 4, [0.1, 0.2, 0.3, 0.4, 0.8], [0.1, 0.2, 0.3, 0.56, 0.8],
+                [5.0, 4.0, 3.0, 2.0, 0.0], [4.0, 3.5, 3.0, 1.6, 0.0])
+    # 2 blocks: the cut at 3/4 keeps both, so it cannot test the reading
+    write_tuned(root, "d", 2, [0.1, 0.5, 0.8], [0.1, 0.7, 0.8], [4.0, 1.0, 0.0], [2.0, 0.5, 0.0])
+    result = lens_or_layers(sorted(root.iterdir()))
+    assert result.verdict == "does not survive"
+    assert result.accuracy.set_index("model").loc["d", "verdict"] == NOT_TESTABLE
+    text = lens_or_layers_markdown(result)
+    assert text.startswith("**The reading does not survive.**")
+    assert "keeps less than 90% of the full model's top-1 accuracy for every model: c (70.0%)." in text
+    assert "removes only 20% of the logit lens's KL" in text and "not missing information" not in text
+    assert "still brings more than 10% of the full model's top-1 accuracy: it does more than refine" in text
+    assert "refines a prediction" not in text
+    assert "Not testable: d (2 blocks: the cut at 3/4 keeps every block)." in text
+    assert "**Variant effects: not run.**" in text
+    line = lens_or_layers_key_line(result)
+    assert "**Does not survive**" in line and "for 0 of 1 models" in line and "variant effects" not in line
+
+
+def test_lens_or_layers_mixed_and_thresholds_are_parameters(refining):
+    from plmdepth.publish.verdicts import lens_or_layers, lens_or_layers_markdown
+
+    strict = lens_or_layers(sorted(refining.iterdir()), VerdictParameters(kept_threshold=0.93, basis_share=0.8))
+    assert strict.verdict == "survives for some models"
+    text = lens_or_layers_markdown(strict)
+    assert "keeps at least 93% of the full model's top-1 accuracy for a (95.0%), and less for b (92.0%)." in text
+    assert "removes only 75% of the logit lens's KL" in text  # below basis_share 0.8 for both
+    assert "refines a prediction already made for a, and still brings more than 7% of the top-1 accuracy for b" \
+        in text
+    assert "`kept_threshold` = 0.93" in text and "`basis_share` = 0.8" in text
+    assert strict.spearman.set_index("assay").loc["KEEP"].query("model == 've'")["verdict"].item() == "keeps"
+
+
+def test_lens_or_layers_without_a_tuned_lens_says_not_run(results, tmp_path):
+    from plmdepth.publish.verdicts import lens_or_layers, lens_or_layers_key_line, lens_or_layers_markdown, \
+        write_pages
+
+    result = lens_or_layers(sorted(results.iterdir()))  # skip, lens and variant-effect CSVs, no tuned lens
+    assert result.accuracy.empty and result.verdict == "not run"
+    assert lens_or_layers_markdown(result).startswith("**Not run.** No results folder of this build holds a "
+                                                      "`tuned_lens` measurement")
+    line = lens_or_layers_key_line(result)
+    assert "Not run in this build: no results folder holds a `tuned_lens` measurement." in line
+    book = tmp_path / "book"
+    book.mkdir()
+    write_pages(sorted(results.iterdir()), book)
+    assert line in (book / "key_results.md").read_text()
+
+
+def test_front_page_shows_the_chapter_verdict(refining, tmp_path):
+    from plmdepth.publish.verdicts import lens_or_layers, lens_or_layers_key_line, write_pages
+
+    book = tmp_path / "book"
+    book.mkdir()
+    write_pages(sorted(refining.iterdir()), book)
+    key = (book / "key_results.md").read_text()
+    assert lens_or_layers_key_line(lens_or_layers(sorted(refining.iterdir()))) in key and "**Survives**" in key
+
+
+def test_chapter_threshold_defaults_are_the_front_pages():
+    from plmdepth.publish.book import chapter_defaults
+
+    defaults, params = chapter_defaults("lens-or-layers"), VerdictParameters()
+    assert defaults["kept_threshold"] == params.kept_threshold and defaults["basis_share"] == params.basis_share

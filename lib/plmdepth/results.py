@@ -61,15 +61,16 @@ def package_versions() -> dict[str, str]:
 
 @contextmanager
 def folder_lock(folder: str | Path):
-    """An exclusive lock on a results folder (`.lock`, flock), held while the block runs."""
-    path = Path(folder) / ".lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """An exclusive lock (flock) on a results folder itself, held while the block runs; it leaves
+    no file behind."""
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def read_run(folder: str | Path) -> dict | None:

@@ -6,6 +6,7 @@
 Modules, each one job:
 
     hub            Hugging Face hub access: reachability, snapshots, configs, ModelLoadError
+    device         check_device, and loading weights straight onto a device in a dtype
     architectures  transformers architectures (ESM, BERT, RoBERTa, GPT-2) seen as a ProteinLM
     esm2           ESM-2 and DPLM checkpoints (EsmForMaskedLM)
     antiberty      AntiBERTy (BERT, from its wheel)

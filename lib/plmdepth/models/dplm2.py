@@ -79,6 +79,7 @@ from transformers import EsmForMaskedLM
 
 from plmdepth.model import ModelInfo, ProteinLM, n_params, state_dict_checksum
 from plmdepth.models.architectures import quiet_transformers
+from plmdepth.models.device import check_device, hf_placement
 from plmdepth.models.hub import ModelLoadError, local_or_snapshot, slug
 from plmdepth.tokens import Alphabet, Batch
 
@@ -238,10 +239,14 @@ def wrap_dplm2(hf_model: DPLM2ForMaskedLM, name: str, source: str, alphabet: DPL
                      max_residues=cfg.max_position_embeddings - 2, sublayers={"kind": "pre-LN", "mid": "LayerNorm"})
 
 
-def load_dplm2(name_or_path: str | Path, name: str | None = None) -> ProteinLM:
-    """DPLM-2 from a local save_pretrained folder or a hub repository (`airkingbd/dplm2_650m`)."""
+def load_dplm2(name_or_path: str | Path, name: str | None = None, device: str | torch.device | None = None,
+               dtype: torch.dtype | None = None) -> ProteinLM:
+    """DPLM-2 from a local save_pretrained folder or a hub repository (`airkingbd/dplm2_650m`),
+    its weights read in `dtype` onto `device` (default: as saved, on the CPU)."""
     import json
 
+    if device is not None:
+        check_device(device)
     local = Path(name_or_path)
     folder = local_or_snapshot(name_or_path)
     if not (folder / "config.json").is_file():
@@ -254,7 +259,9 @@ def load_dplm2(name_or_path: str | Path, name: str | None = None) -> ProteinLM:
         raise ModelLoadError(f"'{name_or_path}' is DPLM-2 Bit ({config['dplm_type']}), whose head predicts "
                              "structure codes bit by bit; only the token-level DPLM-2 models are supported.")
     with quiet_transformers():
-        hf_model = DPLM2ForMaskedLM.from_pretrained(folder)
+        hf_model = DPLM2ForMaskedLM.from_pretrained(folder, **hf_placement(device, dtype))
+    if device is not None:
+        hf_model = hf_model.to(device)
     tokens = DPLM2_TOKENS
     if (folder / "vocab.txt").is_file():
         tokens = tuple(line.strip() for line in (folder / "vocab.txt").read_text().splitlines())  # as DPLM2Tokenizer

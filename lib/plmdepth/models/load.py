@@ -14,6 +14,7 @@ command line, the runner, the chapters and the book. It knows, before any weight
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import torch
 
 from plmdepth.model import OBJECTIVES, ProteinLM
 from plmdepth.models import dplm2, esm2, evolutionaryscale, fair_esm, progen2, protgpt2
+from plmdepth.models.device import as_dtype, check_device
 from plmdepth.models.hub import HubUnreachable, ModelLoadError, read_config, slug
 from plmdepth.models.registry import REGISTRY, Entry, offline_names
 
@@ -109,17 +111,9 @@ def resolve(model: "str | Path | ModelSpec", objective: str | None = None) -> Mo
     return replace(spec, objective=objective, objective_override=True)
 
 
-def check_device(device: str | torch.device) -> None:
-    """One sentence, before any loading, when `device` is not a device torch can use here."""
-    try:
-        kind = torch.device(device).type
-    except (RuntimeError, TypeError):
-        raise ModelLoadError(f"--device {device!r} is not a device name; use cpu, cuda, cuda:N or mps.") from None
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError(f"--device {device}: torch {torch.__version__} sees no CUDA device on this machine; "
-                             "run with --device cpu, or on a machine with a GPU and a CUDA build of torch.")
-    if kind == "mps" and not torch.backends.mps.is_available():
-        raise ModelLoadError(f"--device {device}: this machine has no Apple MPS device; run with --device cpu.")
+def places_weights(loader) -> bool:
+    """Whether a loader takes `device` and `dtype` and puts its weights there itself."""
+    return {"device", "dtype"} <= set(inspect.signature(loader).parameters)
 
 
 def load_model(model: "str | Path | ModelSpec", device: str | torch.device = "cpu",
@@ -127,17 +121,19 @@ def load_model(model: "str | Path | ModelSpec", device: str | torch.device = "cp
     """Load a model argument (resolved first if it is not a `ModelSpec`) as a `ProteinLM` in eval mode.
 
     `options` go to the family's loader (e.g. IgLM's `chain`, ProteinMPNN's `structures`).
+    Loaders that take `device` and `dtype` (ESM-2, DPLM, DPLM-2, ProGen2, ProtGPT2: the large
+    models) read their weights onto the device in that dtype; the others load on the CPU and
+    the finished model is moved and cast.
     """
     check_device(device)
     spec = resolve(model)
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype)
+    dtype = as_dtype(dtype)
     if spec.objective_override:
         options = {**options, "objective": spec.objective}
-    if spec.loader == "registry":
-        lm = spec.entry.loader(**options)
+    loader, args = (spec.entry.loader, ()) if spec.loader == "registry" else (LOADERS[spec.loader][0], (spec.argument,))
+    if places_weights(loader):
+        lm = loader(*args, device=device, dtype=dtype, **options)
     else:
-        lm = LOADERS[spec.loader][0](spec.argument, **options)
-    lm = lm.to(device=device, dtype=dtype)
+        lm = loader(*args, **options).to(device=device, dtype=dtype)
     lm.spec = spec
     return lm

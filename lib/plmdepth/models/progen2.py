@@ -40,6 +40,7 @@ from torch import nn
 
 from plmdepth import weights
 from plmdepth.model import ModelInfo, ProteinLM, n_params, state_dict_checksum
+from plmdepth.models.device import building_on, check_device
 from plmdepth.models.hub import local_or_snapshot, slug
 from plmdepth.tokens import Alphabet
 
@@ -335,10 +336,13 @@ def infer_config(state: dict[str, torch.Tensor], raw_config: dict | None = None,
 
 
 def load_progen2(folder_or_file: str | Path, name: str | None = None, dtype: torch.dtype = torch.float32,
-                 **overrides) -> ProteinLM:
+                 device: str | torch.device | None = None, **overrides) -> ProteinLM:
     """A ProGen2 checkpoint as a `ProteinLM`, from a folder (config.json + model.safetensors or
     pytorch_model.bin, as in hugohrban/progen2-* or the extracted Salesforce tarballs) or one
-    weights file. fp16 weights are cast to `dtype`; `overrides` set config fields (e.g. n_head)."""
+    weights file. fp16 weights are cast to `dtype`; the model is built on `device` (default the
+    CPU) in `dtype` and the weights copied in; `overrides` set config fields (e.g. n_head)."""
+    if device is not None:
+        check_device(device)
     path = Path(folder_or_file)
     if not path.exists():
         raise ProGen2LoadError(f"{path} does not exist; pass a ProGen2 checkpoint folder or weights file.")
@@ -356,7 +360,8 @@ def load_progen2(folder_or_file: str | Path, name: str | None = None, dtype: tor
             raw_config = json.loads((path.parent / "config.json").read_text())
     state = _clean(_read_state_dict(weights_file))
     config = infer_config(state, raw_config, **overrides)
-    model = ProGen2LM(config)
+    with building_on(device, dtype):
+        model = ProGen2LM(config)
     try:
         model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True)
     except RuntimeError as err:
@@ -373,9 +378,10 @@ def config_dict(config: ProGen2Config) -> dict:
     return {"model_type": "progen", **asdict(config)}
 
 
-def load_progen2_model(name_or_path: str, name: str | None = None) -> ProteinLM:
+def load_progen2_model(name_or_path: str, name: str | None = None, device: str | torch.device | None = None,
+                       dtype: torch.dtype = torch.float32) -> ProteinLM:
     """ProGen2 from a local folder or weights file, or a hub repository (`hugohrban/progen2-small`)."""
-    return load_progen2(local_or_snapshot(name_or_path), name=name or slug(name_or_path))
+    return load_progen2(local_or_snapshot(name_or_path), name=name or slug(name_or_path), dtype=dtype, device=device)
 
 
 __all__ = [

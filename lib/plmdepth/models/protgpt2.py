@@ -31,6 +31,7 @@ import torch
 
 from plmdepth.model import ProteinLM
 from plmdepth.models.architectures import quiet_transformers, wrap_gpt2
+from plmdepth.models.device import check_device, hf_placement
 from plmdepth.models.hub import ModelLoadError, local_or_snapshot, slug
 from plmdepth.tokens import Alphabet, Batch
 
@@ -138,16 +139,22 @@ def bpe_alphabet(tokenizer_folder: str | Path, max_tokens: int | None = None) ->
                        max_tokens=max_tokens)
 
 
-def load_protgpt2(folder: str | Path, name: str, source: str | None = None) -> ProteinLM:
-    """ProtGPT2 (or any GPT-2 protein model with a byte-pair tokenizer) from a local folder."""
+def load_protgpt2(folder: str | Path, name: str, source: str | None = None, device: str | torch.device | None = None,
+                  dtype: torch.dtype | None = None) -> ProteinLM:
+    """ProtGPT2 (or any GPT-2 protein model with a byte-pair tokenizer) from a local folder, its
+    weights read in `dtype` onto `device` (default: as saved, on the CPU)."""
     from transformers import GPT2LMHeadModel
 
+    if device is not None:
+        check_device(device)
     folder = Path(folder)
     if not any((folder / f).is_file() for f in ("tokenizer.json", "vocab.json")):
         raise ModelLoadError(f"folder {folder} has no tokenizer.json or vocab.json; a GPT-2 protein model needs "
                              "the byte-pair tokenizer it was trained with, saved next to its weights.")
     with quiet_transformers():
-        hf_model = GPT2LMHeadModel.from_pretrained(folder)
+        hf_model = GPT2LMHeadModel.from_pretrained(folder, **hf_placement(device, dtype))
+    if device is not None:
+        hf_model = hf_model.to(device)
     n_positions = hf_model.config.n_positions
     alphabet = bpe_alphabet(folder, max_tokens=n_positions)
     if len(alphabet.tokens) != hf_model.config.vocab_size:
@@ -159,6 +166,8 @@ def load_protgpt2(folder: str | Path, name: str, source: str | None = None) -> P
                      max_residues=LINE_WIDTH * n_positions)
 
 
-def load_protgpt2_model(name_or_path: str, name: str | None = None) -> ProteinLM:
+def load_protgpt2_model(name_or_path: str, name: str | None = None, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None) -> ProteinLM:
     """ProtGPT2 from a local folder or a hub repository (`nferruz/ProtGPT2`)."""
-    return load_protgpt2(local_or_snapshot(name_or_path), name=name or slug(name_or_path), source=str(name_or_path))
+    return load_protgpt2(local_or_snapshot(name_or_path), name=name or slug(name_or_path), source=str(name_or_path),
+                         device=device, dtype=dtype)

@@ -57,28 +57,41 @@ class ContributionsAccumulator:
 
     @torch.no_grad()
     def add(self, rows: list[int]) -> None:
+        """Fold one batch in. The per-(layer, part) sums and maxima stay on the device and are
+        read back once per batch; the block update is taken in float32 at least (a no-op for a
+        float32 model) before the float64 norms, so a bfloat16 run does not round it twice."""
         lm = self.lm
         recs = [self.records[i] for i in rows]
         batch = lm.tokenize([r.id for r in recs], [r.sequence for r in recs])
-        keep = batch.residue_index >= 0
+        keep = (batch.residue_index >= 0).reshape(-1).nonzero().squeeze(1)  # residue tokens, found once
+        n_tokens = len(keep)
+
+        def residues(x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(-1, x.shape[-1]).index_select(0, keep)
+
         h = lm.embed(batch)
+        found = []  # (layer, part, [ratio sum, ratio max, cosine sum])
         for layer in range(lm.n_layers):
             if layer < lm.first_lens_layer:  # the block changes the stream's width: no ratio
                 h = lm.block(layer, h, batch)
                 continue
             out = lm.block_parts(layer, h, batch)
-            pairs = {"block": (out["out"] - h, h)}
+            pairs = {"block": (out["out"].float() - h.float(), h)}
             if "attention" in out:
                 pairs["attention"] = (out["attention"], out["attention_base"])
                 pairs["mlp"] = (out["mlp"], out["mlp_base"])
             for p, part in enumerate(self.parts):
-                ratio, cosine = ratio_and_cosine(pairs[part][0][keep], pairs[part][1][keep])
-                s = self.stats[layer, p]
-                s[0] += float(ratio.sum())
-                s[1] = max(s[1], float(ratio.max()))
-                s[2] += float(cosine.sum())
-                s[3] += ratio.numel()
+                ratio, cosine = ratio_and_cosine(residues(pairs[part][0]), residues(pairs[part][1]))
+                found.append((layer, p, torch.stack([ratio.sum(), ratio.max(), cosine.sum()])))
             h = out["out"]
+        if found:
+            values = torch.stack([v for _, _, v in found]).cpu().numpy()
+            for (layer, p, _), (ratio_sum, ratio_max, cosine_sum) in zip(found, values):
+                s = self.stats[layer, p]
+                s[0] += float(ratio_sum)
+                s[1] = max(s[1], float(ratio_max))
+                s[2] += float(cosine_sum)
+                s[3] += n_tokens
 
     def state_dict(self) -> dict:
         return {"stats": self.stats.copy()}

@@ -51,19 +51,23 @@ class SkipConfig:
 
 
 def intervention_units(lm: ProteinLM, batch: Batch, plans, mode: str):
-    """(row, intervened, measured) for every unit of a batch; bool masks over tokens."""
+    """(row, intervened, measured) for every unit of a batch; bool masks over tokens, on the
+    batch's device. They are built on the host (one copy each way per batch, where deciding
+    which units have positions to measure on the device would wait for it once per unit)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    residue = batch.residue_index >= 0
+    device = batch.input_ids.device
+    residue_index = batch.residue_index.cpu()
+    residue = residue_index >= 0
     rows, intervened, measured = [], [], []
     for b, plan in enumerate(plans):
-        idx = batch.residue_index[b]
+        idx = residue_index[b]
         if mode == "current":
             units = [(residue[b], residue[b])]
         elif lm.objective == "autoregressive":
             units = [(residue[b] & (idx < t), residue[b] & (idx >= t)) for t in plan.splits]
         else:
-            future = torch.isin(idx, torch.tensor(plan.future, dtype=torch.long, device=idx.device)) & residue[b]
+            future = torch.isin(idx, torch.tensor(plan.future, dtype=torch.long)) & residue[b]
             units = [(residue[b] & ~future, future)]
         for inter, meas in units:
             if meas.any():
@@ -72,11 +76,12 @@ def intervention_units(lm: ProteinLM, batch: Batch, plans, mode: str):
                 measured.append(meas)
     if not rows:
         return None
-    return torch.tensor(rows, device=batch.input_ids.device), torch.stack(intervened), torch.stack(measured)
+    return torch.tensor(rows, device=device), torch.stack(intervened).to(device), torch.stack(measured).to(device)
 
 
-def select_rows(batch: Batch, rows: torch.Tensor) -> Batch:
-    """A view of `batch` whose blocks see rows `rows` (block arguments re-indexed)."""
+def select_rows(batch: Batch, rows: torch.Tensor, ids: list[str] | None = None) -> Batch:
+    """A view of `batch` whose blocks see rows `rows` (block arguments re-indexed). `ids`, the
+    rows' sequence ids when the caller knows them, spares reading `rows` back from the device."""
     B = batch.input_ids.shape[0]
 
     def pick(value):
@@ -90,7 +95,7 @@ def select_rows(batch: Batch, rows: torch.Tensor) -> Batch:
 
     tensors = [getattr(batch, name).index_select(0, rows) for name in
                ("input_ids", "attention_mask", "true_ids", "residue_index", "target_index", "target_ids")]
-    view = Batch([batch.ids[i] for i in rows.tolist()], *tensors)
+    view = Batch(ids if ids is not None else [batch.ids[i] for i in rows.tolist()], *tensors)
     view.layer_context = {"args": tuple(pick(a) for a in batch.layer_context["args"]),
                           "kwargs": {k: pick(v) for k, v in batch.layer_context["kwargs"].items()}}
     return view
@@ -134,7 +139,13 @@ def skip_batch(lm: ProteinLM, batch: Batch, units, lens: LogitLens, config: Skip
 
 def _skip_units(lm: ProteinLM, batch: Batch, clean, units, lens: LogitLens, config: SkipConfig, effect, prob_l2,
                 kl):
-    """Every skip variant for a group of units, starting from the cached clean streams."""
+    """Every skip variant for a group of units, starting from the cached clean streams.
+
+    Per-unit numbers stay on the device until the group is done and are read back at once
+    (one device sync per group, not one per block). Updates are taken in float32 at least
+    (`.float()` is a no-op for a float32 model): in bfloat16, Δ_j − Δ'_j would otherwise be the
+    difference of two rounded differences. Output distributions are compared in float64.
+    """
     rows, intervened, measured = units
     L, U = lm.n_layers, len(rows)
     unit_batch = select_rows(batch, rows)
@@ -143,6 +154,7 @@ def _skip_units(lm: ProteinLM, batch: Batch, clean, units, lens: LogitLens, conf
     p_clean = torch.log_softmax(lens(H[L], L).double(), -1)
     inter = intervened[..., None]
     per_chunk = max(1, config.max_rows // U)
+    effects, outputs = [], []  # ((s, j) keys, (n, U) tensor); (skips, (l2, kl) (n, U) tensors)
     for chunk_start in range(first, L, per_chunk):
         skips = list(range(chunk_start, min(L, chunk_start + per_chunk)))
         stream, active = None, []
@@ -154,25 +166,37 @@ def _skip_units(lm: ProteinLM, batch: Batch, clean, units, lens: LogitLens, conf
             if j == L:
                 break
             n = len(active)
-            view = select_rows(unit_batch, torch.arange(U, device=rows.device).repeat(n))
+            view = select_rows(unit_batch, torch.arange(U, device=rows.device).repeat(n), ids=unit_batch.ids * n)
             out = lm.block(j, stream, view)
-            d_prime = (out - stream).view(n, U, *stream.shape[1:])
-            clean_update = H[j + 1] - H[j]  # Δ_j, recomputed here rather than cached for every j
+            d_prime = (out.float() - stream.float()).view(n, U, *stream.shape[1:])
+            clean_update = H[j + 1].float() - H[j].float()  # Δ_j, recomputed here rather than cached for every j
             ratio = ((clean_update[None] - d_prime).norm(dim=-1).double()
                      / clean_update.norm(dim=-1).double().clamp_min(EPS)[None])
-            per_unit = _masked_max(ratio, measured[None]).cpu().numpy()  # (n, U)
-            for v, s in enumerate(active):
-                effect.add((s, j), per_unit[v])
+            effects.append(([(s, j) for s in active], _masked_max(ratio, measured[None])))  # (n, U)
             stream = out
         n = len(active)
         logp = torch.log_softmax(lens(stream, L).double(), -1).view(n, U, *p_clean.shape[1:])
         l2 = (logp.exp() - p_clean.exp()[None]).norm(dim=-1)
         kl_pos = (p_clean.exp()[None] * (p_clean[None] - logp)).sum(-1)
-        l2_unit = _masked_max(l2, measured[None]).cpu().numpy()
-        kl_unit = ((kl_pos * measured[None]).sum(-1) / measured.sum(-1)[None]).cpu().numpy()
-        for v, s in enumerate(active):
+        l2_unit = _masked_max(l2, measured[None])
+        kl_unit = (kl_pos * measured[None]).sum(-1) / measured.sum(-1)[None]
+        outputs.append((list(active), torch.stack([l2_unit, kl_unit])))
+    for keys, values in zip((k for k, _ in effects), _to_host([v for _, v in effects])):
+        for key, value in zip(keys, values):
+            effect.add(key, value)
+    for skips, (l2_unit, kl_unit) in zip((k for k, _ in outputs), _to_host([v for _, v in outputs])):
+        for v, s in enumerate(skips):
             prob_l2.add(s, l2_unit[v])
             kl.add(s, kl_unit[v])
+
+
+def _to_host(tensors: list[torch.Tensor]) -> list[np.ndarray]:
+    """Float64 tensors of any shapes as numpy arrays, copied from the device in one transfer."""
+    if not tensors:
+        return []
+    flat = torch.cat([t.reshape(-1) for t in tensors]).cpu().numpy()
+    return [part.reshape(t.shape) for part, t in zip(np.split(flat, np.cumsum([t.numel() for t in tensors])[:-1]),
+                                                      tensors)]
 
 
 class SkipAccumulator:

@@ -44,6 +44,7 @@ class LogitLens(nn.Module):
         self.lm, self.vocab = lm, vocab
         ids = lm.alphabet.canonical_ids if vocab == "amino_acids" else list(range(len(lm.alphabet.tokens)))
         self.register_buffer("token_ids", torch.tensor(ids, dtype=torch.long), persistent=False)
+        self.max_token_id = max(ids)  # known on the host: `class_of` need not read it back from the device
 
     def forward(self, h: torch.Tensor, layer: int) -> torch.Tensor:
         logits = self.lm.readout(h)
@@ -51,7 +52,7 @@ class LogitLens(nn.Module):
 
     def class_of(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Index into this lens's output classes of each token id (-1 if not a class)."""
-        lookup = torch.full((int(self.token_ids.max()) + 1,), -1, dtype=torch.long, device=token_ids.device)
+        lookup = torch.full((self.max_token_id + 1,), -1, dtype=torch.long, device=token_ids.device)
         lookup[self.token_ids.to(token_ids.device)] = torch.arange(len(self.token_ids), device=token_ids.device)
         inside = (token_ids >= 0) & (token_ids < len(lookup))
         return torch.where(inside, lookup[token_ids.clamp(0, len(lookup) - 1)], torch.full_like(token_ids, -1))
@@ -70,8 +71,14 @@ class LogitLensConfig:
 def layer_log_probs(lm: ProteinLM, lens: LogitLens, batch, select: torch.Tensor,
                     dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
     """log p_l at the `select`ed tokens for every readable layer l (from `lm.first_lens_layer`
-    to L), all from one pass through the model."""
-    return [torch.log_softmax(lens(h[select], layer).to(dtype), dim=-1)
+    to L), all from one pass through the model.
+
+    The logits are cast to `dtype` (float32 or float64) before the softmax, so a model run in
+    bfloat16 gets its log-probabilities, and every KL built on them, in full precision. The
+    selected tokens are found once (a boolean index costs a device sync, per layer otherwise).
+    """
+    index = select.reshape(-1).nonzero().squeeze(1)
+    return [torch.log_softmax(lens(h.reshape(-1, *h.shape[2:]).index_select(0, index), layer).to(dtype), dim=-1)
             for layer, h in lm.hidden_states(batch) if layer >= lm.first_lens_layer]
 
 
@@ -111,11 +118,16 @@ class LogitLensAccumulator:
         logp = layer_log_probs(lm, lens, batch, sel)
         final = logp[-1]
         final_top = final.argmax(-1)
-        for layer, lp in enumerate(logp, start=first):
-            kl = (lp.exp() * (lp - final)).sum(-1)
+        per_layer = {"kl": [], "top1_agreement": [], "top1_accuracy": []}
+        for lp in logp:  # on the device; read back once per batch below
             top = lp.argmax(-1)
-            for key, value in (("kl", kl), ("top1_agreement", top == final_top), ("top1_accuracy", top == target)):
-                np.add.at(self.sums[key][:, layer], owner, value.double().cpu().numpy())
+            per_layer["kl"].append((lp.exp() * (lp - final)).sum(-1))
+            per_layer["top1_agreement"].append(top == final_top)
+            per_layer["top1_accuracy"].append(top == target)
+        for key, values in per_layer.items():
+            values = torch.stack(values).double().cpu().numpy()  # [layers read, positions]
+            for layer, value in enumerate(values, start=first):
+                np.add.at(self.sums[key][:, layer], owner, value)
         np.add.at(self.sums["n_positions"], owner, 1)
 
     def state_dict(self) -> dict:

@@ -100,11 +100,12 @@ def _masked_passes(lm: ProteinLM, lens: LogitLens, jobs: list[tuple[str, int | N
             masked.append([] if p is None else [p - start])
             reads.append([q - start for q in read])
         batch = lm.tokenize([str(j) for j in rows], pieces, masked=masked if any(masked) else None)
-        select = torch.zeros_like(batch.residue_index, dtype=torch.bool)
+        residue_index = batch.residue_index.cpu()  # the positions to read are found on the host
+        select = torch.zeros_like(residue_index, dtype=torch.bool)
         for b, read in enumerate(reads):
-            select[b] = torch.isin(batch.residue_index[b], torch.tensor(read, device=select.device))
-        per_layer = [lp.cpu() for lp in layer_log_probs(lm, lens, batch, select, torch.float64)]
-        stacked = torch.stack(per_layer)  # [n_read, n_selected, n_classes], rows in (b, token) order
+            select[b] = torch.isin(residue_index[b], torch.tensor(read))
+        per_layer = layer_log_probs(lm, lens, batch, select.to(batch.input_ids.device), torch.float64)
+        stacked = torch.stack(per_layer).cpu()  # [n_read, n_selected, n_classes], rows in (b, token) order
         for j, part in zip(rows, stacked.split(select.sum(1).tolist(), dim=1)):
             out[j] = part
     return out
@@ -171,9 +172,11 @@ def log_likelihoods(lm: ProteinLM, lens: LogitLens, sequences: list[str], batch_
         batch = lm.tokenize([str(n) for n, _ in part], [s for _, s in part])
         select = batch.target_index >= 0
         owner = torch.tensor([n for n, _ in part])[:, None].expand(select.shape)[select.cpu()].numpy()
-        target = lens.class_of(batch.target_ids[select])
-        for r, lp in enumerate(layer_log_probs(lm, lens, batch, select, torch.float64)):
-            np.add.at(total[r], owner, lp.gather(-1, target[:, None]).squeeze(-1).cpu().numpy())
+        target = lens.class_of(batch.target_ids[select])[:, None]
+        read = torch.stack([lp.gather(-1, target).squeeze(-1) for lp in layer_log_probs(lm, lens, batch, select,
+                                                                                          torch.float64)])
+        for r, values in enumerate(read.cpu().numpy()):  # one copy from the device per batch
+            np.add.at(total[r], owner, values)
     return total
 
 
@@ -257,11 +260,15 @@ def _layer_states(lm: ProteinLM):
 def _target_log_probs(lm: ProteinLM, lens: LogitLens, states: dict[int, torch.Tensor], batch: Batch) -> torch.Tensor:
     """[n_read, B, T] log p_l of each token's next-residue target (0 where there is none)."""
     select = batch.target_index >= 0
-    target = lens.class_of(batch.target_ids[select])
+    target = lens.class_of(batch.target_ids[select])[:, None]
+    index = select.reshape(-1).nonzero().squeeze(1)  # found once, not per layer
+    read = []
+    for layer in range(lm.first_lens_layer, lm.n_layers + 1):
+        h = states[layer]
+        lp = torch.log_softmax(lens(h.reshape(-1, *h.shape[2:]).index_select(0, index), layer).double(), -1)
+        read.append(lp.gather(-1, target).squeeze(-1))
     out = torch.zeros(_n_read(lm), *select.shape, dtype=torch.float64)
-    for r, layer in enumerate(range(lm.first_lens_layer, lm.n_layers + 1)):
-        lp = torch.log_softmax(lens(states[layer][select], layer).double(), -1)
-        out[r][select.cpu()] = lp.gather(-1, target[:, None]).squeeze(-1).cpu()
+    out[:, select.cpu()] = torch.stack(read).cpu()  # one copy from the device per batch
     return out
 
 

@@ -213,9 +213,10 @@ def depth_efficiency_chart(frame: pd.DataFrame, width: int = 420, height: int = 
 
 
 def lens_curves(frame: pd.DataFrame, metric: str, x: str = "relative_depth", x_title: str = "relative depth l / L",
-                y_title=None, width: int = 190, height: int = 150) -> alt.FacetChart:
-    """Logit lens against tuned lens: one panel per model (two to a row), one line per `lens` value
-    (any further series, such as one skipped block, share the axes)."""
+                y_title=None, width: int = 150, height: int = 140) -> alt.FacetChart:
+    """Logit lens against tuned lens: one panel per model (two to a row, about 380 px wide in all, so
+    that a phone shows it nearly at natural size), one line per `lens` value (any further series, such
+    as one skipped block, share the axes)."""
     models = list(frame["model"].unique())
     color = alt.Color("lens:N", title="readout", sort=["logit", "tuned", "skip block alone"],
                       legend=alt.Legend(orient="bottom", direction="horizontal"))
@@ -228,4 +229,41 @@ def lens_curves(frame: pd.DataFrame, metric: str, x: str = "relative_depth", x_t
     ).properties(width=width, height=height).facet(
         facet=alt.Facet("model:N", title=None, sort=models, header=alt.Header(labelFontSize=FONT + 1)),
         columns=min(2, len(models)), spacing=12)
+    return _configure(chart)
+
+
+def truncation_spearman_curves(frame: pd.DataFrame, width: int = 150, height: int = 140) -> alt.FacetChart:
+    """Variant effects on the truncation frontier: Spearman ρ of the model cut after k of its L layers
+    (the layer-k readout of M5) against the share k / L of layers kept, one panel per assay (the mean
+    last), two panels to a row (about 380 px wide in all, as `variant_effect_curves`, so that a phone
+    shows it nearly at natural size), one line per model with its bootstrap band, in a palette of its
+    own (the lens figures beside it colour the readouts). The full model (k = L) is a diamond, the cut
+    at three quarters a dashed rule and ρ = 0 a grey rule."""
+    assays = [a for a in frame["assay"].unique() if a != "mean"] + (["mean"] if "mean" in set(frame["assay"]) else [])
+    color = alt.Color("model:N", title="model", sort=list(frame["model"].unique()), scale=alt.Scale(scheme="dark2"),
+                      legend=alt.Legend(orient="bottom", direction="horizontal"))
+    scale, axis = alt.Scale(domain=[0, 1]), alt.Axis(values=[0, 0.25, 0.5, 0.75, 1], format=".2~f")
+    x = alt.X("relative_depth:Q", title="layers kept, k / L", scale=scale, axis=axis)
+    base = alt.Chart().encode(
+        x=x,
+        y=alt.Y("spearman:Q", title=["Spearman ρ with", "measured fitness"]),
+        color=color,
+        tooltip=["model", "assay", alt.Tooltip("layer:Q", title="layers kept k"),
+                 alt.Tooltip("spearman:Q", format=".3f")],
+    )
+    layers = [alt.Chart().mark_rule(color="#999").encode(y=alt.datum(0)),
+              alt.Chart().mark_rule(strokeDash=[5, 4], color="#555").encode(  # the same axis, or it is dropped
+                  x=alt.XDatum(0.75, title="layers kept, k / L", scale=scale, axis=axis))]
+    if "spearman_low" in frame and "spearman_high" in frame:
+        layers.append(alt.Chart().mark_area(opacity=0.15).encode(
+            x=x, y="spearman_low:Q", y2="spearman_high:Q", color=color))
+    layers += [base.mark_line(point=True),
+               base.mark_point(size=110, shape="diamond", filled=True).transform_filter("datum.relative_depth == 1")]
+    chart = alt.layer(*layers, data=frame).properties(width=width, height=height).facet(
+        facet=alt.Facet("assay:N", title=None, sort=assays,
+                        # "TADBP_HUMAN_Bolognesi_2019" on two lines: "TADBP_HUMAN", "Bolognesi 2019"
+                        header=alt.Header(labelExpr="[join(slice(split(datum.label, '_'), 0, 2), '_'), "
+                                                    "join(slice(split(datum.label, '_'), 2), ' ')]",
+                                          labelFontSize=FONT + 1)),
+        columns=min(2, len(assays)), spacing=10)
     return _configure(chart)

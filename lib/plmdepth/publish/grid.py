@@ -66,8 +66,23 @@ CHAPTER_RUNS = {
         ("tuned_lens", p["fasta"], _pick(p, *_SEQUENCE, "mask_fraction", "vocab", "train_fraction", "epochs",
                                          "diffusion_ratios", "diffusion_models")),
         ("layer_skipping", p["fasta"], _pick(p, *_SEQUENCE, "mask_fraction", "diffusion_ratios",
-                                             "diffusion_models"))],
+                                             "diffusion_models")),
+        *[(m, data, {**kwargs, **_pick(ve, "models", "device", "dtype")})  # the variant-effects chapter's runs
+          for ve in [_other_chapter("variant-effects", p)]
+          for m, data, kwargs in CHAPTER_RUNS["variant-effects"](ve)]],
 }
+
+# chapters that also read another chapter's runs: the parameter that carries that chapter's changes
+READS = {"lens-or-layers": ("variant-effects", "variant_effects")}
+
+
+def _other_chapter(name: str, params: dict) -> dict:
+    """Chapter `name`'s parameters as a chapter that reads its runs sees them: its defaults, changed
+    by the reader's parameter for it (see READS)."""
+    from plmdepth.publish.book import chapter_defaults
+
+    carrier = next(key for other, key in READS.values() if other == name)
+    return {**chapter_defaults(name), **(params.get(carrier) or {})}
 
 
 def chapter_parameters(name: str, config: dict | None = None) -> dict:
@@ -86,7 +101,12 @@ def chapter_parameters(name: str, config: dict | None = None) -> dict:
     if unknown:
         raise ValueError(f"chapter '{name}' has no parameter {', '.join(unknown)}; its parameters are "
                          f"{', '.join(defaults)}")
-    return {**defaults, **changed, **(chapters.get(name) or {})}
+    params = {**defaults, **changed, **(chapters.get(name) or {})}
+    if name in READS:
+        other, key = READS[name]
+        params[key] = {**injected(other, chapter_parameters(other, {**config, "chapters": chapters})),
+                       **params.get(key, {})}
+    return params
 
 
 def injected(name: str, params: dict) -> dict:
@@ -102,8 +122,8 @@ def chapter_requests(name: str, params: dict) -> list[Request]:
     """Every `runner.run` call chapter `name` makes with `params`."""
     out = []
     for measurement, data, kwargs in CHAPTER_RUNS[name](params):
-        out += requests(measurement, params["models"], data, params["results_dir"], device=params["device"],
-                        dtype=params["dtype"], **kwargs)
+        settings = {key: kwargs.pop(key, params[key]) for key in ("models", "device", "dtype")}
+        out += requests(measurement, settings.pop("models"), data, params["results_dir"], **settings, **kwargs)
     return out
 
 

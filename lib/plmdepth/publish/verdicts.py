@@ -24,6 +24,12 @@ row per claim. The definitions (Methods, "Testing the paper's claims"):
     rho(L) - rho(3L/4), as a share of the whole gain rho(L) - rho(first). Agrees when rho improves with depth and the
     last quarter brings at most `last_quarter_share` of the gain.
 
+Beyond the paper, `lens_or_layers(folders)` answers {ref}`chapter-lens-or-layers` (Methods M7): does
+"late layers mainly refine" survive a learned readout, i.e. does the model cut after round(3L/4) of
+its blocks keep at least `kept_threshold` of its top-1 accuracy through the tuned lens; and does the
+variant-effect model cut there keep that share of its Spearman rho. `lens_or_layers_markdown` is the
+chapter's verdict, `lens_or_layers_key_line` the front page's line, from the same numbers.
+
 Blocks whose skip effect is zero by construction (in "future" mode the last block cannot reach
 the held-out positions) are excluded everywhere. Values at 3/4 depth are linearly
 interpolated between layers.
@@ -59,6 +65,10 @@ class VerdictParameters:
     depth_pairs: tuple = (("antiberty", "sapiens-vh"),)  # (c): comparable models of different families
     tau: float = 0.1  # depth efficiency: output change (mean L2) below which a block counts as refining
     kappa: float = 0.5  # depth efficiency: lens KL [nats] below which a layer counts as refining
+    kept_threshold: float = 0.9  # lens or layers: a model cut at 3/4 of its blocks keeps at least this share
+    #                              of the full model's top-1 accuracy (tuned lens) and of its Spearman rho
+    basis_share: float = 0.5  # lens or layers: the tuned lens removing at least this share of the logit
+    #                           lens's KL at 3/4 depth reads as "mostly a change of basis"
 
 
 @dataclass
@@ -293,13 +303,305 @@ def verdict_markdown(table: pd.DataFrame, claim_ids: str) -> str:
     return "\n".join(out) + "\n"
 
 
+# --------------------------------------------------------------- is it the lens or the layers?
+
+def cut_layer(blocks: int, depth: float) -> int:
+    """The blocks a model of `blocks` blocks keeps when cut at relative depth `depth`: round(depth * L),
+    halves rounded up (3 of 4, 6 of 8, 2 of 3; a model of 1 or 2 blocks keeps them all at 3/4)."""
+    return int(np.floor(depth * blocks + 0.5))
+
+
+def _measured(folders, measurement: str):
+    """(run.json, table) of every results folder whose run.json records `measurement` and holds its CSV,
+    in the order of `folders` (a chapter's model order)."""
+    for folder in dict.fromkeys(Path(f) for f in folders):
+        run, path = read_run(folder), Path(folder) / f"{measurement}.csv"
+        if run is not None and measurement in run.get("measurements", {}) and path.is_file():
+            yield run, pd.read_csv(path)
+
+
+def _percent(value: float, digits: int = 0) -> str:
+    return "—" if pd.isna(value) else f"{value:.{digits}%}"
+
+
+def truncation_accuracy(folders, params: VerdictParameters | None = None) -> pd.DataFrame:
+    """One row per model with a `tuned_lens` measurement: the layers at 1/2 and 3/4 of its L blocks,
+    the KL to the output there through both lenses, the share of the logit lens's KL at 3/4 that the
+    tuned lens removes, and the top-1 accuracy of the model cut there as a share of the full model's
+    (through either lens). `verdict`: "keeps" when the cut at 3/4 keeps at least `kept_threshold` of
+    the accuracy through the tuned lens, "loses" when not, NOT_TESTABLE when the cut keeps every block."""
+    params = params or VerdictParameters()
+    rows = []
+    for run, frame in _measured(folders, "tuned_lens"):
+        for model, part in frame.groupby("model", sort=False):
+            blocks = int(part["layer"].max())
+            half, three = cut_layer(blocks, 0.5), cut_layer(blocks, 0.75)
+            at = part.set_index(["lens", "layer"])
+
+            def value(lens, layer, column, at=at):
+                return float(at.loc[(lens, layer), column]) if (lens, layer) in at.index else np.nan
+
+            full = value("logit", blocks, "top1_accuracy")
+            kept = lambda lens, layer: value(lens, layer, "top1_accuracy") / full if full > 0 else np.nan  # noqa: E731
+            logit_kl, tuned_kl = value("logit", three, "kl"), value("tuned", three, "kl")
+            kept_tuned = kept("tuned", three)
+            if three >= blocks:
+                verdict, why = NOT_TESTABLE, f"{blocks} block{'s' * (blocks != 1)}: the cut at 3/4 keeps every block"
+            elif pd.isna(kept_tuned):
+                verdict, why = NOT_TESTABLE, f"layer {three} was not read through both lenses"
+            else:
+                verdict, why = ("keeps" if kept_tuned >= params.kept_threshold else "loses"), ""
+            rows.append({"model": model, "blocks": blocks, "half": half, "three_quarters": three,
+                         "kl_logit_half": value("logit", half, "kl"), "kl_tuned_half": value("tuned", half, "kl"),
+                         "kl_logit_3q": logit_kl, "kl_tuned_3q": tuned_kl,
+                         "kl_removed_3q": 1 - tuned_kl / logit_kl if logit_kl > 0 else np.nan,
+                         "accuracy_full": full, "kept_logit_half": kept("logit", half),
+                         "kept_tuned_half": kept("tuned", half), "kept_logit_3q": kept("logit", three),
+                         "kept_tuned_3q": kept_tuned, "verdict": verdict, "why": why,
+                         "seconds": run["measurements"]["tuned_lens"].get("wall_time_s", np.nan)})
+    columns = ["model", "blocks", "half", "three_quarters", "kl_logit_half", "kl_tuned_half", "kl_logit_3q",
+               "kl_tuned_3q", "kl_removed_3q", "accuracy_full", "kept_logit_half", "kept_tuned_half",
+               "kept_logit_3q", "kept_tuned_3q", "verdict", "why", "seconds"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def truncation_spearman(folders, params: VerdictParameters | None = None) -> pd.DataFrame:
+    """One row per (model, assay) with a `variant_effects` measurement ("mean" left out): Spearman rho of
+    the full model (with its bootstrap interval) and of the model cut after round(L/2) and round(3L/4) of
+    its L layers (NaN where that cut keeps every layer), and `kept_3q` = rho(3/4) / rho(full).
+
+    The rule: a pair is tested when the cut at 3/4 drops at least one layer and the full model ranks
+    the variants better than chance (the lower end of its bootstrap 95% interval above 0; rho > 0 when
+    the table has no interval), since a share of a ranking that is not there means nothing. It
+    "keeps" its rho when `kept_3q` >= `kept_threshold` (a cut whose rho is negative keeps a negative
+    share), "loses" otherwise."""
+    params = params or VerdictParameters()
+    rows = []
+    for _, frame in _measured(folders, "variant_effects"):
+        for (model, assay), part in frame[frame["assay"] != "mean"].groupby(["model", "assay"], sort=False):
+            blocks = int(part["layer"].max())
+            by_layer = part.set_index("layer")
+            def rho(k, by_layer=by_layer, blocks=blocks) -> float:
+                """rho of the model cut after k layers; NaN where the cut keeps every layer or was not read."""
+                return float(by_layer.loc[k, "spearman"]) if k < blocks and k in by_layer.index else np.nan
+            last = by_layer.loc[blocks]
+            full = float(last["spearman"])
+            low = float(last["spearman_low"]) if "spearman_low" in last else full
+            high = float(last["spearman_high"]) if "spearman_high" in last else full
+            half, three = cut_layer(blocks, 0.5), cut_layer(blocks, 0.75)
+            kept = rho(three) / full if full > 0 else np.nan
+            if three >= blocks:
+                verdict, why = NOT_TESTABLE, f"{blocks} layer{'s' * (blocks != 1)}: the cut at 3/4 keeps every layer"
+            elif pd.isna(rho(three)):
+                verdict, why = NOT_TESTABLE, f"layer {three} was not read"
+            elif not low > 0:
+                verdict, why = NOT_TESTABLE, (f"the full model's rho {full:.3f} (95% interval {low:.3f} to "
+                                              f"{high:.3f}) is not above 0: no ranking to keep")
+            else:
+                verdict, why = ("keeps" if kept >= params.kept_threshold else "loses"), ""
+            rows.append({"model": model, "assay": assay, "blocks": blocks, "half": half, "three_quarters": three,
+                         "rho_full": full, "rho_full_low": low, "rho_full_high": high, "rho_half": rho(half),
+                         "rho_3q": rho(three), "kept_3q": kept, "verdict": verdict, "why": why})
+    columns = ["model", "assay", "blocks", "half", "three_quarters", "rho_full", "rho_full_low", "rho_full_high",
+               "rho_half", "rho_3q", "kept_3q", "verdict", "why"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _outcome(table: pd.DataFrame, all_text: str, none_text: str, some_text: str) -> str:
+    """all_text when every testable row keeps, none_text when none does, some_text otherwise;
+    NOT_TESTABLE when no row is testable, "not run" when there is no row."""
+    if table.empty:
+        return "not run"
+    testable = table[table["verdict"] != NOT_TESTABLE]
+    if testable.empty:
+        return NOT_TESTABLE
+    keeps = int((testable["verdict"] == "keeps").sum())
+    return all_text if keeps == len(testable) else none_text if keeps == 0 else some_text
+
+
+@dataclass
+class LensOrLayers:
+    """The computed answer of {ref}`chapter-lens-or-layers`: `accuracy` (one row per model with a tuned
+    lens, `truncation_accuracy`), `spearman` (one row per variant-effect model and assay,
+    `truncation_spearman`) and the parameters they were judged with."""
+
+    accuracy: pd.DataFrame
+    spearman: pd.DataFrame
+    params: VerdictParameters
+
+    @property
+    def verdict(self) -> str:
+        """Does "late layers mainly refine" survive a learned readout: "survives", "does not survive",
+        "survives for some models", NOT_TESTABLE or "not run"."""
+        return _outcome(self.accuracy, "survives", "does not survive", "survives for some models")
+
+    @property
+    def spearman_verdict(self) -> str:
+        """Does the variant-effect model cut at 3/4 keep its rho: "keeps", "does not keep",
+        "keeps for some", NOT_TESTABLE or "not run"."""
+        return _outcome(self.spearman, "keeps", "does not keep", "keeps for some")
+
+
+def lens_or_layers(folders, params: VerdictParameters | None = None) -> LensOrLayers:
+    """The lens-or-layers verdict of the results folders `folders` (those without a `tuned_lens` or
+    `variant_effects` measurement are ignored)."""
+    params = params or VerdictParameters()
+    return LensOrLayers(truncation_accuracy(folders, params), truncation_spearman(folders, params), params)
+
+
+def _listing(frame: pd.DataFrame, column: str, digits: int = 1) -> str:
+    """"a (95.1%), b (88.0%)": shares kept carry a decimal, so that none rounds onto the threshold."""
+    return ", ".join(f"{m} ({_percent(v, digits)})" for m, v in zip(frame["model"], frame[column]))
+
+
+def _span(values: pd.Series) -> str:
+    low, high = _percent(values.min()), _percent(values.max())
+    return low if low == high else f"{low}–{high}"
+
+
+def _accuracy_paragraph(result: LensOrLayers) -> str:
+    table, p = result.accuracy, result.params
+    if table.empty:
+        return ("**Not run.** No results folder of this build holds a `tuned_lens` measurement, so whether "
+                "\"late layers mainly refine\" survives a learned readout is not tested.")
+    testable = table[table["verdict"] != NOT_TESTABLE]
+    keep, lose = testable[testable["verdict"] == "keeps"], testable[testable["verdict"] != "keeps"]
+    threshold = _percent(p.kept_threshold)
+    out = [f"**The reading {result.verdict}.**" if result.verdict != NOT_TESTABLE else
+           "**The reading cannot be tested in this build.**"]
+    if len(keep):
+        out.append(f"With a learned readout (the tuned lens), the model cut after three quarters of its blocks keeps "
+                   f"at least {threshold} of the full model's top-1 accuracy for {_listing(keep, 'kept_tuned_3q')}"
+                   + (f", and less for {_listing(lose, 'kept_tuned_3q')}." if len(lose) else "."))
+    elif len(lose):
+        out.append(f"With a learned readout (the tuned lens), the model cut after three quarters of its blocks keeps "
+                   f"less than {threshold} of the full model's top-1 accuracy for every model: "
+                   f"{_listing(lose, 'kept_tuned_3q')}.")
+    if len(testable):
+        logit_ok = testable["kept_logit_3q"] >= p.kept_threshold
+        tuned_ok = testable["verdict"] == "keeps"
+        sentence = ("Through the final head alone (the logit lens) the same cut keeps "
+                    + _listing(testable, "kept_logit_3q"))
+        lifted, already = testable[~logit_ok & tuned_ok], testable[logit_ok]
+        if len(lifted):
+            sentence += f"; the learned readout is what lifts {', '.join(lifted['model'])} to the threshold"
+        if len(already):
+            sentence += (f"; {', '.join(already['model'])} already keep{'s' * (len(already) == 1)} {threshold} through "
+                         f"the final head, so there the reading never depended on the lens")
+        out.append(sentence + ".")
+        gaps = testable.dropna(subset=["kl_removed_3q"])
+        big, small = gaps[gaps["kl_removed_3q"] >= p.basis_share], gaps[gaps["kl_removed_3q"] < p.basis_share]
+        basis = _percent(p.basis_share)
+        if len(gaps) and small.empty:
+            out.append(f"The tuned lens removes {_span(gaps['kl_removed_3q'])} of the logit lens's KL to the output at "
+                       f"three quarters of depth (at least {basis} for every model): most of what the logit lens "
+                       f"shows as unfinished there is a change of basis, not missing information.")
+        elif len(gaps) and big.empty:
+            out.append(f"The tuned lens removes only {_span(gaps['kl_removed_3q'])} of the logit lens's KL to the "
+                       f"output at three quarters of depth (less than {basis} for every model): most of the distance "
+                       f"to the output there is not a change of basis that one affine translator per layer undoes.")
+        elif len(gaps):
+            out.append(f"The tuned lens removes at least {basis} of the logit lens's KL to the output at three "
+                       f"quarters of depth for {_listing(big, 'kl_removed_3q', 0)} (there most of what the logit lens "
+                       f"shows as unfinished is a change of basis), and less for "
+                       f"{_listing(small, 'kl_removed_3q', 0)}.")
+        if len(keep) and lose.empty:
+            out.append("For every model, the last quarter of the blocks refines a prediction the first three "
+                       "quarters have already made, as far as the top-1 residue shows.")
+        elif len(lose) and keep.empty:
+            out.append(f"For every model, the last quarter of the blocks still brings more than "
+                       f"{_percent(1 - p.kept_threshold)} of the full model's top-1 accuracy: it does more than "
+                       f"refine.")
+        else:
+            out.append(f"The last quarter of the blocks refines a prediction already made for "
+                       f"{', '.join(keep['model'])}, and still brings more than {_percent(1 - p.kept_threshold)} of "
+                       f"the top-1 accuracy for {', '.join(lose['model'])}.")
+    untested = table[table["verdict"] == NOT_TESTABLE]
+    if len(untested):
+        out.append("Not testable: " + "; ".join(f"{m} ({w})" for m, w in zip(untested["model"], untested["why"])) + ".")
+    out.append(f"The rule: the reading survives for a model when, cut after round(3L/4) of its L blocks and read "
+               f"through the tuned lens, it keeps at least `kept_threshold` = {p.kept_threshold:g} of the full "
+               f"model's top-1 accuracy on the held-out sequences; the KL removed reads as mostly a change of basis "
+               f"from `basis_share` = {p.basis_share:g} (both fields of `VerdictParameters`).")
+    return " ".join(out)
+
+
+def _pair(row) -> str:
+    return f"{row.model} on `{row.assay}`"
+
+
+def _spearman_paragraph(result: LensOrLayers) -> str:
+    table, p = result.spearman, result.params
+    if table.empty:
+        return ("**Variant effects: not run.** No results folder of this build holds a `variant_effects` "
+                "measurement, so the truncation frontier of fitness prediction is not tested.")
+    testable = table[table["verdict"] != NOT_TESTABLE]
+    keep = testable[testable["verdict"] == "keeps"]
+    threshold = _percent(p.kept_threshold)
+    head = {"keeps": "the cut keeps its Spearman ρ", "does not keep": "the cut does not keep its Spearman ρ",
+            "keeps for some": "the cut keeps its Spearman ρ for some models and assays",
+            NOT_TESTABLE: "not testable in this build"}[result.spearman_verdict]
+    out = [f"**Variant effects: {head}.**"]
+    if len(testable):
+        pairs = "; ".join(f"{_pair(r)}: ρ {r.rho_full:.3f} full, {r.rho_3q:.3f} at ¾ ({_percent(r.kept_3q, 1)})"
+                          for r in testable.itertuples(index=False))
+        out.append(f"Read through the final head (no translator is trained for these models), the model cut after "
+                   f"three quarters of its layers keeps at least {threshold} of the full model's ρ for {len(keep)} "
+                   f"of {len(testable)} testable (model, assay) pairs — {pairs}.")
+        if result.spearman_verdict == "keeps":
+            out.append("Read through their final head, these models rank the variants as well with the first three "
+                       "quarters of their layers as with all of them.")
+        elif result.spearman_verdict == "does not keep":
+            out.append("Read through their final head, these models need the last quarter of their layers to rank "
+                       "the variants; whether a learned readout would spare it is not tested here.")
+        else:
+            out.append("Whether the last quarter of the layers is needed for the ranking of variants depends on the "
+                       "model and the assay.")
+    untested = table[table["verdict"] == NOT_TESTABLE]
+    if len(untested):
+        out.append("Not testable: " + "; ".join(f"{_pair(r)} ({r.why})" for r in untested.itertuples(index=False))
+                   + ".")
+    out.append(f"The rule: a (model, assay) pair is tested when the cut at round(3L/4) drops at least one layer and "
+               f"the full model ranks the variants better than chance (its bootstrap 95% interval above 0: a share "
+               f"of a ranking that is not there means nothing); the cut keeps ρ when ρ(cut) / ρ(full) is at least "
+               f"`kept_threshold` = {p.kept_threshold:g} (a cut whose ρ is negative keeps a negative share).")
+    return " ".join(out)
+
+
+def lens_or_layers_markdown(result: LensOrLayers) -> str:
+    """The chapter's verdict: does "late layers mainly refine" survive a learned readout (top-1
+    accuracy of the cut model), and does the variant-effect model cut at 3/4 keep its rho."""
+    return _accuracy_paragraph(result) + "\n\n" + _spearman_paragraph(result) + "\n"
+
+
+def lens_or_layers_key_line(result: LensOrLayers) -> str:
+    """The front page's line on {ref}`chapter-lens-or-layers`, from the same numbers as the chapter."""
+    head = "**Beyond the paper** ({ref}`chapter-lens-or-layers`):"
+    if result.accuracy.empty:
+        return (f"{head} Not run in this build: no results folder holds a `tuned_lens` measurement.\n")
+    threshold = _percent(result.params.kept_threshold)
+    acc = result.accuracy[result.accuracy["verdict"] != NOT_TESTABLE]
+    line = f"{head} does \"late layers mainly refine\" survive a learned readout? **{result.verdict.capitalize()}**"
+    if len(acc):
+        line += (f": cut after three quarters of its blocks, the model keeps at least {threshold} of its top-1 "
+                 f"accuracy through the tuned lens for {int((acc['verdict'] == 'keeps').sum())} of {len(acc)} models")
+    sp = result.spearman[result.spearman["verdict"] != NOT_TESTABLE]
+    if len(sp):
+        line += (f"; on variant effects the same cut keeps at least {threshold} of the Spearman ρ for "
+                 f"{int((sp['verdict'] == 'keeps').sum())} of {len(sp)} testable (model, assay) pairs")
+    elif not result.spearman.empty:
+        line += "; on variant effects no (model, assay) pair is testable"
+    return line + ".\n"
+
+
 def write_pages(folders, book: Path, params: VerdictParameters | None = None) -> pd.DataFrame:
     """book/key_results.md (the front page's table) and book/claims.md (every model's numbers,
     for Discussion), from the results folders of this build; returns the claims table."""
     table = claims(folders, params)
     intro = ("Verdicts of this build, from its results folders (tests defined in {ref}`methods-claims`; "
              "every model's numbers in {ref}`discussion`):\n\n")
-    (book / "key_results.md").write_text(intro + key_results_markdown(table))
+    key_line = lens_or_layers_key_line(lens_or_layers(folders, params))
+    (book / "key_results.md").write_text(intro + key_results_markdown(table) + "\n" + key_line)
     lines = ["| claim | cf. paper | model | test number | value | verdict | detail |", "|---|---|---|---|---|---|---|"]
     for row in table.itertuples(index=False):
         value = "—" if pd.isna(row.value) else f"{row.value:.3f}"
