@@ -103,15 +103,15 @@ def main(argv=None) -> int:
     print(f"{len(jobs)} measurement jobs ({len(set(j.request.model.argument for j in jobs))} models); "
           f"{args.tflops:g} TFLOP/s per GPU assumed")
     if args.markdown:
-        print("\n| model | size | jobs | PFLOP | GPU-hours |\n|---|--:|--:|--:|--:|")
+        print("\n| model | size | jobs | PFLOP | GPU-minutes |\n|---|--:|--:|--:|--:|")
         for model, (n, flops) in rows:
-            print(f"| {model} | {REGISTRY[model].size} | {n} | {flops / 1e15:,.1f} | {hours(flops):,.2f} |")
+            print(f"| {model} | {REGISTRY[model].size} | {n} | {flops / 1e15:,.2f} | {60 * hours(flops):,.2f} |")
     else:
-        print(f"{'model':<20} {'size':>6} {'jobs':>5} {'PFLOP':>10} {'GPU-hours':>10}")
+        print(f"{'model':<20} {'size':>6} {'jobs':>5} {'PFLOP':>10} {'GPU-minutes':>12}")
         for model, (n, flops) in rows:
-            print(f"{model:<20} {REGISTRY[model].size:>6} {n:>5} {flops / 1e15:>10,.1f} {hours(flops):>10,.2f}")
+            print(f"{model:<20} {REGISTRY[model].size:>6} {n:>5} {flops / 1e15:>10,.2f} {60 * hours(flops):>12,.2f}")
     total = sum(flops for _, (_, flops) in rows)
-    print(f"total: {total / 1e15:,.1f} PFLOP, {hours(total):,.1f} GPU-hours"
+    print(f"total: {total / 1e15:,.1f} PFLOP, {hours(total):,.2f} GPU-hours"
           + (f"; not estimated (size unknown): {', '.join(sorted(unknown))}" if unknown else ""))
     return 0
 
