@@ -9,9 +9,12 @@ skipped otherwise. The daemons are stopped by their PID files at the end.
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -29,7 +32,9 @@ TABLES = {"logit_lens": ("logit_lens",), "contributions": ("contributions",)}
 def cluster(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("starting slurmctld, slurmd and munged needs root")
-    state = tmp_path_factory.mktemp("slurm")
+    # not under pytest's owner-only temporary folder: munged runs as user munge and must reach its files
+    state = Path(tempfile.mkdtemp(prefix="plmdepth-slurm-"))
+    state.chmod(0o755)
     started = time.perf_counter()
     proc = subprocess.run(["bash", str(SCRIPT), "start", str(state)], capture_output=True, text=True, timeout=600)
     try:
@@ -42,6 +47,7 @@ def cluster(tmp_path_factory):
         assert stop.returncode == 0, stop.stderr[-2000:]
         status = subprocess.run(["bash", str(SCRIPT), "status", str(state)], capture_output=True, text=True)
         assert status.returncode != 0  # no daemon left
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def _snakemake(tmp_path, name: str, options: list[str], env=None) -> tuple[list, subprocess.CompletedProcess]:

@@ -81,7 +81,7 @@ def job_flops(job: grid.Job) -> float | None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configfile", help="a workflow config (e.g. workflow/paper.yaml) over notebooks/parameters.yml")
+    parser.add_argument("--configfile", help="a workflow config (e.g. workflow/paper.yaml) over parameters.yml")
     parser.add_argument("--tflops", type=float, default=300.0, help="achieved TFLOP/s per GPU (default 300)")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args(argv)
