@@ -198,8 +198,9 @@ def test_lens_or_layers_survives_with_the_numbers_in_the_text(refining):
     assert "ve on `NOISE` (the full model's rho 0.020 (95% interval -0.050 to 0.090) is not above 0" in text
     assert "one-layer on `KEEP` (1 layer: the cut at 3/4 keeps every layer)" in text
     line = lens_or_layers_key_line(result)
-    assert "{ref}`chapter-lens-or-layers`" in line and "**Survives**" in line
-    assert "for 2 of 2 models" in line and "Spearman ρ for 1 of 2 testable (model, assay) pairs" in line
+    assert "{ref}`chapter-lens-or-layers`" in line and "For the top-1 residue, **survives**" in line
+    assert "for 2 of 2 models" in line
+    assert "the same cut **keeps its Spearman ρ for some**: at least 90% of it for 1 of 2 testable" in line
 
 
 def test_lens_or_layers_does_not_survive_and_says_why(tmp_path):
@@ -223,7 +224,7 @@ def test_lens_or_layers_does_not_survive_and_says_why(tmp_path):
     assert "Not testable: d (2 blocks: the cut at 3/4 keeps every block)." in text
     assert "**Variant effects: not run.**" in text
     line = lens_or_layers_key_line(result)
-    assert "**Does not survive**" in line and "for 0 of 1 models" in line and "variant effects" not in line
+    assert "**does not survive**" in line and "for 0 of 1 models" in line and "variant effects" not in line
 
 
 def test_lens_or_layers_mixed_and_thresholds_are_parameters(refining):
@@ -263,7 +264,7 @@ def test_front_page_shows_the_chapter_verdict(refining, tmp_path):
     book.mkdir()
     write_pages(sorted(refining.iterdir()), book)
     key = (book / "key_results.md").read_text()
-    assert lens_or_layers_key_line(lens_or_layers(sorted(refining.iterdir()))) in key and "**Survives**" in key
+    assert lens_or_layers_key_line(lens_or_layers(sorted(refining.iterdir()))) in key and "**survives**" in key
 
 
 def test_chapter_threshold_defaults_are_the_front_pages():

@@ -581,16 +581,19 @@ def lens_or_layers_key_line(result: LensOrLayers) -> str:
         return (f"{head} Not run in this build: no results folder holds a `tuned_lens` measurement.\n")
     threshold = _percent(result.params.kept_threshold)
     acc = result.accuracy[result.accuracy["verdict"] != NOT_TESTABLE]
-    line = f"{head} does \"late layers mainly refine\" survive a learned readout? **{result.verdict.capitalize()}**"
+    line = (f"{head} does \"late layers mainly refine\" survive a learned readout? For the top-1 residue, "
+            f"**{result.verdict}**")
     if len(acc):
         line += (f": cut after three quarters of its blocks, the model keeps at least {threshold} of its top-1 "
                  f"accuracy through the tuned lens for {int((acc['verdict'] == 'keeps').sum())} of {len(acc)} models")
     sp = result.spearman[result.spearman["verdict"] != NOT_TESTABLE]
     if len(sp):
-        line += (f"; on variant effects the same cut keeps at least {threshold} of the Spearman ρ for "
+        said = {"keeps": "keeps its Spearman ρ", "does not keep": "does not keep its Spearman ρ",
+                "keeps for some": "keeps its Spearman ρ for some"}[result.spearman_verdict]
+        line += (f". For variant effects, the same cut **{said}**: at least {threshold} of it for "
                  f"{int((sp['verdict'] == 'keeps').sum())} of {len(sp)} testable (model, assay) pairs")
     elif not result.spearman.empty:
-        line += "; on variant effects no (model, assay) pair is testable"
+        line += ". For variant effects no (model, assay) pair is testable"
     return line + ".\n"
 
 
