@@ -82,9 +82,10 @@ def test_a_grid_submitted_through_slurm_gives_the_local_results_byte_for_byte(cl
     assert len(on_slurm) == len(locally) == 4
     differing = [remote for remote, local in zip(on_slurm, locally)
                  if open(remote, "rb").read() != open(local, "rb").read()]
-    # Byte-identical is the expectation and the usual outcome. Some SLURM runs gave one IgLM-S file whose
-    # float32 KL values differ from the local run's in the 6th-7th significant digit (cause not found; see
-    # the README's cluster section); then the tables must still agree everywhere else and to 1e-5 there.
+    # Byte-identical is the expectation and the usual outcome. In some runs one IgLM-S file had float32
+    # values differing in the 6th-7th significant digit, the odd value coming from the SLURM run once and
+    # from the local run once (a rare run-to-run difference, cause not found; see the README's cluster
+    # section); the tables must then still agree everywhere else and to 1e-5 there.
     for remote, local in zip(on_slurm, locally):
         a, b = pd.read_csv(remote), pd.read_csv(local)
         assert list(a.columns) == list(b.columns) and a.shape == b.shape, remote
