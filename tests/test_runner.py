@@ -6,6 +6,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from conftest import tiny_esm_hf
 from plmdepth.cli import main
@@ -43,6 +44,10 @@ def test_cli_run_writes_results_folder_and_plan_replays_exactly(esm_folder, fast
     run = json.loads((folder / "run.json").read_text())
     assert run["seed"] == 3 and run["n_sequences"] == 4 and run["model"]["n_layers"] == 3
     assert run["measurements"]["logit_lens"]["wall_time_s"] >= 0 and "torch" in run["versions"]
+    # what decides the float32 arithmetic's last bits on this CPU is recorded with the run
+    kernels = run["measurements"]["logit_lens"]["cpu_kernels"]
+    assert kernels["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert kernels["processor"] and kernels["blas"] in torch.__config__.show()
 
     plan_copy = tmp_path / "plan_copy.json"
     plan_copy.write_text((folder / "plan.json").read_text())

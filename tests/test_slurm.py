@@ -1,13 +1,15 @@
 """The workflow on a real SLURM cluster: a single-node cluster started on this machine
 (scripts/slurm_cluster.sh: slurmctld, slurmd and munged as plain daemons), a small grid (two
 offline models x two measurements) submitted through Snakemake's SLURM executor
-(profiles/slurm-local), and the same grid run locally: the results must agree, byte for byte
-as a rule (see the comparison below for the one exception seen).
+(profiles/slurm-local), and the same grid run locally: the results must agree byte for byte.
+When they do not, the failure names the differing cells and what each run recorded about its
+CPU arithmetic (run.json's `torch_threads` and `cpu_kernels`).
 
 Needs root (the script installs Debian's slurm-wlm and munge when missing and runs the daemons);
 skipped otherwise. The daemons are stopped by their PID files at the end.
 """
 
+import json
 import os
 import re
 import shutil
@@ -80,16 +82,26 @@ def test_a_grid_submitted_through_slurm_gives_the_local_results_byte_for_byte(cl
         assert "JobState=COMPLETED" in state, state
     locally, _ = _snakemake(tmp_path, "local", ["--cores", "2"])
     assert len(on_slurm) == len(locally) == 4
-    differing = [remote for remote, local in zip(on_slurm, locally)
-                 if open(remote, "rb").read() != open(local, "rb").read()]
-    # Byte-identical is the expectation and the usual outcome. In some runs one IgLM-S file had float32
-    # values differing in the 6th-7th significant digit, the odd value coming from the SLURM run once and
-    # from the local run once (a rare run-to-run difference, cause not found; see the README's cluster
-    # section); the tables must then still agree everywhere else and to 1e-5 there.
-    for remote, local in zip(on_slurm, locally):
-        a, b = pd.read_csv(remote), pd.read_csv(local)
-        assert list(a.columns) == list(b.columns) and a.shape == b.shape, remote
-        numeric = a.select_dtypes("number").columns
-        pd.testing.assert_frame_equal(a.drop(columns=numeric), b.drop(columns=numeric))
-        assert np.allclose(a[numeric], b[numeric], rtol=1e-5, atol=1e-9), remote
-    print(f"byte-identical: {len(on_slurm) - len(differing)} of {len(on_slurm)}; differing: {differing}")
+    differing = [(remote, local) for remote, local in zip(on_slurm, locally)
+                 if Path(remote).read_bytes() != Path(local).read_bytes()]
+    print(f"byte-identical: {len(on_slurm) - len(differing)} of {len(on_slurm)}")
+    assert not differing, "\n\n".join(_difference(remote, local) for remote, local in differing)
+
+
+def _difference(remote: str, local: str) -> str:
+    """Where two result tables differ, and what each run recorded about its CPU arithmetic."""
+    a, b = pd.read_csv(remote), pd.read_csv(local)
+    lines = [f"{remote} differs from {local}"]
+    if a.shape != b.shape or list(a.columns) != list(b.columns):
+        lines.append(f"shapes/columns differ: {a.shape} {list(a.columns)} vs {b.shape} {list(b.columns)}")
+    else:
+        unequal = (a != b) & ~(a.isna() & b.isna())
+        for row, column in zip(*np.nonzero(unequal.to_numpy())):
+            lines.append(f"  row {row} {a.columns[column]}: {a.iat[row, column]} (SLURM) vs {b.iat[row, column]}")
+            if len(lines) > 12:
+                break
+    name = Path(remote).stem
+    for label, path in (("SLURM", remote), ("local", local)):
+        run = json.loads((Path(path).parent / "run.json").read_text())["measurements"][name]
+        lines.append(f"  {label} run: threads {run.get('torch_threads')}, {run.get('cpu_kernels')}")
+    return "\n".join(lines)

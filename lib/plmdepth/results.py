@@ -59,6 +59,27 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def cpu_kernels() -> dict[str, str]:
+    """What decides the CPU arithmetic's last bits: the processor, the vector instructions torch's
+    kernels use (`ATEN_CPU_CAPABILITY`) and the BLAS. Two machines that differ here may give float32
+    results that differ in the last digit or two; on one machine, with these the same, runs give
+    the same bytes."""
+    import torch
+
+    model = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo")
+                  if line.startswith("model name")), platform.processor() or platform.machine())
+    blas = next((line.strip(" -") for line in torch.__config__.show().splitlines()
+                 if "Math Kernel Library" in line or "OpenBLAS" in line), "unknown")
+    return {"processor": model, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "blas": blas}
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
+
+
 @contextmanager
 def folder_lock(folder: str | Path):
     """An exclusive lock (flock) on a results folder itself, held while the block runs; it leaves

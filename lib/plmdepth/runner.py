@@ -33,7 +33,7 @@ from plmdepth.models import ModelSpec, check_device, load_model, resolve
 from plmdepth.plan import MaskingPlan, make_plan
 from plmdepth.probes.measurements import Measurement, measurement as find_measurement
 from plmdepth.probes.variant_effects import assay_checksum, read_assays
-from plmdepth.results import cached_run, folder_lock, package_versions, read_run, write_csv, write_run
+from plmdepth.results import cached_run, cpu_kernels, folder_lock, package_versions, read_run, write_csv, write_run
 
 
 def _sha256(path: Path) -> str:
@@ -80,6 +80,7 @@ def _record(folder, lm, argument, measure, key, config, tables, wall, entry, run
         "wall_time_s": round(wall, 3),
         "device": str(lm.device),
         "torch_threads": torch.get_num_threads(),
+        **({"cpu_kernels": cpu_kernels()} if lm.device.type == "cpu" else {}),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     for name, table in tables.items():
