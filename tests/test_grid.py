@@ -4,10 +4,14 @@ for is checked by every book build: the workflow executes chapters with PLMDEPTH
 (tests/test_book.py), and here on a tiny model."""
 
 import json
+import re
+import subprocess
+import sys
 import time
 
 import pytest
 
+from plmdepth import paths
 from plmdepth.model import ProteinLM
 from plmdepth.publish import grid
 from plmdepth.publish.book import CHAPTERS
@@ -133,3 +137,35 @@ def test_two_measurements_of_one_model_finishing_at_once_both_stay_in_run_json(t
     [folder] = [p.parent for p in tmp_path.glob("*/run.json")]
     assert set(read_run(folder)["measurements"]) == {"logit_lens", "contributions"}
     assert not any(p.name.startswith(".") for p in folder.iterdir())  # no lock or temporary file left
+
+
+def test_a_measurement_job_depends_on_the_library_code_its_numbers_come_from():
+    jobs, _ = grid.jobs(shared_parameters())
+    by_name = {job.name: job for job in jobs}
+    files = grid.code_files(by_name["iglm-s/logit_lens"].request)
+    lib = "lib/plmdepth/"
+    # the core every sequence measurement runs through, the measurement, the model's family
+    for name in ("model.py", "tokens.py", "plan.py", "fasta.py", "probes/streaming.py", "probes/logit_lens.py",
+                 "models/iglm.py", "models/architectures.py"):
+        assert lib + name in files, name
+    assert lib + "probes/contributions.py" not in files and lib + "models/esm2.py" not in files
+    # a measurement's own helpers come with it; another family brings its own module
+    assert lib + "probes/variant_scoring.py" in grid.code_files(by_name["unirep-64/variant_effects"].request)
+    assert lib + "models/unirep.py" in grid.code_files(by_name["unirep-64/variant_effects"].request)
+    assert lib + "probes/logit_lens.py" in grid.code_files(by_name["iglm-s/tuned_lens"].request)
+    assert all((paths.project_root() / f).is_file() for f in files)
+
+
+def test_the_workflow_gives_a_measurement_job_its_data_and_code_as_inputs(tmp_path):
+    """Snakemake reruns a job when an input's content changes (it compares checksums with the last
+    run's), so these inputs are what makes a changed model wrapper or probe recompute."""
+    target = tmp_path / "results" / "iglm-s" / "logit_lens.csv"
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--nolock", "--cores", "1", "--config",
+                           f"results_dir={tmp_path / 'results'}", f"logs_dir={tmp_path / 'logs'}", "models=iglm-s",
+                           "--", str(target)], cwd=paths.project_root(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job = re.search(r"rule measure_logit_lens:\n\s+input: (.*)\n", proc.stdout + proc.stderr)
+    assert job, (proc.stdout + proc.stderr)[-3000:]
+    inputs = job.group(1).split(", ")
+    request = {j.name: j for j in grid.jobs(shared_parameters())[0]}["iglm-s/logit_lens"].request
+    assert sorted(inputs) == sorted([str(request.data), *grid.code_files(request)])

@@ -14,7 +14,8 @@ workflow executes chapters with `PLMDEPTH_CACHED_ONLY` set, so a chapter that as
 its jobs did not make fails instead of computing it.
 
 `resources` sizes a job for a scheduler from the model's registered size and the dtype; the
-rules are in its docstring.
+rules are in its docstring. `code_files` lists the library files a job's numbers depend on (the
+workflow's inputs, so that changing one reruns the job).
 """
 
 from __future__ import annotations
@@ -23,9 +24,14 @@ import inspect
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
+from plmdepth import paths
 from plmdepth.models import REGISTRY
+from plmdepth.models.load import LOADERS
 from plmdepth.probes.measurements import measurement as find_measurement
 from plmdepth.publish.chapter import Request, requests
 
@@ -234,3 +240,38 @@ def resources(request: Request, dtype: str = "float32", gpu: bool = False) -> di
 def job_json(job: Job) -> str:
     """The job's request as one JSON line (what `python -m plmdepth run-request` reads)."""
     return json.dumps(job.request.as_json(), sort_keys=True, default=str)
+
+
+CORE_CODE = ("fasta", "tokens", "plan", "model", "probes.streaming")  # every sequence measurement runs through these
+
+
+def code_files(request: Request) -> list[str]:
+    """The library files a job's numbers depend on beyond its data and parameters: the core
+    modules (`CORE_CODE`), the measurement's module and the plmdepth modules it imports from, and
+    the model's family module (its loader) and the plmdepth modules that one imports from.
+    Paths are relative to the project when the package is installed from it (`pip install -e .`)."""
+    compute = find_measurement(request.measurement).compute
+    spec = request.model
+    loader = spec.entry.loader if spec.loader == "registry" else LOADERS[spec.loader][0]
+    loader = loader.func if isinstance(loader, partial) else loader
+    files = {_file(sys.modules[f"plmdepth.{name}"]) for name in CORE_CODE}
+    files |= _imports(inspect.getmodule(compute)) | _imports(inspect.getmodule(loader))
+    return sorted(files)
+
+
+def _imports(module) -> set[str]:
+    """`module`'s file and those of the plmdepth modules it imports names or modules from."""
+    found = {module}
+    for value in vars(module).values():
+        owner = value if inspect.ismodule(value) else sys.modules.get(getattr(value, "__module__", None) or "")
+        if owner is not None and owner.__name__.startswith("plmdepth.") and hasattr(owner, "__file__"):
+            found.add(owner)
+    return {_file(m) for m in found}
+
+
+def _file(module) -> str:
+    path = Path(module.__file__).resolve()
+    try:
+        return str(path.relative_to(paths.project_root()))
+    except (ValueError, paths.ProjectNotFound):
+        return str(path)
