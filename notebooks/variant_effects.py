@@ -210,8 +210,11 @@ glue_markdown("ve_depths", _depths_markdown())
 # stream, so the output head was trained on the last layer only and the lens at earlier
 # layers reads a representation in another basis; the curves say how much of the
 # fitness-relevant signal is *linearly readable by the final head* at each depth, which is
-# what the paper's Fig. 5 asks of ESM-2. Zero-shot correlations of these small models are
-# modest, and they differ in sign between assays whose scores measure different activities.
+# what the paper's Fig. 5 asks of ESM-2.
+#
+# ```{glue:md} ve_final_range
+# :format: myst
+# ```
 #
 # The best layer of each model on each assay, and the final layer's value:
 
@@ -220,6 +223,23 @@ glue_markdown("ve_depths", _depths_markdown())
 # ```
 
 # %% tags=["remove-cell"]
+def _final_range_sentence() -> str:
+    """The final layers' ρ over every (model, scored set): its range and its sign, from this build."""
+    rows = table[(table["relative_depth"] == 1) & (table["assay"] != "mean")]
+    if rows.empty:
+        return "*No set was scored.*"
+    low, high = rows.loc[rows["spearman"].idxmin()], rows.loc[rows["spearman"].idxmax()]
+    above = int((rows["spearman_low"] > 0).sum())
+    below = rows[rows["spearman_high"] < 0]
+    sign = (f"its 95% interval lies above 0 for {above} of {len(rows)} (model, set) pairs"
+            + (f" and below 0 for {', '.join(f'{r.model} on `{r.assay}`' for r in below.itertuples())}"
+               if len(below) else ""))
+    return (f"At the final layer, ρ ranges from {low.spearman:.3f} ({low.model}, `{low.assay}`) to "
+            f"{high.spearman:.3f} ({high.model}, `{high.assay}`); {sign}.")
+
+
+glue_markdown("ve_final_range", _final_range_sentence())
+
 glue_markdown("ve_best", "\n".join(
     ["| model | set | best layer | best l / L | best ρ | final-layer ρ |", "|---|---|--:|--:|--:|--:|"]
     + [f"| {r['model']} | {r['assay'] if r['assay'] == 'mean' else '`' + r['assay'] + '`'} | {int(r['best layer'])} | "

@@ -71,6 +71,25 @@ def test_every_chapter_has_its_numbered_captioned_figures(built_book, chapter):
 
 
 @pytest.mark.book
+def test_the_variant_effect_page_states_the_final_layers_range_from_the_results(built_book):
+    """The sentence on the final layers' ρ is computed from this build's results folders, not typed."""
+    import pandas as pd
+
+    from plmdepth.publish.chapter import shared_parameters
+
+    results = ROOT / shared_parameters()["results_dir"]
+    models = ("unirep-64", "unirep-256", "unirep-1900")  # the chapter's default models
+    rows = pd.concat([pd.read_csv(results / m / "variant_effects.csv") for m in models], ignore_index=True)
+    rows = rows[(rows["relative_depth"] == 1) & (rows["assay"] != "mean")]
+    low, high = rows.loc[rows["spearman"].idxmin()], rows.loc[rows["spearman"].idxmax()]
+    page = re.sub(r"<[^>]+>", "", (built_book / "chapters" / "variant_effects.html").read_text())
+    sentence = re.search(r"At the final layer, ρ ranges from (.*?) pairs", page, re.S).group(0)
+    assert f"from {low.spearman:.3f} ({low.model}, {low.assay})" in sentence
+    assert f"to {high.spearman:.3f} ({high.model}, {high.assay})" in sentence
+    assert f"above 0 for {int((rows['spearman_low'] > 0).sum())} of {len(rows)}" in sentence
+
+
+@pytest.mark.book
 def test_chapters_show_no_errors_or_warnings(built_book):
     import nbformat
 
