@@ -166,28 +166,34 @@ publish_figure("fig-truncation-variant-effects", truncation_spearman_curves(ve_t
 # ```
 
 # %% tags=["remove-cell"]
-from plmdepth.publish.chapter import load_models
+from plmdepth.models import load_model, resolve
+from plmdepth.publish.chapter import reads_only
 from plmdepth.publish.verdicts import VerdictParameters, lens_or_layers, lens_or_layers_markdown
+from plmdepth.results import read_run
 
 verdict = lens_or_layers(result.folders + ve_result.folders,
                          VerdictParameters(kept_threshold=kept_threshold, basis_share=basis_share))
 numbers, spearman = verdict.accuracy, verdict.spearman
 
 
-def _weight_shares(names) -> dict[str, list[float]]:
+def _weight_shares(folders) -> dict[str, list[float]]:
     """Per model (by the name its tables carry), the share of its blocks' weights (the multiply-adds per
-    token of their weight matrices) in blocks 1..k, for k = 1..L; models of the second environment
-    (not loaded here) are left out."""
+    token of their weight matrices) in blocks 1..k, for k = 1..L, as its run recorded them (run.json's
+    `block_weights`; a model whose older run did not record them is loaded to count them)."""
     out = {}
-    for lm in load_models(names, device, diffusion_models):
-        if not hasattr(lm, "layers"):
-            continue
-        sizes = np.array([sum(p.numel() for p in block.parameters() if p.dim() >= 2) for block in lm.layers], float)
-        out[lm.info.name] = list(np.cumsum(sizes) / sizes.sum())
+    for folder in folders:
+        run = read_run(folder)
+        weights = run.get("block_weights")
+        if weights is None and not reads_only():
+            weights = load_model(resolve(run["model_argument"], objective=run["model"]["objective"]),
+                                 device=device, dtype=dtype).block_weights()
+        if weights:
+            sizes = np.array(weights, float)
+            out[run["model"]["name"]] = list(np.cumsum(sizes) / sizes.sum())
     return out
 
 
-lens_shares, ve_shares = _weight_shares(models), _weight_shares(ve["models"])
+lens_shares, ve_shares = _weight_shares(result.folders), _weight_shares(ve_result.folders)
 
 
 def _equal_blocks(shares) -> bool:

@@ -98,6 +98,45 @@ def test_a_chapter_run_by_the_workflow_reads_results_and_never_computes_them(tmp
         run("logit_lens", lm, fasta_file, out=tmp_path, seed=1, progress=False)
 
 
+
+def test_a_chapter_run_by_the_workflow_finds_its_runs_without_loading_the_model(tmp_path, monkeypatch, fasta_file):
+    """With PLMDEPTH_CACHED_ONLY set, a run asked for by model name is found by what was asked of it
+    (run.json's `request`): no weights are read and the device is not needed (a chapter job may run
+    on a machine without the measurement jobs' GPU)."""
+    import plmdepth.runner as runner
+    from conftest import tiny_esm_hf
+
+    weights = tmp_path / "tiny_esm"
+    tiny_esm_hf(seed=5).save_pretrained(weights)
+    out = tmp_path / "results"
+    folder = run("logit_lens", str(weights), fasta_file, out=out, n_sequences=3, seed=2, progress=False)
+    recorded = json.loads((folder / "run.json").read_text())
+    assert recorded["measurements"]["logit_lens"]["request"]["model"] == str(weights)
+    lm = runner.load_model(str(weights))
+    assert recorded["block_weights"] == [sum(p.numel() for p in b.parameters() if p.dim() >= 2) for b in lm.layers]
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(runner, "load_model", no_loading)
+    monkeypatch.setenv(CACHED_ONLY, "1")
+    assert run("logit_lens", str(weights), fasta_file, out=out, n_sequences=3, seed=2, device="cuda",
+               progress=False) == folder
+    # anything else asked of it is not that run: the model is then loaded to check the full key
+    for changed in ({"seed": 3}, {"n_sequences": 2}, {"vocab": "amino_acids"}, {"dtype": "bfloat16"}):
+        with pytest.raises(AssertionError, match="the model was loaded"):
+            run("logit_lens", str(weights), fasta_file, out=out, **{"n_sequences": 3, "seed": 2, **changed},
+                progress=False)
+    other = tmp_path / "other.fasta"
+    other.write_text(fasta_file.read_text().replace(">", ">x", 1))  # same sequences, another file
+    with pytest.raises(AssertionError, match="the model was loaded"):
+        run("logit_lens", str(weights), other, out=out, n_sequences=3, seed=2, progress=False)
+    # without PLMDEPTH_CACHED_ONLY nothing changes: the model is loaded and the full key compared
+    monkeypatch.delenv(CACHED_ONLY)
+    with pytest.raises(AssertionError, match="the model was loaded"):
+        run("logit_lens", str(weights), fasta_file, out=out, n_sequences=3, seed=2, progress=False)
+
+
 def _measure(name, out, fasta, barrier):
     from conftest import tiny_esm
 

@@ -239,6 +239,11 @@ class ProteinLM(nn.Module):
             parts.update(attention=seen["attention"], attention_base=h, mlp=seen["mlp"], mlp_base=h)
         return parts
 
+    def block_weights(self) -> list[int]:
+        """Per block, the elements of its weight matrices (parameters with two or more dimensions):
+        its multiply-adds per token, leaving out attention's term that grows with sequence length."""
+        return [sum(p.numel() for p in block.parameters() if p.dim() >= 2) for block in self.layers]
+
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         """Logits from a residual stream: the final norm (if any), then the full LM head."""
         if self.final_norm is not None:

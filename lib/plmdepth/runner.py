@@ -85,8 +85,9 @@ def _record(folder, lm, argument, measure, key, config, tables, wall, entry, run
     }
     for name, table in tables.items():
         write_csv(table, folder / f"{name}.csv")
-    write_run(folder, {**previous, "model": lm.info.__dict__, "model_argument": argument, **run,
-                       "versions": package_versions(), "measurements": measurements})
+    write_run(folder, {**previous, "model": lm.info.__dict__, "model_argument": argument,
+                       "block_weights": lm.block_weights(), **run, "versions": package_versions(),
+                       "measurements": measurements})
 
 
 def _sequences(lm: ProteinLM, fasta, records, plan, given, seed, n_sequences, mask_fraction, unknown, too_long):
@@ -144,7 +145,31 @@ def _run_in_second_env(measure: Measurement, request: dict) -> Path:
 
 
 # Set by the workflow (workflow/Snakefile) when it executes a chapter: every run must then be cached.
+# A run is then found by what was asked of it (`_asked`, recorded in run.json as `request`) without
+# loading the model: the workflow's measurement jobs made exactly these runs and rerun them when
+# their parameters, data or code change. Without it, a cached run is found by its full key, which
+# holds the weights' checksum and so needs the model loaded.
 CACHED_ONLY = "PLMDEPTH_CACHED_ONLY"
+
+
+def _asked(measure: Measurement, spec: ModelSpec | None, data, plan, seed, n_sequences, mask_fraction, unknown,
+           too_long, dtype, config, assays_key) -> dict:
+    """What a run is asked for, in terms known before the model is loaded (JSON values)."""
+    if spec is None:  # a ProteinLM built by hand: nothing to compare without it
+        return {}
+    inputs = ({"fasta_sha256": _sha256(Path(data)), "plan_sha256": _sha256(Path(plan)) if plan is not None else None,
+               "n_sequences": n_sequences, "unknown": unknown, "too_long": too_long}
+              if measure.inputs == "sequences" else {"reference": str(data), **assays_key})
+    asked = {"measurement": measure.name, "model": spec.argument, "objective": spec.objective, "data": str(data),
+             **inputs, "seed": seed, "mask_fraction": mask_fraction, "dtype": str(dtype), "config": asdict(config)}
+    return json.loads(json.dumps(asked, default=str))
+
+
+def _made_as_asked(folder: Path, measure: Measurement, asked: dict) -> bool:
+    """Whether `folder` holds `measure`'s tables from a run asked for exactly `asked`."""
+    entry = ((read_run(folder) or {}).get("measurements") or {}).get(measure.name) or {}
+    return bool(asked) and entry.get("request") == asked and all(
+        (folder / f"{name}.csv").is_file() for name in measure.outputs)
 
 
 class ResultsMissing(RuntimeError):
@@ -211,8 +236,10 @@ def run(
     if measure.inputs == "assays" and (plan is not None or n_sequences is not None):
         raise ValueError("variant effects run on the assays of a reference table; plan and n_sequences are for "
                          "the sequence measurements")
-    check_device(device)
-    writable(Path(out))
+    reading = bool(os.environ.get(CACHED_ONLY))  # a chapter run by the workflow: it reads, on any machine
+    if not reading:
+        check_device(device)
+        writable(Path(out))
     # the data are read (and so checked) before a possibly large model is loaded
     if measure.inputs == "sequences":
         records, given_plan = read_fasta(data), (MaskingPlan.load(plan) if plan is not None else None)
@@ -220,6 +247,12 @@ def run(
         assay_data = _assays(data, assays, max_variants, seed)
     lm = model if isinstance(model, ProteinLM) else None
     spec = lm.spec if lm is not None else resolve(model)
+    asked = _asked(measure, spec, data, plan, seed, n_sequences, mask_fraction, unknown, too_long, dtype, config,
+                   assay_data[1] if measure.inputs == "assays" else None)
+    if reading and lm is None and _made_as_asked(results_folder(out, spec, mask_fraction), measure, asked):
+        return results_folder(out, spec, mask_fraction)  # read without loading the model (see CACHED_ONLY)
+    check_device(device)
+    writable(Path(out))
     if lm is None and second_env.needed(spec):
         return _run_in_second_env(measure, {**arguments, "measurement": measure.name, "model": spec.argument})
     lm = lm if lm is not None else load_model(spec, device=device, dtype=dtype)
@@ -252,5 +285,6 @@ def run(
     if masking is not None:
         run_info["plan"] = entry["plan"] = _plan_file(folder, masking, run_info["plan_sha256"])
         masking.save(folder / run_info["plan"])
+    entry["request"] = asked
     _save(folder, lm, argument, measure, key, config, tables, wall, entry, run_info)
     return folder
