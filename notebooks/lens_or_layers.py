@@ -167,9 +167,9 @@ publish_figure("fig-truncation-variant-effects", truncation_spearman_curves(ve_t
 
 # %% tags=["remove-cell"]
 from plmdepth.models import load_model, resolve
-from plmdepth.publish.chapter import reads_only
 from plmdepth.publish.verdicts import VerdictParameters, lens_or_layers, lens_or_layers_markdown
 from plmdepth.results import read_run
+from plmdepth.runner import cached_only
 
 verdict = lens_or_layers(result.folders + ve_result.folders,
                          VerdictParameters(kept_threshold=kept_threshold, basis_share=basis_share))
@@ -184,7 +184,7 @@ def _weight_shares(folders) -> dict[str, list[float]]:
     for folder in folders:
         run = read_run(folder)
         weights = run.get("block_weights")
-        if weights is None and not reads_only():
+        if weights is None and not cached_only():
             weights = load_model(resolve(run["model_argument"], objective=run["model"]["objective"]),
                                  device=device, dtype=dtype).block_weights()
         if weights:

@@ -152,6 +152,11 @@ def _run_in_second_env(measure: Measurement, request: dict) -> Path:
 CACHED_ONLY = "PLMDEPTH_CACHED_ONLY"
 
 
+def cached_only() -> bool:
+    """Whether runs may only be read, not computed (a chapter run by the workflow: CACHED_ONLY is set)."""
+    return bool(os.environ.get(CACHED_ONLY))
+
+
 def _asked(measure: Measurement, spec: ModelSpec | None, data, plan, seed, n_sequences, mask_fraction, unknown,
            too_long, dtype, config, assays_key) -> dict:
     """What a run is asked for, in terms known before the model is loaded (JSON values)."""
@@ -236,7 +241,7 @@ def run(
     if measure.inputs == "assays" and (plan is not None or n_sequences is not None):
         raise ValueError("variant effects run on the assays of a reference table; plan and n_sequences are for "
                          "the sequence measurements")
-    reading = bool(os.environ.get(CACHED_ONLY))  # a chapter run by the workflow: it reads, on any machine
+    reading = cached_only()  # a chapter run by the workflow: it reads, on any machine
     if not reading:
         check_device(device)
         writable(Path(out))
@@ -249,10 +254,11 @@ def run(
     spec = lm.spec if lm is not None else resolve(model)
     asked = _asked(measure, spec, data, plan, seed, n_sequences, mask_fraction, unknown, too_long, dtype, config,
                    assay_data[1] if measure.inputs == "assays" else None)
-    if reading and lm is None and _made_as_asked(results_folder(out, spec, mask_fraction), measure, asked):
-        return results_folder(out, spec, mask_fraction)  # read without loading the model (see CACHED_ONLY)
-    check_device(device)
-    writable(Path(out))
+    if reading:
+        if lm is None and _made_as_asked(results_folder(out, spec, mask_fraction), measure, asked):
+            return results_folder(out, spec, mask_fraction)  # read without loading the model (see CACHED_ONLY)
+        check_device(device)
+        writable(Path(out))
     if lm is None and second_env.needed(spec):
         return _run_in_second_env(measure, {**arguments, "measurement": measure.name, "model": spec.argument})
     lm = lm if lm is not None else load_model(spec, device=device, dtype=dtype)
@@ -270,7 +276,7 @@ def run(
     key = {"model_checksum": lm.info.checksum, **data_key, "config": asdict(config), "dtype": dtype}
     if not force and cached_run(folder, measure.name, key, measure.outputs):
         return folder
-    if os.environ.get(CACHED_ONLY):
+    if reading:
         raise ResultsMissing(f"{folder} holds no {measure.name} of {argument} with these parameters, and "
                              f"{CACHED_ONLY} is set (a chapter run by the workflow reads results, it does not "
                              "compute them): the workflow's jobs and the chapter's calls disagree.")

@@ -116,6 +116,11 @@ def places_weights(loader) -> bool:
     return {"device", "dtype"} <= set(inspect.signature(loader).parameters)
 
 
+def loader_of(spec: ModelSpec):
+    """The family function that loads `spec`, and the positional arguments it takes for it."""
+    return (spec.entry.loader, ()) if spec.loader == "registry" else (LOADERS[spec.loader][0], (spec.argument,))
+
+
 def load_model(model: "str | Path | ModelSpec", device: str | torch.device = "cpu",
                dtype: torch.dtype | str = torch.float32, **options) -> ProteinLM:
     """Load a model argument (resolved first if it is not a `ModelSpec`) as a `ProteinLM` in eval mode.
@@ -130,7 +135,7 @@ def load_model(model: "str | Path | ModelSpec", device: str | torch.device = "cp
     dtype = as_dtype(dtype)
     if spec.objective_override:
         options = {**options, "objective": spec.objective}
-    loader, args = (spec.entry.loader, ()) if spec.loader == "registry" else (LOADERS[spec.loader][0], (spec.argument,))
+    loader, args = loader_of(spec)
     if places_weights(loader):
         lm = loader(*args, device=device, dtype=dtype, **options)
     else:

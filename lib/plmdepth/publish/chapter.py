@@ -13,7 +13,6 @@ diffusion models are run once per masking ratio in `diffusion_ratios` (one curve
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from plmdepth.model import ProteinLM  # noqa: E402
 from plmdepth.models import ModelSpec, load_model, resolve  # noqa: E402
 from plmdepth.probes.measurements import measurement as find_measurement  # noqa: E402
 from plmdepth.publish.figures import to_svg  # noqa: E402
-from plmdepth.runner import CACHED_ONLY, read_tables, results_folder, run  # noqa: E402
+from plmdepth.runner import cached_only, read_tables, results_folder, run  # noqa: E402
 
 DIFFUSION_RATIOS = (0.15, 0.5, 0.9)
 BOOK_TITLE = "Does the curse of depth persist in protein language models?"
@@ -74,16 +73,10 @@ def load_models(models, device: str = "cpu", diffusion_models=(),
                 dtype: str = "float32") -> list["ProteinLM | ModelSpec"]:
     """Every model of `models` loaded once (already loaded ones are kept), e.g. to measure each
     several times. A model of the second environment (ESM C, ESM3) stays a `ModelSpec`: `run`
-    sends it to .venv-esm. In a chapter run by the workflow (`reads_only()`) every model stays a
+    sends it to .venv-esm. In a chapter run by the workflow (`cached_only()`) every model stays a
     `ModelSpec`: the chapter reads results and needs no weights."""
-    return [m if isinstance(m, ProteinLM) or second_env.needed(m) or reads_only()
+    return [m if isinstance(m, ProteinLM) or second_env.needed(m) or cached_only()
             else load_model(m, device=device, dtype=dtype) for m in _resolved(models, diffusion_models)]
-
-
-def reads_only() -> bool:
-    """Whether this chapter only reads results the workflow made (PLMDEPTH_CACHED_ONLY is set):
-    `run` then finds each run by what was asked of it, without loading the model."""
-    return bool(os.environ.get(CACHED_ONLY))
 
 
 @dataclass(frozen=True)
@@ -142,12 +135,12 @@ def collect(measurement: str, models, data: str, results_dir: str = "results", d
     `structure_models` (structure-conditioned models such as ProteinMPNN) run on
     `structure_fasta`, the chains of the structures they read, instead of `data`. Models given by
     name are loaded one at a time (one in memory), those given loaded are used as they are; in a
-    chapter run by the workflow (`reads_only()`) none is loaded.
+    chapter run by the workflow (`cached_only()`) none is loaded.
     """
     per_run, folders, loaded = [], [], {}
     for model, source, ratio in _runs(measurement, _resolved(models, diffusion_models), _resolved(structure_models),
                                       data, structure_fasta, diffusion_ratios, mask_fraction):
-        if isinstance(model, ModelSpec) and not second_env.needed(model) and not reads_only():
+        if isinstance(model, ModelSpec) and not second_env.needed(model) and not cached_only():
             if model not in loaded:
                 loaded = {model: load_model(model, device=device, dtype=dtype)}  # the previous one is released
             model = loaded[model]

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from plmdepth import paths
 from plmdepth.models import REGISTRY
-from plmdepth.models.load import LOADERS
+from plmdepth.models.load import loader_of
 from plmdepth.probes.measurements import measurement as find_measurement
 from plmdepth.publish.chapter import Request, requests
 
@@ -251,8 +251,7 @@ def code_files(request: Request) -> list[str]:
     the model's family module (its loader) and the plmdepth modules that one imports from.
     Paths are relative to the project when the package is installed from it (`pip install -e .`)."""
     compute = find_measurement(request.measurement).compute
-    spec = request.model
-    loader = spec.entry.loader if spec.loader == "registry" else LOADERS[spec.loader][0]
+    loader, _ = loader_of(request.model)
     loader = loader.func if isinstance(loader, partial) else loader
     files = {_file(sys.modules[f"plmdepth.{name}"]) for name in CORE_CODE}
     files |= _imports(inspect.getmodule(compute)) | _imports(inspect.getmodule(loader))
