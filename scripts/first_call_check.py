@@ -4,11 +4,11 @@ Each of N fresh Python processes computes, twice, the MLP half of a GPT-2 block 
 IgLM-S's (LayerNorm, a 192->768 matrix product, GPT-2's tanh GELU, 768->192) on fixed random
 inputs with two threads, and compares the two results op by op. A process whose first call
 differs prints the first op that differs, the batch rows it touched and the largest change.
-This is the check behind the known IgLM-S exception of tests/test_slurm.py (README, "Tests"):
-there, in 1 of about 325 processes, the first call of torch.tanh (MKL's vector math) computed
-the rows of the first thread at MKL's low-accuracy level. `--warm` first makes one tiny
-torch.tanh call on the main thread, to see whether that prevents it. Busy cores make it more
-likely (run it beside other work).
+This is the check behind the IgLM-S difference once seen by tests/test_slurm.py (README,
+"Tests"): in 1 of about 325 processes, the first call of torch.tanh (MKL's vector math)
+computed the rows of the first thread at MKL's low-accuracy level. `--warm` first makes one
+tiny torch.tanh call on the main thread, as plmdepth.cpu_math does for every model. Busy cores
+make it more likely (run it beside other work).
 
     .venv/bin/python scripts/first_call_check.py --processes 500 [--warm]
 """

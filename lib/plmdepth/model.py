@@ -33,6 +33,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from plmdepth import cpu_math
 from plmdepth.tokens import Alphabet, Batch, encode
 
 OBJECTIVES = ("masked", "autoregressive", "diffusion")
@@ -124,6 +125,7 @@ class ProteinLM(nn.Module):
         self.sublayers = dict(sublayers or {})
         self.first_lens_layer = first_lens_layer
         self.inputs_for = inputs_for
+        cpu_math.initialise()  # before any forward pass: see plmdepth/cpu_math.py
 
     # ----------------------------------------------------------------- metadata
     @property
