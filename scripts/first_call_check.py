@@ -5,10 +5,10 @@ IgLM-S's (LayerNorm, a 192->768 matrix product, GPT-2's tanh GELU, 768->192) on 
 inputs with two threads, and compares the two results op by op. A process whose first call
 differs prints the first op that differs, the batch rows it touched and the largest change.
 This is the check behind the IgLM-S difference once seen by tests/test_slurm.py (README,
-"Tests"): in 1 of about 325 processes, the first call of torch.tanh (MKL's vector math)
-computed the rows of the first thread at MKL's low-accuracy level. `--warm` first makes one
-tiny torch.tanh call on the main thread, as plmdepth.cpu_math does for every model. Busy cores
-make it more likely (run it beside other work).
+"Tests"): the first call of torch.tanh (MKL's vector math) computed the rows of the first
+thread with MKL's low-accuracy code path (6 of 335 processes on a busy 2-core machine).
+`--warm` first runs `plmdepth.cpu_math.initialise()`, as every model does when it is built.
+Busy cores make it more likely (run it beside other work).
 
     .venv/bin/python scripts/first_call_check.py --processes 500 [--warm]
 """
@@ -30,7 +30,9 @@ def one_process(warm: bool) -> str:
 
     torch.set_num_threads(2)
     if warm:
-        torch.tanh(torch.zeros(8))  # below the parallel grain size: runs on this thread only
+        from plmdepth import cpu_math
+
+        cpu_math.initialise()
     g = torch.Generator().manual_seed(0)
     h = torch.randn(16, 128, 192, generator=g)
     w_ln, b_ln = 1 + 0.1 * torch.randn(192, generator=g), 0.1 * torch.randn(192, generator=g)
@@ -59,7 +61,7 @@ def one_process(warm: bool) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", type=int, default=200, help="fresh processes to start (default 200)")
-    parser.add_argument("--warm", action="store_true", help="one tiny torch.tanh call on the main thread first")
+    parser.add_argument("--warm", action="store_true", help="run plmdepth.cpu_math.initialise() first")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # the child's role
     args = parser.parse_args(argv)
     if args.one:

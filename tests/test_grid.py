@@ -98,7 +98,6 @@ def test_a_chapter_run_by_the_workflow_reads_results_and_never_computes_them(tmp
         run("logit_lens", lm, fasta_file, out=tmp_path, seed=1, progress=False)
 
 
-
 def test_a_chapter_run_by_the_workflow_finds_its_runs_without_loading_the_model(tmp_path, monkeypatch, fasta_file):
     """With PLMDEPTH_CACHED_ONLY set, a run asked for by model name is found by what was asked of it
     (run.json's `request`): no weights are read and the device is not needed (a chapter job may run
@@ -184,8 +183,8 @@ def test_a_measurement_job_depends_on_the_library_code_its_numbers_come_from():
     files = grid.code_files(by_name["iglm-s/logit_lens"].request)
     lib = "lib/plmdepth/"
     # the core every sequence measurement runs through, the measurement, the model's family
-    for name in ("model.py", "cpu_math.py", "tokens.py", "plan.py", "fasta.py", "probes/streaming.py", "probes/logit_lens.py",
-                 "models/iglm.py", "models/architectures.py"):
+    for name in ("model.py", "cpu_math.py", "tokens.py", "plan.py", "fasta.py", "probes/streaming.py",
+                 "probes/logit_lens.py", "models/iglm.py", "models/architectures.py"):
         assert lib + name in files, name
     assert lib + "probes/contributions.py" not in files and lib + "models/esm2.py" not in files
     # a measurement's own helpers come with it; another family brings its own module

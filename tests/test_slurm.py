@@ -102,6 +102,7 @@ def test_a_grid_submitted_through_slurm_gives_the_local_results_byte_for_byte(cl
                       f"byte-identical to {' and '.join(same) or 'neither'} run")
     assert not differing, "\n\n".join(_difference(remote, local) for remote, local in differing)
 
+
 def _difference(remote: str, local: str) -> str:
     """Where two result tables differ, and what each run recorded about its CPU arithmetic."""
     a, b = pd.read_csv(remote), pd.read_csv(local)

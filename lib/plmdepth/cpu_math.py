@@ -4,11 +4,13 @@ On the CPU, torch computes tanh, exp, log, erf and the other functions in `FUNCT
 MKL's vector math. When the first call of such a function came from two threads at once (torch
 splits a large tensor between its threads), the first thread's share has been computed with
 another code path: MKL's AVX2 low-accuracy ("EP") tanh instead of the AVX-512 high-accuracy one
-that every later call uses (MKL appears to pick its code path during that first call). It
-happened in 2 of about 560 fresh processes on a busy 2-core machine, and changed IgLM-S's
-logit-lens KL in the 6th significant digit (README, "Tests"). `initialise()` calls each
-function once on a tensor too small to be split, so the first call runs on the calling thread
-alone; `ProteinLM` calls it when a model is built, before any forward pass.
+that every later call uses (MKL appears to pick its code path during that first call). On a
+busy 2-core machine it happened in 1 of 233 IgLM-S logit-lens runs, where it changed the KL in
+the 6th significant digit (README, "Tests"), and in 6 of 335 runs of
+scripts/first_call_check.py; with one single-threaded tanh call made first, in none of 325.
+`initialise()` calls each function once on a tensor too small to be split, so the first call
+runs on the calling thread alone; `ProteinLM` calls it when a model is built, before any
+forward pass.
 """
 
 from __future__ import annotations

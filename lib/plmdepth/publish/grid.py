@@ -242,7 +242,8 @@ def job_json(job: Job) -> str:
     return json.dumps(job.request.as_json(), sort_keys=True, default=str)
 
 
-CORE_CODE = ("fasta", "tokens", "plan", "model", "cpu_math", "probes.streaming")  # every sequence measurement runs through these
+# every sequence measurement runs through these
+CORE_CODE = ("fasta", "tokens", "plan", "model", "cpu_math", "probes.streaming")
 
 
 def code_files(request: Request) -> list[str]:
