@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Regenerate the protein chains under ``data/structures/`` (the structures ProteinMPNN reads).
 
-Standalone, Python standard library only.  It fetches Debian's ``emboss-test`` package with
-``apt-get download`` (never installs it), checks the sha256 of the ``.deb`` and of every PDB
-file it reads out of it, and writes, for each chain listed in ``CHAINS``:
+Python standard library plus the plmdepth package (``pip install -e .``, e.g. the project's
+``.venv``), whose PDB reader ``plmdepth.structures`` supplies the record filter, residue names
+and backbone atoms.  It fetches Debian's ``emboss-test`` package with ``apt-get download``
+(never installs it), checks the sha256 of the ``.deb`` and of every PDB file it reads out of
+it, and writes, for each chain listed in ``CHAINS``:
 
 * ``<id>.pdb``           one protein chain: the source file's ``HEADER`` line, then the chain's
                          ``ATOM`` records of the backbone atoms N, CA, C and O (every alternate
@@ -38,6 +40,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from plmdepth.structures import BACKBONE, first_model_atoms, one_letter
+
 PACKAGE = "emboss-test"
 VERSION = "6.6.0+dfsg-12"
 DEB = f"{PACKAGE}_{VERSION}_all.deb"
@@ -60,12 +64,6 @@ CHAINS = (
     ("1cs4_A", "structure/pdb/1cs4.ent", "A"),
     ("1cs4_B", "structure/pdb/1cs4.ent", "B"),
 )
-BACKBONE = ("N", "CA", "C", "O")
-THREE_TO_ONE = {
-    "ALA": "A", "ARG": "R", "ASN": "N", "ASP": "D", "CYS": "C", "GLN": "Q", "GLU": "E", "GLY": "G",
-    "HIS": "H", "ILE": "I", "LEU": "L", "LYS": "K", "MET": "M", "PHE": "F", "PRO": "P", "SER": "S",
-    "THR": "T", "TRP": "W", "TYR": "Y", "VAL": "V",
-}
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -113,14 +111,13 @@ def read_sources(deb: bytes) -> dict[str, str]:
 
 
 def chain_records(text: str, chain: str) -> tuple[list[str], str]:
-    """(backbone ATOM lines of `chain` in the first model, its one-letter sequence)."""
+    """(backbone ATOM lines of `chain` in the first model, its one-letter sequence); the first
+    model's records as `plmdepth.structures` reads them, HETATMs (selenomethionine too) left out."""
     lines, residues = [], {}
-    for line in text.splitlines():
-        if line.startswith("ENDMDL"):
-            break
+    for _, line, name in first_model_atoms(text.splitlines()):
         if not line.startswith("ATOM  ") or line[21] != chain:
             continue
-        residues.setdefault((line[22:26], line[26]), THREE_TO_ONE.get(line[17:20], "X"))
+        residues.setdefault((line[22:26], line[26]), one_letter(name))
         if line[12:16].strip() in BACKBONE:
             lines.append(line.rstrip())
     return lines, "".join(residues.values())

@@ -21,7 +21,8 @@ import pytest
 import torch
 
 from plmdepth.models import proteinmpnn as pm
-from plmdepth import weights
+from plmdepth.models import proteinmpnn_network as network
+from plmdepth import structures, weights
 from plmdepth.fasta import read_fasta
 from plmdepth.probes.layer_skipping import SkipConfig, layer_skipping
 from plmdepth.plan import make_plan
@@ -139,12 +140,12 @@ def test_reader_keeps_the_first_alternate_location_and_skips_hetero_atoms(tmp_pa
     ]
     path = tmp_path / "x.pdb"
     path.write_text("\n".join(lines) + "\nEND\n")
-    chain = pm.read_pdb_chain(path)
+    chain = structures.read_pdb_chain(path)
     assert chain.id == "x" and chain.sequence == "GMX"
     np.testing.assert_array_equal(chain.coords[0, 1], [1.0, 0.0, 0.0])
     assert np.isnan(chain.coords[1, 2:]).all() and np.isnan(chain.coords[2, 1:]).all()
     assert chain.residue_idx.tolist() == [0, 1, 2]
-    assert pm.read_pdb_chain(path, chain="B").sequence == "A"
+    assert structures.read_pdb_chain(path, chain="B").sequence == "A"
     inputs = pm.batch_inputs([chain])
     assert inputs["coord_mask"].tolist() == [[1.0, 0.0, 0.0]]
 
@@ -173,7 +174,7 @@ def test_port_equals_the_original_model_unconditionally_and_with_a_decoding_orde
             handle.remove()
         got_logits = port()(X, S, mask, residue_idx, chains, torch.zeros(B, L, L))
         got_ordered_logits = port()(X, S, mask, residue_idx, chains,
-                                    pm.order_mask_from_decoding_order(decoding_order))
+                                    network.order_mask_from_decoding_order(decoding_order))
     for got, wanted, log_probs in ((got_logits, want_logits, want), (got_ordered_logits, want_ordered_logits,
                                                                      want_ordered)):
         torch.testing.assert_close(got[real], wanted[real], rtol=0, atol=1e-4)
@@ -183,9 +184,9 @@ def test_port_equals_the_original_model_unconditionally_and_with_a_decoding_orde
 
 def test_order_masks():
     order = torch.tensor([[2, 0, 1]])  # residue 2 first, then 0, then 1
-    assert pm.order_mask_from_decoding_order(order)[0].tolist() == [[0, 0, 1], [1, 0, 1], [0, 0, 0]]
+    assert network.order_mask_from_decoding_order(order)[0].tolist() == [[0, 0, 1], [1, 0, 1], [0, 0, 0]]
     visible = torch.tensor([[True, False, True]])
-    assert pm.order_mask_from_visible(visible)[0].tolist() == [[0, 0, 1], [1, 0, 1], [1, 0, 0]]
+    assert network.order_mask_from_visible(visible)[0].tolist() == [[0, 0, 1], [1, 0, 1], [1, 0, 0]]
 
 
 # ------------------------------------------------------------------------------ as a ProteinLM
@@ -295,12 +296,12 @@ def test_sequences_without_their_structure_fail_in_one_sentence():
         "cropped": (["2hhb_A"], [rec.sequence[:100]]),
     }
     for name, (ids, seqs) in cases.items():
-        with pytest.raises(pm.StructureError) as err:
+        with pytest.raises(structures.StructureError) as err:
             model.tokenize(ids, seqs)
         assert one_sentence(str(err.value)), (name, str(err.value))
-    assert "residue 11 is W but" in str(pytest.raises(pm.StructureError, model.tokenize, ["2hhb_A"],
+    assert "residue 11 is W but" in str(pytest.raises(structures.StructureError, model.tokenize, ["2hhb_A"],
                                                       [rec.sequence[:10] + "W" + rec.sequence[11:]]).value)
-    with pytest.raises(pm.StructureError) as err:
+    with pytest.raises(structures.StructureError) as err:
         load_model("proteinmpnn", structures=ROOT / "no-such-folder")
     assert one_sentence(str(err.value))
     saved = model.max_residues
@@ -332,7 +333,7 @@ def test_committed_structures_match_their_checksums_and_fasta():
     recs = records()
     assert [r.id for r in recs] == ["1fx2_A", "2hhb_A", "2hhb_B", "4at1_B", "1cs4_A", "1cs4_B"]
     for r in recs:
-        assert r.sequence == pm.read_pdb_chain(STRUCTURES / f"{r.id}.pdb").sequence
+        assert r.sequence == structures.read_pdb_chain(STRUCTURES / f"{r.id}.pdb").sequence
         assert np.isfinite(table().chains[r.id].coords).all() and len(r.sequence) > 48
 
 

