@@ -13,6 +13,7 @@ does not have).
 Data come in ProteinGym's DMS substitution format (`read_assays`): a reference table
 (`DMS_id`, `target_seq`, optionally `DMS_filename` and `UniProt_ID`) and one CSV per assay
 (`mutant` such as `A23V:G40S`, 1-based on `target_seq`; `mutated_sequence`; `DMS_score`).
+`plmdepth.mutants` reads and applies the `mutant` notation.
 """
 
 from __future__ import annotations
@@ -25,14 +26,11 @@ import pandas as pd
 import torch
 
 from plmdepth.model import ProteinLM
+from plmdepth.mutants import AssayError, mutated_sequence, parse_mutant
 from plmdepth.probes.logit_lens import LogitLens
 from plmdepth.probes.streaming import stream
 from plmdepth.probes.variant_scoring import (MASKED_SCORINGS, SCORINGS, letter_classes, log_likelihood_ratios,
                                              masked_marginals, pseudo_log_likelihoods)
-
-
-class AssayError(ValueError):
-    """A DMS file or reference table that cannot be used, with a message that says why."""
 
 
 @dataclass
@@ -69,22 +67,6 @@ class VariantEffectsConfig:
     prefix_cache: bool = True  # autoregressive: run each variant from its first mutated residue on
     n_bootstrap: int = 200
     seed: int = 0
-
-
-def parse_mutant(mutant: str, wild_type: str, assay: str = "") -> list[tuple[int, str, str]]:
-    """`A23V:G40S` -> [(22, 'A', 'V'), (39, 'G', 'S')], checked against the wild type."""
-    out = []
-    for part in str(mutant).split(":"):
-        wt, pos, mut = part[:1], part[1:-1], part[-1:]
-        if not (wt.isalpha() and pos.isdigit() and mut.isalpha()):
-            raise AssayError(f"assay {assay}: mutant '{mutant}' is not of the form A23V[:G40S]")
-        p = int(pos) - 1
-        if not 0 <= p < len(wild_type) or wild_type[p] != wt:
-            found = wild_type[p] if 0 <= p < len(wild_type) else "nothing"
-            raise AssayError(f"assay {assay}: mutant '{mutant}' says position {pos} is {wt}, "
-                             f"but the wild type has {found} there")
-        out.append((p, wt, mut))
-    return out
 
 
 def read_assays(reference: str | Path, folder: str | Path | None = None, assays: list[str] | None = None,
@@ -135,10 +117,7 @@ def read_assays(reference: str | Path, folder: str | Path | None = None, assays:
         wild_type = str(row.target_seq)
         mutations = [parse_mutant(m, wild_type, row.DMS_id) for m in frame["mutant"]]
         for i, (muts, seq) in enumerate(zip(mutations, frame["mutated_sequence"])):
-            applied = list(wild_type)
-            for p, _, mut in muts:
-                applied[p] = mut
-            if "".join(applied) != seq:
+            if mutated_sequence(wild_type, muts) != seq:
                 raise AssayError(f"assay {row.DMS_id}, row {i + 2}: mutated_sequence does not equal "
                                  f"mutant '{frame['mutant'][i]}' applied to the wild type")
         protein = str(getattr(row, "UniProt_ID", "") or "")
