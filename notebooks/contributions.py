@@ -46,26 +46,21 @@
 #
 # Re-run on other models with `python -m plmdepth chapter contributions --add-model <names>` (or `--models` to replace the list).
 
-# %% tags=["remove-cell"]
-# Parameters shared by every chapter (models, data, seed, results folder, ...) come from
-# notebooks/parameters.yml; the next cell holds this chapter's own.
-from plmdepth.publish.chapter import shared_parameters
-
-globals().update(shared_parameters())
-
 # %% tags=["parameters"]
-# (this chapter has no parameters of its own)
+# This chapter's parameters and their defaults are defined once, in lib/plmdepth/publish/chapters.py
+# (those every chapter shares in notebooks/parameters.yml); the values papermill injects follow this cell.
+from plmdepth.publish.chapters import CHAPTERS
+
+globals().update(CHAPTERS["contributions"].defaults())
 
 # %% tags=["hide-input"]
-from plmdepth.publish.chapter import collect, glue_markdown, glue_text, publish_figure
+from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure
 from plmdepth.publish.figures import contribution_curves
-from plmdepth.publish.provenance import provenance_table, run_caption
-from plmdepth.publish.verdicts import late_early_ratio
+from plmdepth.publish.provenance import run_caption
+from plmdepth.analysis.claims import late_early_ratio
 
-# no masking here: a diffusion model is measured once (at the first ratio's folder)
-result = collect("contributions", models, fasta, results_dir, seed=seed, n_sequences=n_sequences, device=device,
-                 dtype=dtype,
-                 diffusion_ratios=[0.15], structure_models=structure_models, structure_fasta=structure_fasta)
+# no masking here: a diffusion model is measured once (chapters.CONTRIBUTIONS_RATIO names its folder)
+result = collect_chapter("contributions", globals())["contributions"]
 table = result["contributions"]
 glue_text("contrib_run", run_caption(result.folders, fasta, "contributions", seed))
 publish_figure("fig-contrib-ratio", contribution_curves(table, "ratio_mean"), table)

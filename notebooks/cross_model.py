@@ -38,37 +38,23 @@
 # This page reads the results folders written by the other chapters (and computes any that
 # are missing, with the same parameters).
 
-# %% tags=["remove-cell"]
-# Parameters shared by every chapter (models, data, seed, results folder, ...) come from
-# notebooks/parameters.yml; the next cell holds this chapter's own.
-from plmdepth.publish.chapter import shared_parameters
-
-globals().update(shared_parameters())
-
 # %% tags=["parameters"]
-tau = 0.1  # depth efficiency: output change (mean L2 of probabilities) below which a block refines
-kappa = 0.5  # depth efficiency: logit-lens KL [nats] below which a layer refines
-skippable_metric = "prob_l2_mean"  # output change shown in the skipping figure: "prob_l2_mean" or "prob_l2_max"
+# This chapter's parameters and their defaults are defined once, in lib/plmdepth/publish/chapters.py
+# (those every chapter shares in notebooks/parameters.yml); the values papermill injects follow this cell.
+from plmdepth.publish.chapters import CHAPTERS
+
+globals().update(CHAPTERS["cross-model"].defaults())
 
 # %% tags=["hide-input"]
-import pandas as pd
-
-from plmdepth.publish.chapter import collect, glue_markdown, glue_text, load_models, publish_figure
+from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure
 from plmdepth.publish.figures import depth_curves, depth_efficiency_chart
-from plmdepth.publish.provenance import provenance_table, run_caption
-from plmdepth.publish.verdicts import VerdictParameters, claims, depth_efficiency, verdict_markdown
+from plmdepth.publish.provenance import run_caption
+from plmdepth.analysis.claims import claims
+from plmdepth.analysis.depth_efficiency import EfficiencyParameters, depth_efficiency
+from plmdepth.publish.verdicts import verdict_markdown
 
 # each model is loaded once and measured three times
-common = dict(seed=seed, n_sequences=n_sequences, device=device, dtype=dtype, structure_fasta=structure_fasta,
-              structure_models=load_models(structure_models, device, dtype=dtype))
-models = load_models(models, device, diffusion_models, dtype)
-results = {
-    "logit_lens": collect("logit_lens", models, fasta, results_dir, diffusion_ratios=diffusion_ratios,
-                          mask_fraction=mask_fraction, **common),
-    "layer_skipping": collect("layer_skipping", models, fasta, results_dir, diffusion_ratios=diffusion_ratios,
-                              mask_fraction=mask_fraction, **common),
-    "contributions": collect("contributions", models, fasta, results_dir, diffusion_ratios=[0.15], **common),
-}
+results = collect_chapter("cross-model", globals())
 lens = results["logit_lens"]["logit_lens"]
 skip = results["layer_skipping"]["skip_output"]
 block = results["contributions"]["contributions"].query("part == 'block'")
@@ -77,11 +63,11 @@ publish_figure("fig-cross-kl", depth_curves(lens, "kl"), lens)
 publish_figure("fig-cross-skip", depth_curves(skip, skippable_metric), skip)
 publish_figure("fig-cross-ratio", depth_curves(block, "ratio_mean"), block)
 
-params = VerdictParameters(tau=tau, kappa=kappa)
+params = EfficiencyParameters(tau=tau, kappa=kappa)
 folders = results["layer_skipping"].folders
 efficiency = depth_efficiency(folders, params)
 publish_figure("fig-cross-efficiency", depth_efficiency_chart(efficiency), efficiency)
-glue_markdown("cross_verdicts", verdict_markdown(claims(folders, params), "abcd"))
+glue_markdown("cross_verdicts", verdict_markdown(claims(folders), "abcd"))
 
 # %% [markdown]
 # ```{glue:figure} fig_cross_kl

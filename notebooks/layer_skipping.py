@@ -50,28 +50,21 @@
 #
 # Re-run on other models with `python -m plmdepth chapter layer-skipping --add-model <names>` (or `--models` to replace the list).
 
-# %% tags=["remove-cell"]
-# Parameters shared by every chapter (models, data, seed, results folder, ...) come from
-# notebooks/parameters.yml; the next cell holds this chapter's own.
-from plmdepth.publish.chapter import shared_parameters
-
-globals().update(shared_parameters())
-
 # %% tags=["parameters"]
-mode = "future"  # "future" (skip outside F, measure at F) or "current" (skip and measure everywhere)
-aggregate = "effect_max"  # "effect_max" (paper) or "effect_mean"
+# This chapter's parameters and their defaults are defined once, in lib/plmdepth/publish/chapters.py
+# (those every chapter shares in notebooks/parameters.yml); the values papermill injects follow this cell.
+from plmdepth.publish.chapters import CHAPTERS
+
+globals().update(CHAPTERS["layer-skipping"].defaults())
 
 # %% tags=["hide-input"]
-from plmdepth.publish.chapter import collect, glue_markdown, glue_text, publish_figure
+from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure
 from plmdepth.publish.figures import depth_curves, skip_heatmap, skip_output_curves
-from plmdepth.publish.provenance import provenance_table, run_caption
-from plmdepth.publish.verdicts import claims, verdict_markdown
+from plmdepth.publish.provenance import run_caption
+from plmdepth.analysis.claims import claims
+from plmdepth.publish.verdicts import verdict_markdown
 
-result = collect("layer_skipping", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
-                 mask_fraction=mask_fraction, mode=mode, device=device, dtype=dtype,
-                 diffusion_ratios=diffusion_ratios,
-                 diffusion_models=diffusion_models, structure_models=structure_models,
-                 structure_fasta=structure_fasta)
+result = collect_chapter("layer-skipping", globals())["layer_skipping"]
 effect, output = result["skip_effect"], result["skip_output"]
 glue_text("skip_run", run_caption(result.folders, fasta, "layer_skipping", seed) + f" Mode: {mode}.")
 publish_figure("fig-skip-effect", skip_heatmap(effect, aggregate), effect)

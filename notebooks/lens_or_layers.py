@@ -53,48 +53,29 @@
 #
 # Re-run on other models with `python -m plmdepth chapter lens-or-layers --add-model <names>`.
 
-# %% tags=["remove-cell"]
-# Parameters shared by every chapter (models, data, seed, results folder, ...) come from
-# notebooks/parameters.yml; the next cell holds this chapter's own.
-from plmdepth.publish.chapter import shared_parameters
-
-globals().update(shared_parameters())
-
 # %% tags=["parameters"]
-vocab = "full"  # "full" vocabulary or "amino_acids" (20 canonical, renormalised)
-train_fraction = 0.5  # share of the sequences the translators are trained on (the rest is held out)
-epochs = 50
-kept_threshold = 0.9  # late layers "mainly refine" when 3/4 of the blocks keep this share of the accuracy
-basis_share = 0.5  # the tuned lens removing this share of the logit lens's KL at 3/4 reads as "a change of basis"
-variant_effects = {}  # the variant-effects chapter's parameters where they differ from its defaults
+# This chapter's parameters and their defaults are defined once, in lib/plmdepth/publish/chapters.py
+# (those every chapter shares in notebooks/parameters.yml); the values papermill injects follow this cell.
+from plmdepth.publish.chapters import CHAPTERS
+
+globals().update(CHAPTERS["lens-or-layers"].defaults())
 
 # %% tags=["hide-input"]
-import numpy as np
-import pandas as pd
-
-from plmdepth.publish.chapter import collect, glue_markdown, glue_text, publish_figure
+from plmdepth.analysis.truncation import lens_and_skip_kl, with_accuracy_kept
+from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure
 from plmdepth.publish.figures import lens_curves
 from plmdepth.publish.provenance import run_caption
 
-result = collect("tuned_lens", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
-                 mask_fraction=mask_fraction, vocab=vocab, train_fraction=train_fraction, epochs=epochs,
-                 device=device, dtype=dtype, diffusion_ratios=diffusion_ratios, diffusion_models=diffusion_models)
-frame = result["tuned_lens"]
-final = frame[frame["layer"] == frame.groupby("model")["layer"].transform("max")]
-full_accuracy = final[final["lens"] == "logit"].set_index("model")["top1_accuracy"]
-frame["accuracy_kept"] = frame["top1_accuracy"] / frame["model"].map(full_accuracy)
+# the tuned lens, and, from the layer-skipping and variant-effects chapters' runs (reused), skipping one
+# block alone and the variant effects (with the variant-effects chapter's parameters, changed by `variant_effects`)
+runs = collect_chapter("lens-or-layers", globals())
+result, skip_result, ve_result = runs["tuned_lens"], runs["layer_skipping"], runs["variant_effects"]
+frame = with_accuracy_kept(result["tuned_lens"])
 caption = run_caption(result.folders, fasta, "tuned_lens", seed)
 held_out = result["tuned_lens_split"]
 n_held = int((held_out["split"] == "held_out").sum() / held_out["model"].nunique())
 glue_text("tl_run", caption + f" Read on the {n_held} held-out sequences of each model's seeded split.")
-# the effect of skipping one block alone, from the layer-skipping chapter's runs (same sequences, plan and seed)
-skip_result = collect("layer_skipping", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
-                      mask_fraction=mask_fraction, device=device, dtype=dtype, diffusion_ratios=diffusion_ratios,
-                      diffusion_models=diffusion_models)
-skips, skip_folders = skip_result["skip_output"], skip_result.folders
-skip_rows = skips.assign(lens="skip block alone", layer=skips["skipped"], kl=skips["kl_mean"])[
-    ["model", "lens", "layer", "relative_depth", "kl"]]
-kl_frame = pd.concat([frame[["model", "lens", "layer", "relative_depth", "kl"]], skip_rows], ignore_index=True)
+kl_frame = lens_and_skip_kl(frame, skip_result["skip_output"])
 publish_figure("fig-tuned-lens-kl", lens_curves(kl_frame, "kl", y_title=["KL to the full", "output [nats]"]),
                kl_frame)
 publish_figure("fig-truncation-frontier",
@@ -102,18 +83,11 @@ publish_figure("fig-truncation-frontier",
                            y_title=["top-1 accuracy kept", "(share of the full model's)"]), frame)
 
 # %% tags=["hide-input"]
-# Variant effects on the frontier: the variant-effects chapter's runs, with that chapter's parameters
-# (its defaults, changed by `variant_effects`: the same runs, reused from the results folders), and
-# its sets chosen as it chooses them.
-from plmdepth.publish.book import chapter_defaults
+# Variant effects on the frontier: the variant-effects chapter's runs (collected above)
+from plmdepth.publish.chapters import parameters_for
 from plmdepth.publish.figures import truncation_spearman_curves
 
-ve = {**chapter_defaults("variant-effects"), **variant_effects}
-ve_chosen = (None if ve["assays"] in (None, "", "all")
-             else [a.strip() for a in str(ve["assays"]).split(",") if a.strip()])
-ve_result = collect("variant_effects", ve["models"], ve["reference"], results_dir, device=ve["device"],
-                    dtype=ve["dtype"], assays=ve_chosen, max_variants=ve["max_variants"], seed=ve["seed"],
-                    scoring=ve["scoring"], n_bootstrap=ve["n_bootstrap"], batch_size=ve["batch_size"])
+ve = parameters_for("variant-effects", globals(), variant_effects)
 ve_table = ve_result["variant_effects"]
 glue_text("tl_ve_run", run_caption(ve_result.folders, ve["reference"], "variant_effects", ve["seed"], unit="variants")
           + (" Every variant of each assay." if ve["max_variants"] is None
@@ -166,84 +140,14 @@ publish_figure("fig-truncation-variant-effects", truncation_spearman_curves(ve_t
 # ```
 
 # %% tags=["remove-cell"]
-from plmdepth.models import load_model, resolve
-from plmdepth.publish.verdicts import VerdictParameters, lens_or_layers, lens_or_layers_markdown
-from plmdepth.results import read_run
-from plmdepth.runner import cached_only
+from plmdepth.analysis.truncation import TruncationParameters, lens_or_layers, weight_shares
+from plmdepth.publish.chapter_text import truncation_accuracy_markdown, truncation_spearman_markdown
+from plmdepth.publish.verdicts import lens_or_layers_markdown
 
 verdict = lens_or_layers(result.folders + ve_result.folders,
-                         VerdictParameters(kept_threshold=kept_threshold, basis_share=basis_share))
-numbers, spearman = verdict.accuracy, verdict.spearman
-
-
-def _weight_shares(folders) -> dict[str, list[float]]:
-    """Per model (by the name its tables carry), the share of its blocks' weights (the multiply-adds per
-    token of their weight matrices) in blocks 1..k, for k = 1..L, as its run recorded them (run.json's
-    `block_weights`; a model whose older run did not record them is loaded to count them)."""
-    out = {}
-    for folder in folders:
-        run = read_run(folder)
-        weights = run.get("block_weights")
-        if weights is None and not cached_only():
-            weights = load_model(resolve(run["model_argument"], objective=run["model"]["objective"]),
-                                 device=device, dtype=dtype).block_weights()
-        if weights:
-            sizes = np.array(weights, float)
-            out[run["model"]["name"]] = list(np.cumsum(sizes) / sizes.sum())
-    return out
-
-
-lens_shares, ve_shares = _weight_shares(result.folders), _weight_shares(ve_result.folders)
-
-
-def _equal_blocks(shares) -> bool:
-    return shares is not None and np.allclose(shares, np.arange(1, len(shares) + 1) / len(shares))
-
-
-def _share_at(shares, k: int) -> str:
-    return "—" if shares is None or not 1 <= k <= len(shares) else f"{shares[k - 1]:.0%}"
-
-
-def _accuracy_table() -> str:
-    lines = ["| model | L | layers at ½, ¾ | KL logit ½ | KL tuned ½ | KL logit ¾ | KL tuned ¾ | "
-             "KL removed at ¾ | accuracy kept at ¾ (logit / tuned) |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
-    for r in numbers.itertuples(index=False):
-        lines.append(f"| {r.model} | {r.blocks} | {r.half}, {r.three_quarters} | {r.kl_logit_half:.3f} | "
-                     f"{r.kl_tuned_half:.3f} | {r.kl_logit_3q:.3f} | {r.kl_tuned_3q:.3f} | {r.kl_removed_3q:.0%} | "
-                     f"{r.kept_logit_3q:.1%} / {r.kept_tuned_3q:.1%} |")
-    times = ", ".join(f"{r.model} {r.seconds:.0f} s" for r in numbers.itertuples(index=False))
-    shares = {m: lens_shares.get(m.split("@")[0]) for m in numbers["model"]}
-    equal = [m for m, share in shares.items() if _equal_blocks(share)]
-    unequal = [m for m, share in shares.items() if share is not None and not _equal_blocks(share)]
-    flops = (f" The blocks of {', '.join(equal)} each hold the same number of weights, so there keeping k of L "
-             f"blocks keeps k / L of the blocks' multiply-adds." if equal else "")
-    flops += "".join(f" The blocks of {m} differ in size: the cut at ¾ keeps "
-                     f"{_share_at(shares[m], int(r))} of their weights."
-                     for m, r in zip(unequal, numbers.set_index("model").loc[unequal, "three_quarters"]))
-    return ("\n".join(lines) + f"\n\nTraining and reading both lenses took {times} on this build's machine." + flops)
-
-
-def _spearman_table() -> str:
-    if spearman.empty:
-        return "*No variant-effect results in this build.*"
-    lines = ["| model | set | layers kept at ¾, ½ | ρ full | ρ at ¾ | ρ at ½ | ρ kept at ¾ |",
-             "|---|---|--:|--:|--:|--:|--:|"]
-    for r in spearman.itertuples(index=False):
-        cut = lambda value, k: "—" if k >= r.blocks else f"{value:.3f}"  # noqa: E731
-        kept = "no cut" if r.three_quarters >= r.blocks else f"{r.three_quarters}, {r.half} of {r.blocks}"
-        lines.append(f"| {r.model} | `{r.assay}` | {kept} | {r.rho_full:.3f} | {cut(r.rho_3q, r.three_quarters)} | "
-                     f"{cut(r.rho_half, r.half)} | {'—' if pd.isna(r.kept_3q) else f'{r.kept_3q:.1%}'} |")
-    weights = []
-    for model, part in spearman.groupby("model", sort=False):
-        r, shares = part.iloc[0], ve_shares.get(model)
-        if shares is not None and r.three_quarters < r.blocks:
-            weights.append(f"{model} {_share_at(shares, r.three_quarters)} at ¾ and {_share_at(shares, r.half)} at ½")
-    return "\n".join(lines) + ("\n\nShare of the layers' weights (multiply-adds per token) the cuts keep: "
-                               + "; ".join(weights) + "." if weights else "")
-
-
-glue_markdown("tl_table", _accuracy_table())
-glue_markdown("tl_ve_table", _spearman_table())
+                         TruncationParameters(kept_threshold=kept_threshold, basis_share=basis_share))
+glue_markdown("tl_table", truncation_accuracy_markdown(verdict.accuracy, weight_shares(result.results)))
+glue_markdown("tl_ve_table", truncation_spearman_markdown(verdict.spearman, weight_shares(ve_result.results)))
 glue_markdown("tl_verdict", lens_or_layers_markdown(verdict))
 
 # %% [markdown]
@@ -281,4 +185,4 @@ glue_markdown("tl_verdict", lens_or_layers_markdown(verdict))
 # %% tags=["hide-input"]
 from plmdepth.publish.provenance import provenance
 
-provenance({"tuned_lens": result.folders, "layer_skipping": skip_folders, "variant_effects": ve_result.folders})
+provenance({"tuned_lens": result.folders, "layer_skipping": skip_result.folders, "variant_effects": ve_result.folders})

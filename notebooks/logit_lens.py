@@ -45,27 +45,21 @@
 # Re-run this chapter on other models with
 # `python -m plmdepth chapter logit-lens --add-model <names>` (or `--models` to replace the list).
 
-# %% tags=["remove-cell"]
-# Parameters shared by every chapter (models, data, seed, results folder, ...) come from
-# notebooks/parameters.yml; the next cell holds this chapter's own.
-from plmdepth.publish.chapter import shared_parameters
-
-globals().update(shared_parameters())
-
 # %% tags=["parameters"]
-vocab = "full"  # "full" vocabulary or "amino_acids" (20 canonical, renormalised)
+# This chapter's parameters and their defaults are defined once, in lib/plmdepth/publish/chapters.py
+# (those every chapter shares in notebooks/parameters.yml); the values papermill injects follow this cell.
+from plmdepth.publish.chapters import CHAPTERS
+
+globals().update(CHAPTERS["logit-lens"].defaults())
 
 # %% tags=["hide-input"]
-from plmdepth.publish.chapter import collect, glue_markdown, glue_text, publish_figure
+from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure
 from plmdepth.publish.figures import depth_curves
-from plmdepth.publish.provenance import provenance_table, run_caption
-from plmdepth.publish.verdicts import claims, verdict_markdown
+from plmdepth.publish.provenance import run_caption
+from plmdepth.analysis.claims import claims
+from plmdepth.publish.verdicts import verdict_markdown
 
-result = collect("logit_lens", models, fasta, results_dir, seed=seed, n_sequences=n_sequences,
-                 mask_fraction=mask_fraction, vocab=vocab, device=device, dtype=dtype,
-                 diffusion_ratios=diffusion_ratios,
-                 diffusion_models=diffusion_models, structure_models=structure_models,
-                 structure_fasta=structure_fasta)
+result = collect_chapter("logit-lens", globals())["logit_lens"]
 frame = result["logit_lens"]
 glue_text("logit_lens_run", run_caption(result.folders, fasta, "logit_lens", seed))
 for metric, label in (("kl", "fig-logit-lens-kl"), ("top1_agreement", "fig-logit-lens-agreement"),

@@ -51,37 +51,27 @@
 # the lens reads layers 1..L (UniRep-1900, with one layer, has a single point).
 
 
-# %% tags=["remove-cell"]
-# Parameters shared by every chapter (models, data, seed, results folder, ...) come from
-# notebooks/parameters.yml; the next cell holds this chapter's own.
-from plmdepth.publish.chapter import shared_parameters
-
-globals().update(shared_parameters())
-
 # %% tags=["parameters"]
-models = "unirep-64,unirep-256,unirep-1900"
-reference = "data/dms/DMS_substitutions.csv"  # ProteinGym-style table; assay CSVs beside it
-# the sets of the table to score, comma-separated ("all": every set). The default: ProteinGym's own
-# TDP-43 set and the Aβ42 set (singles and doubles), which fit the book's ten-minute build
-assays = "TADBP_HUMAN_Bolognesi_2019,A4_HUMAN_Seuma_2022_subset"
-max_variants = None  # None: every variant; N: a seeded subset of N
-scoring = "auto"  # or masked_marginal, wt_marginal, pseudo_likelihood, log_likelihood_ratio
-n_bootstrap = 200
-batch_size = 64
+# This chapter's parameters and their defaults are defined once, in lib/plmdepth/publish/chapters.py
+# (those every chapter shares in notebooks/parameters.yml); the values papermill injects follow this cell.
+from plmdepth.publish.chapters import CHAPTERS
+
+globals().update(CHAPTERS["variant-effects"].defaults())
 
 # %% tags=["hide-input"]
 import pandas as pd
 
-from plmdepth.publish.chapter import collect, glue_markdown, glue_text, publish_figure
+from plmdepth.analysis.variant_effects import best_layers
+from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure
+from plmdepth.publish.chapter_text import (assay_sets_markdown, best_layers_markdown, final_range_sentence,
+                                           mutation_depths_markdown, proteingym_sentence)
 from plmdepth.publish.figures import variant_effect_curves
 from plmdepth.publish.provenance import run_caption
-from plmdepth.publish.verdicts import claims, verdict_markdown
+from plmdepth.analysis.claims import claims
+from plmdepth.publish.verdicts import verdict_markdown
 
 assay_table = pd.read_csv(reference)
-chosen = None if assays in (None, "", "all") else [a.strip() for a in str(assays).split(",") if a.strip()]
-result = collect("variant_effects", models, reference, results_dir, device=device, dtype=dtype, assays=chosen,
-                 max_variants=max_variants, seed=seed, scoring=scoring, n_bootstrap=n_bootstrap,
-                 batch_size=batch_size)
+result = collect_chapter("variant-effects", globals())["variant_effects"]
 table = result["variant_effects"]
 by_depth = result["variant_effects_by_depth"]
 scored = [a for a in table["assay"].unique() if a != "mean"]
@@ -89,13 +79,6 @@ glue_text("ve_run", run_caption(result.folders, reference, "variant_effects", se
           + (" Every variant of each assay, in the full-length target sequence." if max_variants is None
              else f" At most {max_variants} variants per assay (a seeded random subset)."))
 publish_figure("fig-variant-effects", variant_effect_curves(table), table)
-
-best = (table.loc[table.groupby(["model", "assay"], sort=False)["spearman"].idxmax()]
-        [["model", "assay", "layer", "relative_depth", "spearman"]]
-        .rename(columns={"layer": "best layer", "relative_depth": "best l / L", "spearman": "best ρ"}))
-final = (table[table["relative_depth"] == 1][["model", "assay", "spearman"]]
-         .rename(columns={"spearman": "final-layer ρ"}))
-best = best.merge(final, on=["model", "assay"])
 
 # %% [markdown]
 # **Data.** The assays are converted from the mavenn 1.1.4 package to ProteinGym's format
@@ -110,26 +93,7 @@ best = best.merge(final, on=["model", "assay"])
 # ```
 
 # %% tags=["remove-cell"]
-def _sets_markdown() -> str:
-    """One line per set of the reference table: size, region, how it relates to ProteinGym, orientation."""
-    lines = []
-    for row in assay_table.itertuples():
-        get = lambda column: getattr(row, column, None)  # noqa: E731
-        facts = [f"{int(row.seq_len)} residues" if get("seq_len") else None,
-                 f"mutated {row.region_mutated}" if get("region_mutated") else None,
-                 f"{int(row.DMS_number_single_mutants):,} singles" if get("DMS_number_single_mutants") else None,
-                 f"{int(row.DMS_number_multiple_mutants):,} multiples" if get("DMS_number_multiple_mutants") else None]
-        text = f"- `{row.DMS_id}` ({', '.join(f for f in facts if f)})"
-        if get("relation_to_proteingym"):
-            text += f": {row.relation_to_proteingym}."
-        if get("selection_assay"):
-            text += f" Higher `DMS_score` means more {row.selection_assay}."
-        text += "" if row.DMS_id in scored else " *Not scored in this build* (`-p assays=all`)."
-        lines.append(text)
-    return "\n".join(lines)
-
-
-glue_markdown("ve_sets", _sets_markdown())
+glue_markdown("ve_sets", assay_sets_markdown(assay_table, scored))
 
 # %% [markdown]
 # ```{glue:figure} fig_variant_effects
@@ -150,25 +114,7 @@ glue_markdown("ve_sets", _sets_markdown())
 # ```
 
 # %% tags=["remove-cell"]
-def _proteingym_sentence() -> str:
-    """What the build measured on the sets that are ProteinGym's own, in one paragraph."""
-    if "relation_to_proteingym" not in assay_table:
-        return ""
-    same = assay_table["relation_to_proteingym"].astype(str).str.startswith("same variant set")
-    parts = []
-    for assay in [a for a in scored if a in set(assay_table.loc[same, "DMS_id"])]:
-        rows = final[final["assay"] == assay]
-        length = int(assay_table.loc[assay_table["DMS_id"] == assay, "seq_len"].iloc[0])
-        n = int(table.loc[table["assay"] == assay, "n_variants"].iloc[0])
-        values = ", ".join(f"{m} {rho:.3f}" for m, rho in zip(rows["model"], rows["final-layer ρ"]))
-        parts.append(f"on `{assay}` ({n:,} variants in the {length}-residue target) the final layers give ρ = {values}")
-    if not parts:
-        return ""
-    return ("**On ProteinGym's own variant sets**, scored by ProteinGym's protocol, " + "; ".join(parts)
-            + ". These are the numbers to set beside ProteinGym's published zero-shot scores for the same models.")
-
-
-glue_markdown("ve_proteingym", _proteingym_sentence())
+glue_markdown("ve_proteingym", proteingym_sentence(assay_table, table))
 
 # %% [markdown]
 # **Orientation.** Every `DMS_score` is oriented as ProteinGym orients it: higher means more of
@@ -187,23 +133,7 @@ glue_markdown("ve_proteingym", _proteingym_sentence())
 # ```
 
 # %% tags=["remove-cell"]
-def _depths_markdown() -> str:
-    """Per set with several mutation depths, a table of final-layer and best-layer ρ per model and depth."""
-    if by_depth.empty:
-        return "*No scored set holds more than one mutation depth.*"
-    parts = []
-    for assay, of_assay in by_depth.groupby("assay", sort=False):
-        rows = [f"`{assay}`:", "", "| model | substitutions | variants | final-layer ρ | best ρ (layer) |",
-                "|---|--:|--:|--:|--:|"]
-        for (model, depth), part in of_assay.groupby(["model", "mutation_depth"], sort=False):
-            last, top = part.loc[part["layer"].idxmax()], part.loc[part["spearman"].idxmax()]
-            rows.append(f"| {model} | {depth} | {int(last.n_variants):,} | {last.spearman:.3f} | "
-                        f"{top.spearman:.3f} ({int(top.layer)}) |")
-        parts.append("\n".join(rows))
-    return "\n\n".join(parts)
-
-
-glue_markdown("ve_depths", _depths_markdown())
+glue_markdown("ve_depths", mutation_depths_markdown(by_depth))
 
 # %% [markdown]
 # Reading the figure: UniRep's layers are stacked LSTMs, not blocks adding to a residual
@@ -223,28 +153,8 @@ glue_markdown("ve_depths", _depths_markdown())
 # ```
 
 # %% tags=["remove-cell"]
-def _final_range_sentence() -> str:
-    """The final layers' ρ over every (model, scored set): its range and its sign, from this build."""
-    rows = table[(table["relative_depth"] == 1) & (table["assay"] != "mean")]
-    if rows.empty:
-        return "*No set was scored.*"
-    low, high = rows.loc[rows["spearman"].idxmin()], rows.loc[rows["spearman"].idxmax()]
-    above = int((rows["spearman_low"] > 0).sum())
-    below = rows[rows["spearman_high"] < 0]
-    sign = (f"its 95% interval lies above 0 for {above} of {len(rows)} (model, set) pairs"
-            + (f" and below 0 for {', '.join(f'{r.model} on `{r.assay}`' for r in below.itertuples())}"
-               if len(below) else ""))
-    return (f"At the final layer, ρ ranges from {low.spearman:.3f} ({low.model}, `{low.assay}`) to "
-            f"{high.spearman:.3f} ({high.model}, `{high.assay}`); {sign}.")
-
-
-glue_markdown("ve_final_range", _final_range_sentence())
-
-glue_markdown("ve_best", "\n".join(
-    ["| model | set | best layer | best l / L | best ρ | final-layer ρ |", "|---|---|--:|--:|--:|--:|"]
-    + [f"| {r['model']} | {r['assay'] if r['assay'] == 'mean' else '`' + r['assay'] + '`'} | {int(r['best layer'])} | "
-       f"{r['best l / L']:.2f} | {r['best ρ']:.3f} | "
-       f"{r['final-layer ρ']:.3f} |" for _, r in best.iterrows()]))
+glue_markdown("ve_final_range", final_range_sentence(table))
+glue_markdown("ve_best", best_layers_markdown(best_layers(table)))
 
 # %% [markdown]
 # ## Does this build agree?

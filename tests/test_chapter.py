@@ -6,32 +6,25 @@ import nbformat
 import pytest
 
 from conftest import tiny_esm_hf
-from plmdepth.publish.book import CHAPTERS, BookError, chapter_defaults, run_chapter
-from plmdepth.publish.chapter import shared_parameters
+from plmdepth.publish.book import BookError, run_chapter
+from plmdepth.publish.chapters import CHAPTERS, chapter, shared_parameters
 
 
-def test_chapter_defaults_are_read_from_the_parameters_cell():
-    defaults = chapter_defaults("layer-skipping")
+def test_chapter_defaults_are_the_shared_parameters_then_its_own():
+    defaults = chapter("layer-skipping").defaults()
     assert defaults["models"] == "antiberty,sapiens-vh,iglm,iglm-s" and defaults["n_sequences"] == 200
+    assert defaults["mode"] == "future"
 
 
-def test_shared_parameters_come_from_one_file_and_a_chapter_cell_only_adds_or_overrides():
-    import jupytext
-
-    from plmdepth.publish.book import chapter_paths
-
+def test_shared_parameters_come_from_one_file_and_a_chapter_only_adds_or_overrides():
     shared = shared_parameters()
     assert {"models", "seed", "results_dir", "device", "diffusion_ratios"} <= set(shared)
-    for name in CHAPTERS:
-        defaults = chapter_defaults(name)
+    for name, definition in CHAPTERS.items():
+        defaults = definition.defaults()
         assert set(shared) <= set(defaults) and defaults["results_dir"] == shared["results_dir"]
-        cell = next(c for c in jupytext.read(chapter_paths(name)[0]).cells
-                    if "parameters" in c.metadata.get("tags", []))
-        own: dict = {}
-        exec(cell.source, {}, own)
-        repeated = {k for k, v in own.items() if k in shared and shared[k] == v}
+        repeated = {k for k, v in definition.own.items() if k in shared and shared[k] == v}
         assert not repeated, f"chapter {name} repeats shared parameters {repeated} (notebooks/parameters.yml)"
-    assert chapter_defaults("variant-effects")["models"].startswith("unirep-")  # its own models
+    assert chapter("variant-effects").defaults()["models"].startswith("unirep-")  # its own models
 
 
 def test_unknown_parameter_is_refused_before_anything_runs(tmp_path):

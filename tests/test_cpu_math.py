@@ -32,6 +32,9 @@ def test_torch_tanh_is_mkl_vector_math_here():
         return out
 
     assert torch.equal(ours, mkl(0x2))  # VML_HA
+    if torch.equal(mkl(0x2), mkl(0x3)):
+        pytest.skip(f"on this CPU ({torch.backends.cpu.get_cpu_capability()}) MKL's low-accuracy tanh equals its "
+                    "high-accuracy one, so a first call on the other code path cannot change a result here")
     assert not torch.equal(ours, mkl(0x3))  # VML_EP
 
 

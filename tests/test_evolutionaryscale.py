@@ -29,6 +29,7 @@ import torch
 from conftest import SEQUENCES
 from plmdepth.models import evolutionaryscale as es
 from plmdepth import runner, second_env
+from plmdepth.results import read_tables
 from plmdepth.models import REGISTRY, ModelLoadError, load_model, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,18 +100,18 @@ def test_missing_second_environment_is_a_one_sentence_error(monkeypatch, tmp_pat
     monkeypatch.setattr(es, "package_status", lambda: "fair-esm")
     monkeypatch.setenv("PLMDEPTH_ESM_ENV", str(tmp_path / "no-venv-esm"))
     fasta = _write_fasta(tmp_path / "s.fasta")
-    for call in (lambda: runner.run("logit_lens", "esmc_300m", fasta, out=tmp_path / "results"),
-                 lambda: runner.run("variant_effects", "esm3_open", DMS, out=tmp_path / "results")):
+    for call in (lambda: runner.measure("logit_lens", "esmc_300m", fasta, out=tmp_path / "results"),
+                 lambda: runner.measure("variant_effects", "esm3_open", DMS, out=tmp_path / "results")):
         with pytest.raises(ModelLoadError) as err:
             call()
         assert _one_sentence(str(err.value)) and "`make esm-env`" in str(err.value)
     assert not (tmp_path / "results").exists()
 
 
-def test_second_environment_gets_every_argument_of_run_as_one_json_request(monkeypatch, tmp_path):
-    """No hand-kept copy of the command line: the request is run()'s own arguments, and the
-    results folder is the one the child prints."""
-    import inspect
+def test_second_environment_gets_the_run_request_as_json(monkeypatch, tmp_path):
+    """No hand-kept copy of the command line: the child gets the RunRequest itself (its JSON, which
+    reads back as the same request), and the results folder is the one the child prints."""
+    from plmdepth.requests import RunRequest
 
     monkeypatch.setattr(es, "package_status", lambda: "fair-esm")
     (tmp_path / "venv" / "bin").mkdir(parents=True)
@@ -126,16 +127,15 @@ def test_second_environment_gets_every_argument_of_run_as_one_json_request(monke
         return subprocess.CompletedProcess(argv, 0, stdout="progress\n" + json.dumps({"results_folder": str(folder)}))
 
     monkeypatch.setattr(second_env.subprocess, "run", child)
-    got = runner.run("logit_lens", "esmc_300m", _write_fasta(tmp_path / "s.fasta"), out=tmp_path / "results",
+    got = runner.measure("logit_lens", "esmc_300m", _write_fasta(tmp_path / "s.fasta"), out=tmp_path / "results",
                      n_bootstrap=10, vocab="amino_acids")
     assert got == folder and sent["argv"][1:] == ["-m", "plmdepth", "run-request"]
-    request = sent["request"]
-    assert request["model"] == "esmc_300m" and request["measurement"] == "logit_lens"
-    assert request["n_bootstrap"] == 10 and request["vocab"] == "amino_acids"
-    parameters = set(inspect.signature(runner.run).parameters) - {"params"}
-    assert parameters <= set(request), parameters - set(request)
+    request = RunRequest.from_json(sent["request"])
+    assert request == RunRequest.build("logit_lens", "esmc_300m", tmp_path / "s.fasta", out=tmp_path / "results",
+                                       n_bootstrap=10, vocab="amino_acids")
+    assert request.model.argument == "esmc_300m" and dict(request.params) == {"n_bootstrap": 10, "vocab": "amino_acids"}
     with pytest.raises(RuntimeError, match="wrote no variant_effects"):
-        runner.run("variant_effects", "esmc_300m", DMS, out=tmp_path / "results")
+        runner.measure("variant_effects", "esmc_300m", DMS, out=tmp_path / "results")
 
 
 # ------------------------------------------------------------------- main environment
@@ -201,13 +201,13 @@ def test_runs_from_the_main_environment_go_to_the_second_one(tmp_path):
     with pytest.raises(ModelLoadError, match=r"failed \(.*letter"):
         bad = tmp_path / "bad.fasta"
         bad.write_text(">x\nMKJT\n")
-        runner.run("logit_lens", str(weights), bad, out=out, progress=False)
+        runner.measure("logit_lens", str(weights), bad, out=out, progress=False)
 
 
 # --------------------------------------------------------------- inside .venv-esm
 def _tables(measurement, *args, **kwargs):
-    """runner.run, then the tables it wrote."""
-    return runner.read_tables(runner.run(measurement, *args, **kwargs), measurement)
+    """runner.measure, then the tables it wrote."""
+    return read_tables(runner.measure(measurement, *args, **kwargs), measurement)
 
 
 def _batch(lm, records=SEQUENCES, masked=MASKED):

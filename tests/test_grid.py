@@ -1,7 +1,7 @@
 """The workflow's grid (lib/plmdepth/publish/grid.py): which jobs the book needs, with which
-parameters, and how a scheduler sizes them. That the jobs make exactly the runs the chapters ask
-for is checked by every book build: the workflow executes chapters with PLMDEPTH_CACHED_ONLY set
-(tests/test_book.py), and here on a tiny model."""
+parameters, and how a scheduler sizes them. That the jobs are exactly the runs the chapters
+collect is tests/test_chapters.py's; that a chapter run by the workflow reads and never computes
+is checked here on a tiny model."""
 
 import json
 import re
@@ -14,9 +14,9 @@ import pytest
 from plmdepth import paths
 from plmdepth.model import ProteinLM
 from plmdepth.publish import grid
-from plmdepth.publish.book import CHAPTERS
-from plmdepth.publish.chapter import requests, shared_parameters
-from plmdepth.runner import CACHED_ONLY, ResultsMissing, run
+from plmdepth.publish.chapters import CHAPTERS, sequence_runs, shared_parameters
+from plmdepth.requests import RunRequest
+from plmdepth.runner import CACHED_ONLY, ResultsMissing, measure
 
 
 def test_every_chapter_has_jobs_and_each_folder_measurement_is_one_job():
@@ -32,7 +32,7 @@ def test_every_chapter_has_jobs_and_each_folder_measurement_is_one_job():
     # variant effects keep the chapter's own models and sets
     ve = per_chapter["variant-effects"]
     assert [j.request.model.argument for j in ve] == ["unirep-64", "unirep-256", "unirep-1900"]
-    assert ve[0].request.kwargs["assays"] == ["TADBP_HUMAN_Bolognesi_2019", "A4_HUMAN_Seuma_2022_subset"]
+    assert ve[0].request.inputs.assays == ("TADBP_HUMAN_Bolognesi_2019", "A4_HUMAN_Seuma_2022_subset")
     assert ve[0].outputs[0].endswith("unirep-64/variant_effects.csv")
 
 
@@ -40,7 +40,7 @@ def test_a_changed_shared_parameter_reaches_the_chapters_that_do_not_set_it():
     config = {**shared_parameters(), "models": "iglm-s", "n_sequences": 7}
     jobs, per_chapter = grid.jobs(config)
     assert {j.request.model.argument for j in per_chapter["logit-lens"]} == {"iglm-s", "proteinmpnn"}
-    assert all(j.request.kwargs["n_sequences"] == 7 for j in per_chapter["logit-lens"])
+    assert all(j.request.inputs.n_sequences == 7 for j in per_chapter["logit-lens"])
     # the variant-effects chapter sets its own models: the shared list does not replace them
     assert {j.request.model.argument for j in per_chapter["variant-effects"]} == {"unirep-64", "unirep-256",
                                                                                   "unirep-1900"}
@@ -58,27 +58,29 @@ def test_chapters_asking_for_one_run_with_different_parameters_are_refused():
 
 def test_defaults_spelled_out_or_not_make_one_run():
     # the cross-model chapter does not pass `vocab`; the logit-lens chapter passes its default
-    [a] = requests("logit_lens", "iglm-s", "data/antibody_vh.fasta", seed=0, n_sequences=5)
-    [b] = requests("logit_lens", "iglm-s", "data/antibody_vh.fasta", seed=0, n_sequences=5, vocab="full")
-    [c] = requests("logit_lens", "iglm-s", "data/antibody_vh.fasta", seed=0, n_sequences=5, vocab="amino_acids")
-    assert a.as_json() != b.as_json() and grid.effective(a) == grid.effective(b) != grid.effective(c)
+    a = RunRequest.build("logit_lens", "iglm-s", "data/antibody_vh.fasta", seed=0, n_sequences=5)
+    b = RunRequest.build("logit_lens", "iglm-s", "data/antibody_vh.fasta", seed=0, n_sequences=5, vocab="full")
+    c = RunRequest.build("logit_lens", "iglm-s", "data/antibody_vh.fasta", seed=0, n_sequences=5, vocab="amino_acids")
+    assert a.to_json() != b.to_json() and a.effective() == b.effective() != c.effective()
 
 
 def test_diffusion_models_get_one_job_per_masking_ratio():
-    reqs = requests("logit_lens", "dplm_150m", "data/antibody_vh.fasta", diffusion_ratios=[0.15, 0.5])
+    params = {**shared_parameters(), "models": "dplm_150m", "structure_models": "", "diffusion_ratios": [0.15, 0.5]}
+    reqs = sequence_runs("logit_lens", params)
     assert [r.folder.name for r in reqs] == ["dplm_150m@mask0.15", "dplm_150m@mask0.5"]
-    assert json.loads(json.dumps(reqs[1].as_json()))["mask_fraction"] == 0.5
+    again = RunRequest.from_json(json.loads(json.dumps(reqs[1].to_json())))
+    assert again == reqs[1] and again.mask_fraction == 0.5
 
 
 def test_resources_follow_the_model_size_and_dtype():
-    [big] = requests("logit_lens", "esm2_t48_15B", "data/antibody_vh.fasta")
+    big = RunRequest.build("logit_lens", "esm2_t48_15B", "data/antibody_vh.fasta")
     bf16 = grid.resources(big, "bfloat16", gpu=True)
     # 15e9 x 2 bytes = 30 GB of weights: 53 GB on one GPU, 64 GB of host memory
     assert bf16["gpu"] == 1 and bf16["gpu_mem_gb"] == 53 and bf16["mem_mb"] == int((2 * 30 + 4) * 1024)
     assert bf16["runtime"] == 450  # 30 min per billion parameters
     with pytest.raises(ValueError, match="needs about 98 GB of GPU memory"):
         grid.resources(big, "float32", gpu=True)
-    [small] = requests("logit_lens", "iglm-s", "data/antibody_vh.fasta")
+    small = RunRequest.build("logit_lens", "iglm-s", "data/antibody_vh.fasta")
     cpu = grid.resources(small, "float32", gpu=False)
     assert "gpu" not in cpu and cpu["runtime"] == 120 and cpu["mem_mb"] == 4108
 
@@ -88,14 +90,14 @@ def test_a_chapter_run_by_the_workflow_reads_results_and_never_computes_them(tmp
     lm: ProteinLM = tiny_model
     monkeypatch.setenv(CACHED_ONLY, "1")
     with pytest.raises(ResultsMissing, match="holds no logit_lens .* the workflow's jobs and the chapter's calls"):
-        run("logit_lens", lm, fasta_file, out=tmp_path, progress=False)
+        measure("logit_lens", lm, fasta_file, out=tmp_path, progress=False)
     assert not any(tmp_path.rglob("*.csv"))
     monkeypatch.delenv(CACHED_ONLY)
-    folder = run("logit_lens", lm, fasta_file, out=tmp_path, progress=False)
+    folder = measure("logit_lens", lm, fasta_file, out=tmp_path, progress=False)
     monkeypatch.setenv(CACHED_ONLY, "1")
-    assert run("logit_lens", lm, fasta_file, out=tmp_path, progress=False) == folder
+    assert measure("logit_lens", lm, fasta_file, out=tmp_path, progress=False) == folder
     with pytest.raises(ResultsMissing):  # another seed is another run
-        run("logit_lens", lm, fasta_file, out=tmp_path, seed=1, progress=False)
+        measure("logit_lens", lm, fasta_file, out=tmp_path, seed=1, progress=False)
 
 
 def test_a_chapter_run_by_the_workflow_finds_its_runs_without_loading_the_model(tmp_path, monkeypatch, fasta_file):
@@ -108,7 +110,7 @@ def test_a_chapter_run_by_the_workflow_finds_its_runs_without_loading_the_model(
     weights = tmp_path / "tiny_esm"
     tiny_esm_hf(seed=5).save_pretrained(weights)
     out = tmp_path / "results"
-    folder = run("logit_lens", str(weights), fasta_file, out=out, n_sequences=3, seed=2, progress=False)
+    folder = measure("logit_lens", str(weights), fasta_file, out=out, n_sequences=3, seed=2, progress=False)
     recorded = json.loads((folder / "run.json").read_text())
     assert recorded["measurements"]["logit_lens"]["request"]["model"] == str(weights)
     lm = runner.load_model(str(weights))
@@ -119,21 +121,21 @@ def test_a_chapter_run_by_the_workflow_finds_its_runs_without_loading_the_model(
 
     monkeypatch.setattr(runner, "load_model", no_loading)
     monkeypatch.setenv(CACHED_ONLY, "1")
-    assert run("logit_lens", str(weights), fasta_file, out=out, n_sequences=3, seed=2, device="cuda",
+    assert measure("logit_lens", str(weights), fasta_file, out=out, n_sequences=3, seed=2, device="cuda",
                progress=False) == folder
     # anything else asked of it is not that run: the model is then loaded to check the full key
     for changed in ({"seed": 3}, {"n_sequences": 2}, {"vocab": "amino_acids"}, {"dtype": "bfloat16"}):
         with pytest.raises(AssertionError, match="the model was loaded"):
-            run("logit_lens", str(weights), fasta_file, out=out, **{"n_sequences": 3, "seed": 2, **changed},
+            measure("logit_lens", str(weights), fasta_file, out=out, **{"n_sequences": 3, "seed": 2, **changed},
                 progress=False)
     other = tmp_path / "other.fasta"
     other.write_text(fasta_file.read_text().replace(">", ">x", 1))  # same sequences, another file
     with pytest.raises(AssertionError, match="the model was loaded"):
-        run("logit_lens", str(weights), other, out=out, n_sequences=3, seed=2, progress=False)
+        measure("logit_lens", str(weights), other, out=out, n_sequences=3, seed=2, progress=False)
     # without PLMDEPTH_CACHED_ONLY nothing changes: the model is loaded and the full key compared
     monkeypatch.delenv(CACHED_ONLY)
     with pytest.raises(AssertionError, match="the model was loaded"):
-        run("logit_lens", str(weights), fasta_file, out=out, n_sequences=3, seed=2, progress=False)
+        measure("logit_lens", str(weights), fasta_file, out=out, n_sequences=3, seed=2, progress=False)
 
 
 def _measure(name, out, fasta, barrier):
@@ -154,7 +156,7 @@ def _measure(name, out, fasta, barrier):
         return found
 
     runner._save, runner.read_run = together, slow_read
-    run(name, lm, fasta, out=out, progress=False)
+    measure(name, lm, fasta, out=out, progress=False)
 
 
 def test_two_measurements_of_one_model_finishing_at_once_both_stay_in_run_json(tmp_path, fasta_file):

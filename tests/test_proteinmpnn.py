@@ -268,12 +268,13 @@ def test_fast_layer_skipping_equals_the_plain_reference(mode):
 
 
 def test_runner_measures_logit_lens_skipping_and_contributions(tmp_path):
-    from plmdepth.runner import read_tables, run
+    from plmdepth.results import read_tables
+    from plmdepth.runner import measure
 
     model = lm()
     tables = {}
     for measurement in ("logit_lens", "layer_skipping", "contributions"):
-        tables.update(read_tables(run(measurement, model, FASTA, out=tmp_path, progress=False), measurement))
+        tables.update(read_tables(measure(measurement, model, FASTA, out=tmp_path, progress=False), measurement))
     lens = tables["logit_lens"]
     assert lens["layer"].tolist() == [0, 1, 2, 3] and (lens["n_sequences"] == 6).all()
     assert lens["kl"].iloc[-1] == 0 and lens["top1_agreement"].iloc[-1] == 1

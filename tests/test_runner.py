@@ -84,15 +84,16 @@ def test_a_second_measurement_on_other_sequences_keeps_the_first_plan(esm_folder
 
 
 def test_cached_run_is_reused_and_changed_parameters_recompute(esm_folder, fasta_file, tmp_path):
-    from plmdepth.runner import read_tables, run
+    from plmdepth.results import read_tables
+    from plmdepth.runner import measure
 
     out = tmp_path / "results"
-    run("logit_lens", str(esm_folder), fasta_file, out=out, progress=False)
+    measure("logit_lens", str(esm_folder), fasta_file, out=out, progress=False)
     csv = out / "tiny_esm" / "logit_lens.csv"
     stamp = csv.stat().st_mtime_ns
-    run("logit_lens", str(esm_folder), fasta_file, out=out, progress=False)
+    measure("logit_lens", str(esm_folder), fasta_file, out=out, progress=False)
     assert csv.stat().st_mtime_ns == stamp
-    table = read_tables(run("logit_lens", str(esm_folder), fasta_file, out=out, vocab="amino_acids", progress=False), "logit_lens")["logit_lens"]
+    table = read_tables(measure("logit_lens", str(esm_folder), fasta_file, out=out, vocab="amino_acids", progress=False), "logit_lens")["logit_lens"]
     assert csv.stat().st_mtime_ns != stamp
     assert json.loads((out / "tiny_esm" / "run.json").read_text())["measurements"]["logit_lens"]["config"]["vocab"] \
         == "amino_acids"
@@ -112,7 +113,8 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, fasta_file):
 def test_interrupted_run_resumes_without_recomputing_finished_batches(esm_folder, fasta_file, tmp_path, monkeypatch):
     from plmdepth.probes import logit_lens as ll
     from plmdepth.probes import streaming
-    from plmdepth.runner import read_tables, run
+    from plmdepth.results import read_tables
+    from plmdepth.runner import measure
 
     monkeypatch.setattr(streaming, "CHECKPOINT_EVERY_S", 0.0)
     original = ll.LogitLensAccumulator.add
@@ -127,7 +129,7 @@ def test_interrupted_run_resumes_without_recomputing_finished_batches(esm_folder
     monkeypatch.setattr(ll.LogitLensAccumulator, "add", interrupted)
     out = tmp_path / "results"
     with pytest.raises(KeyboardInterrupt):
-        run("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False)
+        measure("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False)
     folder = out / "tiny_esm"
     assert not (folder / "logit_lens.csv").exists()  # nothing half-written
     assert (folder / ".logit_lens.partial.pt").is_file()
@@ -135,18 +137,19 @@ def test_interrupted_run_resumes_without_recomputing_finished_batches(esm_folder
     calls.clear()
     monkeypatch.setattr(ll.LogitLensAccumulator, "add", lambda self, rows: (calls.append(tuple(rows)),
                                                                              original(self, rows)))
-    resumed = read_tables(run("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False),
+    resumed = read_tables(measure("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False),
                           "logit_lens")["logit_lens"]
     assert len(calls) == 2  # only the two batches that had not finished
     assert not (folder / ".logit_lens.partial.pt").exists()
-    fresh = read_tables(run("logit_lens", str(esm_folder), fasta_file, out=tmp_path / "fresh", batch_size=1,
+    fresh = read_tables(measure("logit_lens", str(esm_folder), fasta_file, out=tmp_path / "fresh", batch_size=1,
                             progress=False), "logit_lens")["logit_lens"]
     pd.testing.assert_frame_equal(resumed, fresh)
 
 
 def test_checkpoint_of_another_run_is_ignored(esm_folder, fasta_file, tmp_path, monkeypatch):
     from plmdepth.probes import streaming
-    from plmdepth.runner import read_tables, run
+    from plmdepth.results import read_tables
+    from plmdepth.runner import measure
 
     monkeypatch.setattr(streaming, "CHECKPOINT_EVERY_S", 0.0)
     out = tmp_path / "results"
@@ -154,15 +157,18 @@ def test_checkpoint_of_another_run_is_ignored(esm_folder, fasta_file, tmp_path, 
     folder.mkdir(parents=True)
     streaming._save(folder / ".logit_lens.partial.pt", {"key": "something else", "n_batches": 4, "done": 3,
                                                           "state": {}})
-    table = read_tables(run("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False), "logit_lens")["logit_lens"]
+    table = read_tables(measure("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False), "logit_lens")["logit_lens"]
     assert (table["n_sequences"] == 4).all()
 
 
 def test_diffusion_model_gets_one_folder_and_one_curve_per_masking_ratio(esm_folder, fasta_file, tmp_path):
     from plmdepth.publish.chapter import collect
+    from plmdepth.publish.chapters import sequence_runs, shared_parameters
 
-    result = collect("logit_lens", str(esm_folder), str(fasta_file), str(tmp_path / "r"),
-                     diffusion_models=str(esm_folder), diffusion_ratios=[0.15, 0.5])
+    params = {**shared_parameters(), "models": str(esm_folder), "fasta": str(fasta_file), "structure_models": "",
+              "results_dir": str(tmp_path / "r"), "diffusion_models": str(esm_folder), "diffusion_ratios": [0.15, 0.5],
+              "n_sequences": None}
+    result = collect(sequence_runs("logit_lens", params))
     assert [f.name for f in result.folders] == ["tiny_esm@mask0.15", "tiny_esm@mask0.5"]
     table = result["logit_lens"]
     assert list(dict.fromkeys(table["model"])) == ["tiny_esm (mask 0.15)", "tiny_esm (mask 0.5)"]
@@ -207,15 +213,15 @@ def test_caption_names_each_data_file_with_the_models_that_ran_on_it(esm_folder,
     import shutil
 
     from plmdepth.publish.provenance import run_caption
-    from plmdepth.runner import run
+    from plmdepth.runner import measure
 
     other_folder = tmp_path / "other_esm"
     shutil.copytree(esm_folder, other_folder)
     other_fasta = tmp_path / "structures.fasta"
     other_fasta.write_text(">x1\nMKTAYIAKQRQISF\n>x2\nGSHMLEDPVDAFQLG\n")
     out = tmp_path / "results"
-    run("logit_lens", str(esm_folder), fasta_file, out=out, progress=False, n_bootstrap=5)
-    run("logit_lens", str(other_folder), other_fasta, out=out, progress=False, n_bootstrap=5)
+    measure("logit_lens", str(esm_folder), fasta_file, out=out, progress=False, n_bootstrap=5)
+    measure("logit_lens", str(other_folder), other_fasta, out=out, progress=False, n_bootstrap=5)
     one = run_caption([out / "tiny_esm"], "ignored.fasta", "logit_lens", 0)
     assert one == "Models: tiny_esm. Data: seqs.fasta, 4 sequences; seed 0."
     both = run_caption([out / "tiny_esm", out / "other_esm"], "ignored.fasta", "logit_lens", 0)

@@ -34,23 +34,25 @@ def esm_folder(tmp_path):
 @pytest.fixture
 def fresh(esm_folder, fasta_file, tmp_path):
     """Logit-lens table of an uninterrupted run (batch size 1)."""
-    from plmdepth.runner import read_tables, run
+    from plmdepth.results import read_tables
+    from plmdepth.runner import measure
 
-    return read_tables(run("logit_lens", str(esm_folder), fasta_file, out=tmp_path / "fresh", batch_size=1,
+    return read_tables(measure("logit_lens", str(esm_folder), fasta_file, out=tmp_path / "fresh", batch_size=1,
                            progress=False), "logit_lens")["logit_lens"]
 
 
 def _logit_lens(esm_folder, fasta_file, out, **params):
-    from plmdepth.runner import read_tables, run
+    from plmdepth.results import read_tables
+    from plmdepth.runner import measure
 
-    return read_tables(run("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False, **params),
+    return read_tables(measure("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False, **params),
                        "logit_lens")["logit_lens"]
 
 
 def _interrupt(measurement, esm_folder, fasta_file, out, monkeypatch, **params):
     """Run `measurement` with batch size 1 until its third batch raises, leaving a checkpoint; returns its path."""
     from plmdepth.probes import contributions, layer_skipping, logit_lens, streaming
-    from plmdepth.runner import run
+    from plmdepth.runner import measure
 
     monkeypatch.setattr(streaming, "CHECKPOINT_EVERY_S", 0.0)
     cls = {"logit_lens": logit_lens.LogitLensAccumulator, "layer_skipping": layer_skipping.SkipAccumulator,
@@ -66,7 +68,7 @@ def _interrupt(measurement, esm_folder, fasta_file, out, monkeypatch, **params):
     with monkeypatch.context() as patch:
         patch.setattr(cls, "add", interrupted)
         with pytest.raises(KeyboardInterrupt):
-            run(measurement, str(esm_folder), fasta_file, out=out, batch_size=1, progress=False, **params)
+            measure(measurement, str(esm_folder), fasta_file, out=out, batch_size=1, progress=False, **params)
     path = out / "tiny_esm" / f".{measurement}.partial.pt"
     assert path.is_file()
     return path
@@ -130,13 +132,14 @@ def test_checkpoint_holds_only_tensors_and_plain_values(esm_folder, fasta_file, 
 @pytest.mark.parametrize("measurement", ["layer_skipping", "contributions"])
 def test_resumed_run_gives_the_tables_of_an_uninterrupted_one(measurement, esm_folder, fasta_file, tmp_path,
                                                              monkeypatch):
-    from plmdepth.runner import read_tables, run
+    from plmdepth.results import read_tables
+    from plmdepth.runner import measure
 
     out = tmp_path / "results"
     _interrupt(measurement, esm_folder, fasta_file, out, monkeypatch)
-    resumed = read_tables(run(measurement, str(esm_folder), fasta_file, out=out, batch_size=1, progress=False),
+    resumed = read_tables(measure(measurement, str(esm_folder), fasta_file, out=out, batch_size=1, progress=False),
                           measurement)
-    fresh = read_tables(run(measurement, str(esm_folder), fasta_file, out=tmp_path / "fresh", batch_size=1,
+    fresh = read_tables(measure(measurement, str(esm_folder), fasta_file, out=tmp_path / "fresh", batch_size=1,
                             progress=False), measurement)
     assert not list((out / "tiny_esm").glob(".*.partial.pt*"))
     for name in fresh:

@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from plmdepth.publish.verdicts import NOT_TESTABLE, VerdictParameters, claims, depth_efficiency, \
-    key_results_markdown, summary, verdict_markdown
+from plmdepth.analysis.claims import NOT_TESTABLE, ClaimParameters, claims
+from plmdepth.analysis.depth_efficiency import depth_efficiency
+from plmdepth.analysis.truncation import TruncationParameters
+from plmdepth.publish.verdicts import key_results_markdown, summary, verdict_markdown
 
 
 def write_run(root, name, family, blocks, skip, output, kl, spearman=None):
@@ -79,7 +81,7 @@ def test_changing_a_results_csv_changes_the_verdict_sentence(results, tmp_path):
 
 
 def test_thresholds_are_parameters(results):
-    strict = claims(sorted(results.iterdir()), VerdictParameters(kl_share=0.01))
+    strict = claims(sorted(results.iterdir()), ClaimParameters(kl_share=0.01))
     assert (strict[strict["claim"] == "b"]["verdict"] == "disagrees").all()
     assert summary(strict).set_index(summary(strict)["claim"].str[1]).loc["b", "verdict"] == "disagrees"
 
@@ -88,7 +90,7 @@ def test_front_page_names_every_chapter_by_its_command_line_name():
     import re
 
     from plmdepth import paths
-    from plmdepth.publish.book import CHAPTERS
+    from plmdepth.publish.chapters import CHAPTERS
 
     text = (paths.book_dir() / "index.md").read_text()
     line = next(line for line in text.splitlines() if line.startswith("one of `"))
@@ -116,7 +118,7 @@ def write_tuned(root, name, blocks, logit_accuracy, tuned_accuracy, logit_kl, tu
     folder.mkdir(parents=True)
     (folder / "run.json").write_text(json.dumps({
         "model": {"name": name, "family": "Fam", "n_layers": blocks, "objective": "masked"},
-        "measurements": {"tuned_lens": {"wall_time_s": seconds}}}))
+        "measurements": {"tuned_lens": {"wall_time_s": seconds, "outputs": ["tuned_lens.csv"]}}}))
     rows = [{"model": name, "lens": lens, "layer": layer, "relative_depth": layer / blocks, "kl": kl[layer],
              "top1_accuracy": accuracy[layer]}
             for lens, accuracy, kl in (("logit", logit_accuracy, logit_kl), ("tuned", tuned_accuracy, tuned_kl))
@@ -132,7 +134,7 @@ def write_variant_effects(root, name, spearman):
     blocks = len(next(iter(spearman.values())))
     (folder / "run.json").write_text(json.dumps({
         "model": {"name": name, "family": "UniRep", "n_layers": blocks, "objective": "autoregressive"},
-        "measurements": {"variant_effects": {"wall_time_s": 1.0}}}))
+        "measurements": {"variant_effects": {"wall_time_s": 1.0, "outputs": ["variant_effects.csv"]}}}))
     rows = [{"model": name, "assay": assay, "layer": k, "relative_depth": k / blocks, "spearman": rho,
              "spearman_low": low, "spearman_high": high}
             for assay, values in spearman.items() for k, (rho, low, high) in enumerate(values, start=1)]
@@ -161,7 +163,8 @@ def refining(tmp_path):
 
 
 def test_lens_or_layers_survives_with_the_numbers_in_the_text(refining):
-    from plmdepth.publish.verdicts import lens_or_layers, lens_or_layers_key_line, lens_or_layers_markdown
+    from plmdepth.analysis.truncation import lens_or_layers
+    from plmdepth.publish.verdicts import lens_or_layers_key_line, lens_or_layers_markdown
 
     result = lens_or_layers(sorted(refining.iterdir()))
     accuracy = result.accuracy.set_index("model")
@@ -204,7 +207,8 @@ def test_lens_or_layers_survives_with_the_numbers_in_the_text(refining):
 
 
 def test_lens_or_layers_does_not_survive_and_says_why(tmp_path):
-    from plmdepth.publish.verdicts import lens_or_layers, lens_or_layers_key_line, lens_or_layers_markdown
+    from plmdepth.analysis.truncation import lens_or_layers
+    from plmdepth.publish.verdicts import lens_or_layers_key_line, lens_or_layers_markdown
 
     root = tmp_path / "results"
     # 4 blocks: full 0.8, tuned cut 0.56 (70%), logit cut 0.4 (50%); KL 2.0 -> 1.6 (20% removed)
@@ -228,9 +232,10 @@ def test_lens_or_layers_does_not_survive_and_says_why(tmp_path):
 
 
 def test_lens_or_layers_mixed_and_thresholds_are_parameters(refining):
-    from plmdepth.publish.verdicts import lens_or_layers, lens_or_layers_markdown
+    from plmdepth.analysis.truncation import lens_or_layers
+    from plmdepth.publish.verdicts import lens_or_layers_markdown
 
-    strict = lens_or_layers(sorted(refining.iterdir()), VerdictParameters(kept_threshold=0.93, basis_share=0.8))
+    strict = lens_or_layers(sorted(refining.iterdir()), TruncationParameters(kept_threshold=0.93, basis_share=0.8))
     assert strict.verdict == "survives for some models"
     text = lens_or_layers_markdown(strict)
     assert "keeps at least 93% of the full model's top-1 accuracy for a (95.0%), and less for b (92.0%)." in text
@@ -242,7 +247,8 @@ def test_lens_or_layers_mixed_and_thresholds_are_parameters(refining):
 
 
 def test_lens_or_layers_without_a_tuned_lens_says_not_run(results, tmp_path):
-    from plmdepth.publish.verdicts import lens_or_layers, lens_or_layers_key_line, lens_or_layers_markdown, \
+    from plmdepth.analysis.truncation import lens_or_layers
+    from plmdepth.publish.verdicts import lens_or_layers_key_line, lens_or_layers_markdown, \
         write_pages
 
     result = lens_or_layers(sorted(results.iterdir()))  # skip, lens and variant-effect CSVs, no tuned lens
@@ -258,7 +264,8 @@ def test_lens_or_layers_without_a_tuned_lens_says_not_run(results, tmp_path):
 
 
 def test_front_page_shows_the_chapter_verdict(refining, tmp_path):
-    from plmdepth.publish.verdicts import lens_or_layers, lens_or_layers_key_line, write_pages
+    from plmdepth.analysis.truncation import lens_or_layers
+    from plmdepth.publish.verdicts import lens_or_layers_key_line, write_pages
 
     book = tmp_path / "book"
     book.mkdir()
@@ -268,7 +275,7 @@ def test_front_page_shows_the_chapter_verdict(refining, tmp_path):
 
 
 def test_chapter_threshold_defaults_are_the_front_pages():
-    from plmdepth.publish.book import chapter_defaults
+    from plmdepth.publish.chapters import chapter
 
-    defaults, params = chapter_defaults("lens-or-layers"), VerdictParameters()
+    defaults, params = chapter("lens-or-layers").defaults(), TruncationParameters()
     assert defaults["kept_threshold"] == params.kept_threshold and defaults["basis_share"] == params.basis_share

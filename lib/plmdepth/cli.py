@@ -15,7 +15,9 @@ from plmdepth.probes.measurements import MEASUREMENTS
 from plmdepth.probes.variant_effects import AssayError
 from plmdepth.probes.variant_scoring import SCORINGS
 from plmdepth.publish import BookError
-from plmdepth.runner import read_tables, run
+from plmdepth.requests import RunRequest
+from plmdepth.results import read_record
+from plmdepth.runner import run
 from plmdepth.weights import WeightsError
 
 MEASUREMENT_NAMES = [name.replace("_", "-") for name in MEASUREMENTS]  # logit-lens, layer-skipping, ...
@@ -84,22 +86,19 @@ def _run(args) -> int:
         if measurement == "layer_skipping":
             params.update(mode=args.mode, max_rows=args.max_rows)
     spec = resolve(args.model, objective=args.objective)
-    folder = run(measurement, spec, data, out=args.out, seed=args.seed, device=args.device, dtype=args.dtype,
-                 force=args.force, **options, **params)
-    for name, table in read_tables(folder, measurement).items():
+    request = RunRequest.build(measurement, spec, data, out=args.out, seed=args.seed, device=args.device,
+                               dtype=args.dtype, **options, **params)
+    folder = run(request, force=args.force)
+    for name, table in read_record(folder).tables(measurement).items():
         print(f"== {folder / name}.csv")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", max_rows=80))
     return 0
 
 
 def _run_request(args) -> int:
-    """Run one `runner.run` call given as JSON on stdin; print its results folder as JSON (the
-    second environment's entry point, see `second_env`)."""
-    request = json.loads(sys.stdin.read())
-    model = request.pop("model")
-    if "objective" in request:  # e.g. DPLM weights in a plain ESM-2 folder, run as a diffusion model
-        model = resolve(model, objective=request.pop("objective"))
-    folder = run(request.pop("measurement"), model, request.pop("data"), **request)
+    """Run one `RunRequest` given as JSON on stdin (`RunRequest.to_json`); print its results folder
+    as JSON (how a workflow job and the second environment run it, see `second_env`)."""
+    folder = run(RunRequest.from_json(json.loads(sys.stdin.read())), progress=not args.no_progress)
     print(json.dumps({"results_folder": str(folder)}))
     return 0
 
@@ -221,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_run, measurement="variant-effects")
 
     p = sub.add_parser("run-request", help="run one JSON request read from stdin (how the second environment "
-                                           "is called)")
+                                           "and the workflow's jobs run)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_request)
 
     p = sub.add_parser("models", help="list registered models")

@@ -13,6 +13,7 @@ import os
 import platform
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
@@ -109,3 +110,139 @@ def cached_run(folder: str | Path, measurement: str, key: dict, outputs=None) ->
     if not run or not all((Path(folder) / f"{name}.csv").is_file() for name in (outputs or (measurement,))):
         return False
     return run.get("measurements", {}).get(measurement, {}).get("key") == json.loads(json.dumps(key, default=str))
+
+
+# ---- reading results folders ------------------------------------------------------------------
+
+def display_name(name: str, objective: str, mask_fraction: float | None) -> str:
+    """A model's one name in tables, legends and sentences: its name, with the masking ratio for a
+    diffusion model ("DPLM-150M (mask 0.5)")."""
+    return f"{name} (mask {mask_fraction:g})" if objective == "diffusion" and mask_fraction is not None else name
+
+
+class ResultsError(ValueError):
+    """A results folder that cannot be read as one (no run.json, or no record of a measurement)."""
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Who a results folder's model is, by every name it goes by."""
+
+    name: str  # the model's own name (run.json's model.name)
+    slug: str  # the results folder's name without the masking ratio
+    argument: str  # what it was asked for by (a registry name, hub id, folder or file)
+    family: str
+    objective: str
+    blocks: int
+    mask_fraction: float | None  # a diffusion model's masking ratio (its folder's `@mask<ratio>`), else None
+
+    @property
+    def display(self) -> str:
+        """The name in tables, legends and sentences (the `model` column of every table)."""
+        return display_name(self.name, self.objective, self.mask_fraction)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One results folder: its run.json, the model's identity and its tables (read when asked for)."""
+
+    folder: Path
+    run: dict
+    _tables: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def model(self) -> ModelIdentity:
+        info, name = self.run["model"], self.folder.name
+        slug, _, ratio = name.partition("@mask")
+        return ModelIdentity(info["name"], slug, self.run.get("model_argument", info["name"]), info.get("family", ""),
+                             info.get("objective", ""), int(info.get("n_layers", 0)), float(ratio) if ratio else None)
+
+    @property
+    def measurements(self) -> dict[str, dict]:
+        return self.run.get("measurements") or {}
+
+    @property
+    def block_weights(self) -> list[int] | None:
+        """The weights of each block's matrices (multiply-adds per token), as the run counted them."""
+        return self.run.get("block_weights")
+
+    def entry(self, measurement: str) -> dict:
+        """What run.json records of `measurement` (empty when the folder holds none)."""
+        return self.measurements.get(measurement) or {}
+
+    def outputs(self, measurement: str) -> list[str]:
+        return [Path(name).stem for name in self.entry(measurement).get("outputs", [])]
+
+    def has(self, measurement: str) -> bool:
+        """Whether the folder records `measurement` and holds every table it wrote."""
+        outputs = self.outputs(measurement)
+        return bool(outputs) and all((self.folder / f"{name}.csv").is_file() for name in outputs)
+
+    def table(self, name: str) -> pd.DataFrame:
+        """The folder's `<name>.csv`."""
+        if name not in self._tables:
+            path = self.folder / f"{name}.csv"
+            if not path.is_file():
+                raise ResultsError(f"{self.folder} holds no {name}.csv")
+            self._tables[name] = pd.read_csv(path)
+        return self._tables[name]
+
+    def tables(self, measurement: str | None = None) -> dict[str, pd.DataFrame]:
+        """The tables `measurement` wrote, by name; without a measurement, every table of the folder."""
+        if measurement is None:
+            return {p.stem: self.table(p.stem) for p in sorted(self.folder.glob("*.csv"))}
+        if not self.has(measurement):
+            raise ResultsError(f"{self.folder} holds no {measurement} (its run.json records "
+                               f"{', '.join(self.measurements) or 'no measurement'})")
+        return {name: self.table(name) for name in self.outputs(measurement)}
+
+
+def read_record(folder: str | Path) -> RunRecord:
+    """The results folder `folder`, or one sentence when it has no run.json."""
+    run = read_run(folder)
+    if run is None:
+        raise ResultsError(f"no run.json in {folder}: it is not a results folder (or its run has not finished)")
+    return RunRecord(Path(folder), run)
+
+
+class Results:
+    """The results folders of a chapter or a build, in the order given (each once).
+
+        results = Results(folders)                 # or Results.under("results"): every folder there
+        [r.model.display for r in results.of("logit_lens")]
+        results.tables("logit_lens")["logit_lens"]  # one table over the folders
+    """
+
+    def __init__(self, folders):
+        self.records = [read_record(f) for f in dict.fromkeys(Path(f) for f in folders)]
+
+    @classmethod
+    def under(cls, root: str | Path) -> "Results":
+        """Every results folder directly under `root` that holds a run.json, in name order."""
+        return cls(sorted(p.parent for p in Path(root).glob("*/run.json")))
+
+    def __iter__(self):
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def folders(self) -> list[Path]:
+        return [r.folder for r in self.records]
+
+    def of(self, measurement: str) -> list[RunRecord]:
+        """The folders that hold `measurement`."""
+        return [r for r in self.records if r.has(measurement)]
+
+    def tables(self, measurement: str) -> dict[str, pd.DataFrame]:
+        """`measurement`'s tables concatenated over the folders that hold it, by name."""
+        per_run = [r.tables(measurement) for r in self.of(measurement)]
+        if not per_run:
+            raise ResultsError(f"none of {', '.join(map(str, self.folders)) or 'no folders'} holds {measurement}")
+        return {name: pd.concat([t[name] for t in per_run], ignore_index=True) for name in per_run[0]}
+
+
+def read_tables(folder: str | Path, measurement: str) -> dict[str, pd.DataFrame]:
+    """The tables `measurement` wrote into the results folder `folder`, by name (`RunRecord.tables`)."""
+    return read_record(folder).tables(measurement)

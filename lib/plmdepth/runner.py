@@ -1,20 +1,19 @@
 """Run a measurement on a model into `results/<model-slug>/`; returns that folder.
 
-    folder = run("logit_lens", "antiberty", "data/antibody_vh.fasta", out="results", n_sequences=200)
-    tables = read_tables(folder, "logit_lens")
+    request = RunRequest.build("logit_lens", "antiberty", "data/antibody_vh.fasta", n_sequences=200)
+    folder = run(request)                       # or: measure("logit_lens", "antiberty", ..., n_sequences=200)
+    tables = Results([folder]).tables("logit_lens")
 
-`model` is a model argument, a resolved `ModelSpec` or a loaded `ProteinLM`. The data are a
-FASTA file for the sequence measurements (read, validated, masked by a seeded plan or a given
-plan.json) and a ProteinGym-style reference table for variant effects. A folder that already
-holds a run with the same key (model checksum, data checksums, plan, parameters) is reused;
-otherwise the measurement is computed (resumably) and its CSVs, `plan.json` and `run.json`
-are written atomically. A model of the second environment (ESM C, ESM3) asked for from the
-main one is run in .venv-esm (`second_env`).
+The request (`plmdepth.requests`) holds the measurement, the model, its inputs (a FASTA file with
+a masking plan, or the assays of a reference table) and the measurement's parameters. A folder
+that already holds a run with the same key (model checksum, data checksums, plan, parameters) is
+reused; otherwise the measurement is computed (resumably) and its CSVs, `plan.json` and
+`run.json` are written atomically. A model of the second environment (ESM C, ESM3) asked for
+from the main one is run in .venv-esm (`second_env`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -23,95 +22,46 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from plmdepth import second_env
-from plmdepth.fasta import check_residues, read_fasta
 from plmdepth.model import ProteinLM
-from plmdepth.models import ModelSpec, check_device, load_model, resolve
-from plmdepth.plan import MaskingPlan, make_plan
-from plmdepth.probes.measurements import Measurement, measurement as find_measurement
-from plmdepth.probes.variant_effects import assay_checksum, read_assays
-from plmdepth.results import cached_run, cpu_kernels, folder_lock, package_versions, read_run, write_csv, write_run
-
-
-def _sha256(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def results_folder(out: str | Path, model: "ModelSpec | ProteinLM", mask_fraction: float = 0.15) -> Path:
-    """`out/<slug>/`; diffusion models get one folder per masking ratio (`…@mask0.5`)."""
-    if isinstance(model, ProteinLM):
-        slug, objective = (model.spec.slug if model.spec else model.info.name), model.objective
-    else:
-        slug, objective = model.slug, model.objective
-    return Path(out) / (f"{slug}@mask{mask_fraction:g}" if objective == "diffusion" else slug)
+from plmdepth.models import ModelSpec, check_device, load_model
+from plmdepth.plan import MaskingPlan
+from plmdepth.probes.measurements import Measurement
+from plmdepth.requests import RunRequest, results_folder
+from plmdepth.results import (cached_run, cpu_kernels, display_name, folder_lock, package_versions, read_run,
+                              write_csv, write_run)
 
 
 def curve_name(lm: ProteinLM, mask_fraction: float) -> str:
     """The model's name in tables and legends (with the masking ratio for diffusion models)."""
-    return f"{lm.info.name} (mask {mask_fraction:g})" if lm.objective == "diffusion" else lm.info.name
+    return display_name(lm.info.name, lm.objective, mask_fraction)
 
 
-def read_tables(folder: str | Path, measurement: str) -> dict[str, pd.DataFrame]:
-    """The CSV tables a measurement wrote into a results folder, keyed by name."""
-    return {name: pd.read_csv(Path(folder) / f"{name}.csv") for name in find_measurement(measurement).outputs}
+def _entry(lm: ProteinLM, key: dict, config, prepared, tables: dict, wall: float) -> dict:
+    """What run.json records of one measurement."""
+    return {"key": json.loads(json.dumps(key, default=str)), "config": asdict(config), **prepared.entry,
+            "outputs": [f"{name}.csv" for name in tables], "wall_time_s": round(wall, 3), "device": str(lm.device),
+            "torch_threads": torch.get_num_threads(),
+            **({"cpu_kernels": cpu_kernels()} if lm.device.type == "cpu" else {}),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def _save(folder: Path, lm: ProteinLM, argument: str, measure: Measurement, key: dict, config,
-          tables: dict, wall: float, entry: dict, run: dict) -> None:
+def _save(folder: Path, lm: ProteinLM, argument: str, measurement: str, entry: dict, tables: dict,
+          run_info: dict) -> None:
     """Write a measurement's CSVs and record it in run.json (kept: other measurements' entries).
 
     run.json is read and rewritten under a lock on the folder, so that two processes finishing two
     measurements of one model at once (a workflow's parallel jobs) both keep their entry."""
     with folder_lock(folder):
-        _record(folder, lm, argument, measure, key, config, tables, wall, entry, run)
-
-
-def _record(folder, lm, argument, measure, key, config, tables, wall, entry, run) -> None:
-    previous = read_run(folder) or {}
-    measurements = previous.get("measurements", {})
-    measurements[measure.name] = {
-        "key": json.loads(json.dumps(key, default=str)),
-        "config": asdict(config),
-        **entry,
-        "outputs": [f"{name}.csv" for name in tables],
-        "wall_time_s": round(wall, 3),
-        "device": str(lm.device),
-        "torch_threads": torch.get_num_threads(),
-        **({"cpu_kernels": cpu_kernels()} if lm.device.type == "cpu" else {}),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    for name, table in tables.items():
-        write_csv(table, folder / f"{name}.csv")
-    write_run(folder, {**previous, "model": lm.info.__dict__, "model_argument": argument,
-                       "block_weights": lm.block_weights(), **run, "versions": package_versions(),
-                       "measurements": measurements})
-
-
-def _sequences(lm: ProteinLM, fasta, records, plan, given, seed, n_sequences, mask_fraction, unknown, too_long):
-    """The first `n_sequences` of `records` (read from `fasta`) checked for this model, their masking
-    plan (`given`, loaded from `plan`, or a new one), and what identifies them."""
-    records = records[:n_sequences] if n_sequences is not None else records
-    records = check_residues(records, lm.alphabet.residues, lm.max_residues, unknown=unknown, too_long=too_long)
-    if lm.inputs_for is not None:  # e.g. a structure for every sequence: refuse before any work, not mid-run
-        lm.inputs_for([r.id for r in records], [r.sequence for r in records])
-    if given is not None:
-        masking = given
-        if (masking.objective == "autoregressive") != (lm.objective == "autoregressive"):
-            raise ValueError(f"plan {plan} is for a {masking.objective} model but {lm.info.name} is {lm.objective}")
-    else:
-        masking = make_plan(records, lm.objective, seed=seed, mask_fraction=mask_fraction)
-    masking.check(records)
-    plan_sha = "sha256:" + hashlib.sha256(json.dumps(masking.to_json(), sort_keys=True).encode()).hexdigest()
-    key = {"fasta_sha256": _sha256(Path(fasta)), "n_sequences": len(records), "plan_sha256": plan_sha,
-           "unknown": unknown, "too_long": too_long}
-    entry = {"fasta": str(fasta), "n_sequences": len(records), "seed": seed, "plan_sha256": plan_sha}
-    run = {"fasta": str(fasta), "fasta_sha256": key["fasta_sha256"], "n_sequences": len(records), "plan": "plan.json",
-           "plan_sha256": plan_sha, "plan_given": str(plan) if plan is not None else None, "seed": seed,
-           "mask_fraction": mask_fraction}
-    return records, masking, key, entry, run
+        previous = read_run(folder) or {}
+        measurements = {**previous.get("measurements", {}), measurement: entry}
+        for name, table in tables.items():
+            write_csv(table, folder / f"{name}.csv")
+        write_run(folder, {**previous, "model": lm.info.__dict__, "model_argument": argument,
+                           "block_weights": lm.block_weights(), **run_info, "versions": package_versions(),
+                           "measurements": measurements})
 
 
 def _plan_file(folder: Path, masking: MaskingPlan, plan_sha: str) -> str:
@@ -126,21 +76,12 @@ def _plan_file(folder: Path, masking: MaskingPlan, plan_sha: str) -> str:
     return "plan.json" if same else f"plan-{plan_sha.removeprefix('sha256:')[:12]}.json"
 
 
-def _assays(reference, assays, max_variants, seed):
-    """Assays of a reference table, and what identifies them."""
-    data = read_assays(reference, assays=assays, max_variants=max_variants, seed=seed)
-    files = {a.id: assay_checksum(a) for a in data}
-    key = {"assays": files, "max_variants": max_variants}
-    entry = {"reference": str(reference), "assays": files, "max_variants": max_variants, "seed": seed,
-             "n_sequences": int(sum(len(a.variants) for a in data))}
-    return data, key, entry
-
-
-def _run_in_second_env(measure: Measurement, request: dict) -> Path:
-    """`run` with these arguments in .venv-esm; the folder it wrote, checked to hold the measurement."""
-    folder = second_env.run_request(json.loads(json.dumps(request, default=str)), progress=request["progress"])
-    if measure.name not in (read_run(folder) or {}).get("measurements", {}):
-        raise RuntimeError(f"the run of '{request['model']}' in .venv-esm wrote no {measure.name} to {folder}")
+def _run_in_second_env(request: RunRequest, progress: bool) -> Path:
+    """`run(request)` in .venv-esm; the folder it wrote, checked to hold the measurement."""
+    folder = second_env.run_request(request.to_json(), progress=progress)
+    if request.measurement not in (read_run(folder) or {}).get("measurements", {}):
+        raise RuntimeError(f"the run of '{request.model.argument}' in .venv-esm wrote no {request.measurement} to "
+                           f"{folder}")
     return folder
 
 
@@ -155,19 +96,6 @@ CACHED_ONLY = "PLMDEPTH_CACHED_ONLY"
 def cached_only() -> bool:
     """Whether runs may only be read, not computed (a chapter run by the workflow: CACHED_ONLY is set)."""
     return bool(os.environ.get(CACHED_ONLY))
-
-
-def _asked(measure: Measurement, spec: ModelSpec | None, data, plan, seed, n_sequences, mask_fraction, unknown,
-           too_long, dtype, config, assays_key) -> dict:
-    """What a run is asked for, in terms known before the model is loaded (JSON values)."""
-    if spec is None:  # a ProteinLM built by hand: nothing to compare without it
-        return {}
-    inputs = ({"fasta_sha256": _sha256(Path(data)), "plan_sha256": _sha256(Path(plan)) if plan is not None else None,
-               "n_sequences": n_sequences, "unknown": unknown, "too_long": too_long}
-              if measure.inputs == "sequences" else {"reference": str(data), **assays_key})
-    asked = {"measurement": measure.name, "model": spec.argument, "objective": spec.objective, "data": str(data),
-             **inputs, "seed": seed, "mask_fraction": mask_fraction, "dtype": str(dtype), "config": asdict(config)}
-    return json.loads(json.dumps(asked, default=str))
 
 
 def _made_as_asked(folder: Path, measure: Measurement, asked: dict) -> bool:
@@ -207,73 +135,33 @@ def writable(folder: Path) -> None:
                                  "--out or make it writable.")
 
 
-def run(
-    measurement: str,
-    model: "str | ModelSpec | ProteinLM",
-    data: str | Path,
-    out: str | Path = "results",
-    plan: str | Path | None = None,
-    seed: int = 0,
-    n_sequences: int | None = None,
-    mask_fraction: float = 0.15,
-    unknown: str = "error",
-    too_long: str = "error",
-    assays: list[str] | None = None,
-    max_variants: int | None = None,
-    device: str = "cpu",
-    dtype: str = "float32",
-    force: bool = False,
-    progress: bool = True,
-    **params,
-) -> Path:
-    """Compute (or reuse) one measurement of `model` on `data`; returns the results folder.
+def run(request: RunRequest, lm: ProteinLM | None = None, force: bool = False, progress: bool = True) -> Path:
+    """Compute (or reuse) `request`; returns the results folder.
 
-    `data` is a FASTA file, or for variant effects a ProteinGym-style reference table (`assays`
-    picks assay ids, `max_variants` a seeded subset of each). `params` go to the measurement's
-    config (e.g. `vocab`, `batch_size`, `mode`, `scoring`). `mask_fraction` is the share of masked
-    residues of the plan, and names the results folder of a diffusion model.
-    """
-    arguments = {k: v for k, v in locals().items() if k != "params"} | params  # as given, for the second environment
-    measure = find_measurement(measurement)
-    config = measure.config(seed=seed, **params)
-    if measure.inputs == "sequences" and (assays is not None or max_variants is not None):
-        raise ValueError(f"{measure.name} runs on a FASTA file; assays and max_variants are for variant effects")
-    if measure.inputs == "assays" and (plan is not None or n_sequences is not None):
-        raise ValueError("variant effects run on the assays of a reference table; plan and n_sequences are for "
-                         "the sequence measurements")
+    `lm` is the request's model already loaded (or a `ProteinLM` built by hand, whose request has no
+    spec); otherwise the model is loaded here, after the inputs are read and checked."""
+    measure = request.measure
+    config = request.config()
     reading = cached_only()  # a chapter run by the workflow: it reads, on any machine
     if not reading:
-        check_device(device)
-        writable(Path(out))
-    # the data are read (and so checked) before a possibly large model is loaded
-    if measure.inputs == "sequences":
-        records, given_plan = read_fasta(data), (MaskingPlan.load(plan) if plan is not None else None)
-    else:
-        assay_data = _assays(data, assays, max_variants, seed)
-    lm = model if isinstance(model, ProteinLM) else None
-    spec = lm.spec if lm is not None else resolve(model)
-    asked = _asked(measure, spec, data, plan, seed, n_sequences, mask_fraction, unknown, too_long, dtype, config,
-                   assay_data[1] if measure.inputs == "assays" else None)
+        check_device(request.device)
+        writable(Path(request.out))
+    read = request.inputs.read(request.seed)  # the data are read (and so checked) before a model is loaded
+    asked = request.asked(read)
     if reading:
-        if lm is None and _made_as_asked(results_folder(out, spec, mask_fraction), measure, asked):
-            return results_folder(out, spec, mask_fraction)  # read without loading the model (see CACHED_ONLY)
-        check_device(device)
-        writable(Path(out))
-    if lm is None and second_env.needed(spec):
-        return _run_in_second_env(measure, {**arguments, "measurement": measure.name, "model": spec.argument})
-    lm = lm if lm is not None else load_model(spec, device=device, dtype=dtype)
-    argument = spec.argument if spec is not None else lm.info.name  # a ProteinLM built by hand has no spec
-    folder = results_folder(out, lm, mask_fraction)
+        if lm is None and _made_as_asked(request.folder, measure, asked):
+            return request.folder  # read without loading the model (see CACHED_ONLY)
+        check_device(request.device)
+        writable(Path(request.out))
+    if lm is None and second_env.needed(request.model):
+        return _run_in_second_env(request, progress)
+    lm = lm if lm is not None else load_model(request.model, device=request.device, dtype=request.dtype)
+    argument = request.model.argument if request.model is not None else lm.info.name  # built by hand: no spec
+    folder = results_folder(request.out, lm, request.mask_fraction)
     writable(folder)
 
-    if measure.inputs == "sequences":
-        units, masking, data_key, entry, run_info = _sequences(lm, data, records, plan, given_plan, seed, n_sequences,
-                                                               mask_fraction, unknown, too_long)
-        args = (lm, units, masking, config)
-    else:
-        units, data_key, entry = assay_data
-        masking, run_info, args = None, {}, (lm, units, config)
-    key = {"model_checksum": lm.info.checksum, **data_key, "config": asdict(config), "dtype": dtype}
+    prepared = read.prepare(lm)
+    key = {"model_checksum": lm.info.checksum, **prepared.key, "config": asdict(config), "dtype": request.dtype}
     if not force and cached_run(folder, measure.name, key, measure.outputs):
         return folder
     if reading:
@@ -282,15 +170,24 @@ def run(
                              "compute them): the workflow's jobs and the chapter's calls disagree.")
 
     started = time.perf_counter()
-    result = measure.compute(*args, progress=progress, checkpoint=folder / f".{measure.name}.partial.pt", key=key)
+    result = measure.compute(lm, *prepared.units, config, progress=progress,
+                             checkpoint=folder / f".{measure.name}.partial.pt", key=key)
     wall = time.perf_counter() - started
     tables = dict(zip(measure.outputs, result if isinstance(result, tuple) else (result,)))
-    label = curve_name(lm, mask_fraction) if measure.inputs == "sequences" else lm.info.name
     for table in tables.values():
-        table.insert(0, "model", label)
-    if masking is not None:
-        run_info["plan"] = entry["plan"] = _plan_file(folder, masking, run_info["plan_sha256"])
-        masking.save(folder / run_info["plan"])
-    entry["request"] = asked
-    _save(folder, lm, argument, measure, key, config, tables, wall, entry, run_info)
+        table.insert(0, "model", curve_name(lm, request.mask_fraction))
+    run_info = prepared.run_info
+    if prepared.plan is not None:
+        run_info["plan"] = prepared.entry["plan"] = _plan_file(folder, prepared.plan, run_info["plan_sha256"])
+        prepared.plan.save(folder / run_info["plan"])
+    entry = {**_entry(lm, key, config, prepared, tables, wall), "request": asked}
+    _save(folder, lm, argument, measure.name, entry, tables, run_info)
     return folder
+
+
+def measure(measurement: str, model: "str | ModelSpec | ProteinLM", data: str | Path, force: bool = False,
+            progress: bool = True, **options) -> Path:
+    """`run` for one call written out: `RunRequest.build(measurement, model, data, **options)`, with a
+    loaded `model` used as it is."""
+    lm = model if isinstance(model, ProteinLM) else None
+    return run(RunRequest.build(measurement, model, data, **options), lm, force=force, progress=progress)

@@ -13,3 +13,7 @@ packages (altair, jupytext, papermill), which the second environment does not ha
 
 class BookError(RuntimeError):
     """The book or one of its chapters could not be built."""
+
+
+class ParameterError(BookError, ValueError):
+    """A chapter asked for with a parameter it does not have (a bad input, before anything runs)."""

@@ -22,40 +22,9 @@ import yaml
 
 from plmdepth import __version__, paths, weights
 from plmdepth.models import REGISTRY
-from plmdepth.publish import BookError, verdicts
-from plmdepth.publish.chapter import shared_parameters
-from plmdepth.results import read_run
-
-CHAPTERS = {
-    "contributions": "contributions",
-    "layer-skipping": "layer_skipping",
-    "logit-lens": "logit_lens",
-    "cross-model": "cross_model",
-    "variant-effects": "variant_effects",
-    "lens-or-layers": "lens_or_layers",
-}
-
-
-def chapter_paths(name: str) -> tuple[Path, Path]:
-    if name not in CHAPTERS:
-        raise BookError(f"unknown chapter '{name}'; choose from {', '.join(CHAPTERS)}")
-    stem = CHAPTERS[name]
-    return paths.notebooks_dir() / f"{stem}.py", paths.book_dir() / "chapters" / f"{stem}.ipynb"
-
-
-def chapter_defaults(name: str) -> dict:
-    """A chapter's parameters and their defaults: the shared ones (notebooks/parameters.yml),
-    then those of its `parameters` cell."""
-    import jupytext
-
-    source, _ = chapter_paths(name)
-    cell = next((c for c in jupytext.read(source).cells if "parameters" in c.metadata.get("tags", [])), None)
-    if cell is None:
-        raise BookError(f"chapter '{name}' has no cell tagged 'parameters'")
-    values: dict = {}
-    exec(compile(cell.source, f"{source}:parameters", "exec"), {}, values)
-    return {**shared_parameters(), **values}
-
+from plmdepth.publish import BookError, chapters, verdicts
+from plmdepth.publish.chapters import CHAPTERS, chapter
+from plmdepth.results import Results
 
 def run_chapter(name: str, parameters: dict | None = None, yaml_values: bool = False,
                 add_models: str | None = None, output: Path | None = None) -> Path:
@@ -69,16 +38,13 @@ def run_chapter(name: str, parameters: dict | None = None, yaml_values: bool = F
     import jupytext
     import papermill
 
-    source, target = chapter_paths(name)
-    target = Path(output) if output is not None else target
+    definition = chapter(name)
+    source = definition.notebook
+    target = Path(output) if output is not None else definition.executed
     params = dict(parameters or {})
     if yaml_values:
         params = {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in params.items()}
-    defaults = chapter_defaults(name)
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise BookError(f"chapter '{name}' has no parameter {', '.join(unknown)}; "
-                        f"its parameters are {', '.join(defaults)}")
+    defaults = definition.parameters(params)  # refuses a parameter the chapter does not have
     if add_models:
         current = str(params.get("models", defaults.get("models", ""))).split(",")
         extra = [m for m in add_models.split(",") if m and m not in current]
@@ -147,8 +113,8 @@ def figure_entries() -> list[dict]:
     (the caption's first sentence) and the paper figure its caption names ("cf. paper Fig. N"),
     or None."""
     out = []
-    for stem in CHAPTERS.values():
-        text = (paths.notebooks_dir() / f"{stem}.py").read_text()
+    for definition in CHAPTERS.values():
+        stem, text = definition.stem, definition.notebook.read_text()
         for block in _GLUE_FIGURE.finditer(text):
             lines = [re.sub(r"^# ?", "", line) for line in block.group("body").splitlines()]
             name = next((m.group(1) for line in lines if (m := re.match(r":name:\s*(fig-[\w-]+)\s*$", line))), None)
@@ -214,10 +180,10 @@ def write_generated_pages(version: str) -> None:
     index), book/models.md, and book/key_results.md and book/claims.md (the claims' verdicts)."""
     found = results_runs()
     rows = []
-    for folder, run in found:
-        rows.append(f"| {run['model']['name']} | {run['model']['objective']} | {run['model']['n_layers']} | "
-                    f"{run['model']['source']} | {', '.join(sorted(run['measurements']))} | "
-                    f"`results/{folder.name}` |")
+    for record in found:
+        model = record.model
+        rows.append(f"| {model.display} | {model.objective} | {model.blocks} | {record.run['model']['source']} | "
+                    f"{', '.join(sorted(record.measurements))} | `{_shown(record.folder)}` |")
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     state = git_state()
     source = f"git {state}" if state.startswith("commit") else state
@@ -231,19 +197,27 @@ def write_generated_pages(version: str) -> None:
     (book / "figures.md").write_text(figure_index_page())
     (book / "models.md").write_text(model_table_page(found))
     # book/key_results.md (front page) and book/claims.md (Discussion): the paper's claims tested
-    verdicts.write_pages([folder for folder, _ in found], book)
+    verdicts.write_pages(found.folders, book)
 
 
-def results_runs() -> list[tuple[Path, dict]]:
-    """(folder, run.json) of every results folder of this build, in name order."""
-    return [(p.parent, read_run(p.parent)) for p in sorted((paths.project_root() / "results").glob("*/run.json"))]
+def results_runs() -> Results:
+    """Every results folder of this build (under the chapters' `results_dir`), in name order."""
+    return Results.under(paths.project_root() / chapters.shared_parameters()["results_dir"])
 
 
-def model_table_page(runs: list[tuple[Path, dict]] | None = None) -> str:
+def _shown(folder: Path) -> str:
+    """A results folder as the book names it: relative to the project."""
+    try:
+        return str(folder.resolve().relative_to(paths.project_root().resolve()))
+    except ValueError:
+        return str(folder)
+
+
+def model_table_page(runs: Results | None = None) -> str:
     """book/models.md: every registered model, and the results folders this build has for it."""
     built: dict[str, list[str]] = {}
-    for folder, run in results_runs() if runs is None else runs:
-        built.setdefault(run["model_argument"], []).append(f"`results/{folder.name}`")
+    for record in results_runs() if runs is None else runs:
+        built.setdefault(record.model.argument, []).append(f"`{_shown(record.folder)}`")
     lines = ["(models)=", "# Models", "",
              "Every model the registry knows (`python -m plmdepth models`), how it is loaded, and whether this",
              "build ran it. Hub models load where the Hugging Face hub is reachable (or from a local folder);",

@@ -1,14 +1,13 @@
-"""What every chapter notebook does: run a measurement on its models, publish its figures.
+"""What every chapter notebook does: collect its runs, publish its figures.
 
-Keeps the notebooks thin (shared parameters, one call, one chart, one caption):
+Keeps the notebooks thin (parameters, one call per figure or table, captions):
 
-    models = load_models("antiberty,iglm")                   # each loaded once per kernel
-    result = collect("layer_skipping", models, fasta, results_dir, n_sequences=..., seed=...)
-    result["skip_effect"], result.folders                    # tables over models, results folders used
+    runs = collect_chapter("layer-skipping", globals())      # {name: Collected}, from the chapter's definition
+    runs["layer_skipping"]["skip_effect"], runs["layer_skipping"].folders
     publish_figure("fig-skip-effect", chart, data)           # glued SVG, downloads and their links
 
-Parameters shared by every chapter come from `notebooks/parameters.yml` (`shared_parameters`);
-diffusion models are run once per masking ratio in `diffusion_ratios` (one curve each).
+What a chapter runs is defined once, in `publish.chapters`; the workflow's jobs come from the same
+definition. Diffusion models are run once per masking ratio in `diffusion_ratios` (one curve each).
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import yaml
 from tqdm import TqdmWarning
 
 # Inside a kernel, tqdm.auto (imported by transformers when plmdepth's model modules load, just
@@ -27,19 +25,14 @@ from tqdm import TqdmWarning
 warnings.filterwarnings("ignore", category=TqdmWarning)
 
 from plmdepth import __version__, paths, second_env  # noqa: E402
-from plmdepth.model import ProteinLM  # noqa: E402
-from plmdepth.models import ModelSpec, load_model, resolve  # noqa: E402
-from plmdepth.probes.measurements import measurement as find_measurement  # noqa: E402
+from plmdepth.models import load_model  # noqa: E402
+from plmdepth.publish.chapters import chapter  # noqa: E402
 from plmdepth.publish.figures import to_svg  # noqa: E402
-from plmdepth.runner import cached_only, read_tables, results_folder, run  # noqa: E402
+from plmdepth.requests import RunRequest  # noqa: E402
+from plmdepth.results import Results  # noqa: E402
+from plmdepth.runner import cached_only, run  # noqa: E402
 
-DIFFUSION_RATIOS = (0.15, 0.5, 0.9)
 BOOK_TITLE = "Does the curse of depth persist in protein language models?"
-
-
-def shared_parameters() -> dict:
-    """The parameters every chapter shares, from notebooks/parameters.yml."""
-    return yaml.safe_load((paths.notebooks_dir() / "parameters.yml").read_text())
 
 
 @dataclass
@@ -52,104 +45,46 @@ class Collected:
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.tables[name]
 
-
-def model_list(models) -> list:
-    """A papermill `models` parameter (comma-separated string or list) as a list."""
-    if isinstance(models, str):
-        return [m.strip() for m in models.split(",") if m.strip()]
-    return list(models or ())
-
-
-def _resolved(models, diffusion_models=()) -> list["ProteinLM | ModelSpec"]:
-    """Every model of `models` resolved (loaded ones kept as they are); `diffusion_models` names
-    models to treat as diffusion models although their config says masked (DPLM weights in a plain
-    ESM folder)."""
-    diffusion = set(model_list(diffusion_models))
-    return [m if isinstance(m, ProteinLM) else resolve(m, objective="diffusion" if str(m) in diffusion else None)
-            for m in model_list(models)]
-
-
-def load_models(models, device: str = "cpu", diffusion_models=(),
-                dtype: str = "float32") -> list["ProteinLM | ModelSpec"]:
-    """Every model of `models` loaded once (already loaded ones are kept), e.g. to measure each
-    several times. A model of the second environment (ESM C, ESM3) stays a `ModelSpec`: `run`
-    sends it to .venv-esm. In a chapter run by the workflow (`cached_only()`) every model stays a
-    `ModelSpec`: the chapter reads results and needs no weights."""
-    return [m if isinstance(m, ProteinLM) or second_env.needed(m) or cached_only()
-            else load_model(m, device=device, dtype=dtype) for m in _resolved(models, diffusion_models)]
-
-
-@dataclass(frozen=True)
-class Request:
-    """One `runner.run` call a chapter makes: the measurement, the model (resolved, not loaded), its
-    data and the masking ratio that names a diffusion model's folder, and the other keyword arguments."""
-
-    measurement: str
-    model: ModelSpec
-    data: str
-    mask_fraction: float
-    kwargs: dict
-
     @property
-    def folder(self) -> Path:
-        return results_folder(self.kwargs.get("out", "results"), self.model, self.mask_fraction)
-
-    def as_json(self) -> dict:
-        """The call as JSON for `python -m plmdepth run-request` (how a workflow job runs it)."""
-        objective = {"objective": self.model.objective} if self.model.objective_override else {}
-        return {"measurement": self.measurement, "model": self.model.argument, **objective, "data": str(self.data),
-                "mask_fraction": self.mask_fraction, **self.kwargs}
+    def results(self) -> Results:
+        return Results(self.folders)
 
 
-def _runs(measurement: str, models: list, structure: list, data: str, structure_fasta: str | None,
-          diffusion_ratios, mask_fraction: float):
-    """(model, data, masking ratio) of every run of `measurement`: diffusion models once per ratio."""
-    if structure and not structure_fasta:
-        raise ValueError("structure_models need structure_fasta: the FASTA of the chains their structures hold")
-    per_sequence = find_measurement(measurement).inputs == "sequences"
-    for model, source in [(m, data) for m in models] + [(m, structure_fasta) for m in structure]:
-        ratios = list(diffusion_ratios) if per_sequence and model.objective == "diffusion" else [mask_fraction]
-        for ratio in ratios:
-            yield model, source, ratio
+def collect(requests: list[RunRequest], models: dict | None = None) -> Collected:
+    """Run (or reuse) every request; their tables over models and their results folders.
+
+    `models` maps a request's model spec to a loaded `ProteinLM` to use; the others are loaded
+    one at a time (one in memory). In a chapter run by the workflow (`cached_only()`) none is
+    loaded, and a model of the second environment (ESM C, ESM3) never is here."""
+    return collect_groups({"runs": requests}, models)["runs"]
 
 
-def requests(measurement: str, models, data: str, results_dir: str = "results", device: str = "cpu",
-             diffusion_ratios=DIFFUSION_RATIOS, diffusion_models=(), mask_fraction: float = 0.15,
-             structure_models=(), structure_fasta: str | None = None, dtype: str = "float32",
-             **kwargs) -> list[Request]:
-    """The runs `collect` makes with these arguments, without loading a model (for a workflow)."""
-    specs, structure = _resolved(models, diffusion_models), _resolved(structure_models)
-    return [Request(measurement, model, str(source), ratio,
-                    dict(out=results_dir, device=device, dtype=dtype, progress=False, **kwargs))
-            for model, source, ratio in _runs(measurement, specs, structure, data, structure_fasta,
-                                              diffusion_ratios, mask_fraction)]
+def collect_groups(groups: dict[str, list[RunRequest]], models: dict | None = None) -> dict[str, Collected]:
+    """`collect` for several named lists of requests at once, each model loaded once for all of them
+    (models in the order they first appear)."""
+    models, folders = dict(models or {}), {}
+    numbered = [(name, i, r) for name, runs in groups.items() for i, r in enumerate(runs)]
+    for spec in dict.fromkeys(r.model for _, _, r in numbered):
+        mine = [(name, i, r) for name, i, r in numbered if r.model == spec]
+        loaded = models.get(spec)
+        if loaded is None and not second_env.needed(spec) and not cached_only():
+            loaded = load_model(spec, device=mine[0][2].device, dtype=mine[0][2].dtype)
+        for name, i, request in mine:
+            folders[name, i] = run(request, loaded, progress=False)
+        loaded = None  # the next model takes this one's place in memory
+    out = {}
+    for name, runs in groups.items():
+        used = [folders[name, i] for i in range(len(runs))]
+        out[name] = Collected(Results(used).tables(runs[0].measurement) if runs else {}, used)
+    return out
 
 
-def collect(measurement: str, models, data: str, results_dir: str = "results", device: str = "cpu",
-            diffusion_ratios=DIFFUSION_RATIOS, diffusion_models=(), mask_fraction: float = 0.15,
-            structure_models=(), structure_fasta: str | None = None, dtype: str = "float32",
-            **kwargs) -> Collected:
-    """Run (or reuse) `measurement` on every model (every ratio for diffusion models) on `data`
-    (a FASTA file, or the reference table of variant effects).
-
-    `structure_models` (structure-conditioned models such as ProteinMPNN) run on
-    `structure_fasta`, the chains of the structures they read, instead of `data`. Models given by
-    name are loaded one at a time (one in memory), those given loaded are used as they are; in a
-    chapter run by the workflow (`cached_only()`) none is loaded.
-    """
-    per_run, folders, loaded = [], [], {}
-    for model, source, ratio in _runs(measurement, _resolved(models, diffusion_models), _resolved(structure_models),
-                                      data, structure_fasta, diffusion_ratios, mask_fraction):
-        if isinstance(model, ModelSpec) and not second_env.needed(model) and not cached_only():
-            if model not in loaded:
-                loaded = {model: load_model(model, device=device, dtype=dtype)}  # the previous one is released
-            model = loaded[model]
-        folder = run(measurement, model, source, out=results_dir, mask_fraction=ratio, progress=False,
-                     device=device, dtype=dtype, **kwargs)
-        per_run.append(read_tables(folder, measurement))
-        folders.append(folder)
-    tables = {name: pd.concat([t[name] for t in per_run], ignore_index=True) for name in per_run[0]}
-    return Collected(tables, folders)
+def collect_chapter(name: str, namespace: dict, models: dict | None = None) -> dict[str, Collected]:
+    """Every run of chapter `name` with the parameters it finds in `namespace` (a notebook's
+    `globals()`), collected by the name its definition gives them (`publish.chapters`)."""
+    definition = chapter(name)
+    params = {key: namespace[key] for key in definition.defaults()}
+    return collect_groups(definition.requests(params), models)
 
 
 def cite_text(label: str) -> str:

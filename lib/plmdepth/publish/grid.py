@@ -3,15 +3,15 @@
 One job per results folder and measurement (a model, measured once on its data), one per
 chapter (the notebook executed by papermill, reading those results) and one for the book:
 
-    params = chapter_parameters("logit-lens", config)     # what the notebook will see
-    for request in chapter_requests("logit-lens", params):  # the runs its collect() calls make
-        request.folder, request.as_json()
+    params = chapter_parameters("logit-lens", config)       # what the notebook will see
+    for request in chapter_requests("logit-lens", params):  # the runs its collect_chapter() makes
+        request.folder, request.to_json()
 
 `config` is `notebooks/parameters.yml` (the chapters' shared parameters) as Snakemake read it,
 with `--config` overrides, plus an optional `chapters: {name: {parameter: value}}` for a
-chapter's own parameters. `CHAPTER_RUNS` mirrors each chapter's `collect(...)` calls; the
-workflow executes chapters with `PLMDEPTH_CACHED_ONLY` set, so a chapter that asks for a run
-its jobs did not make fails instead of computing it.
+chapter's own parameters. The runs come from each chapter's definition (`publish.chapters`),
+the same the notebook collects; the workflow executes chapters with `PLMDEPTH_CACHED_ONLY` set,
+so a chapter that asked for a run its jobs did not make would fail instead of computing it.
 
 `resources` sizes a job for a scheduler from the model's registered size and the dtype; the
 rules are in its docstring. `code_files` lists the library files a job's numbers depend on (the
@@ -32,118 +32,47 @@ from pathlib import Path
 from plmdepth import paths
 from plmdepth.models import REGISTRY
 from plmdepth.models.load import loader_of
-from plmdepth.probes.measurements import measurement as find_measurement
-from plmdepth.publish.chapter import Request, requests
-
-_SEQUENCE = ("seed", "n_sequences")
-
-
-def _variant_effect_assays(p: dict):
-    """The variant-effects chapter's `chosen`: None for every set, else the listed ids."""
-    assays = p.get("assays")
-    return None if assays in (None, "", "all") else [a.strip() for a in str(assays).split(",") if a.strip()]
-
-
-def _pick(p: dict, *names: str) -> dict:
-    return {n: p[n] for n in names}
-
-
-# each chapter's collect() calls: (measurement, data parameter, keyword arguments from its parameters)
-CHAPTER_RUNS = {
-    "contributions": lambda p: [
-        ("contributions", p["fasta"], {**_pick(p, *_SEQUENCE, "structure_models", "structure_fasta"),
-                                       "diffusion_ratios": [0.15]})],
-    "layer-skipping": lambda p: [
-        ("layer_skipping", p["fasta"], _pick(p, *_SEQUENCE, "mask_fraction", "mode", "diffusion_ratios",
-                                             "diffusion_models", "structure_models", "structure_fasta"))],
-    "logit-lens": lambda p: [
-        ("logit_lens", p["fasta"], _pick(p, *_SEQUENCE, "mask_fraction", "vocab", "diffusion_ratios",
-                                         "diffusion_models", "structure_models", "structure_fasta"))],
-    "cross-model": lambda p: [
-        (name, p["fasta"], {**_pick(p, *_SEQUENCE, "mask_fraction", "diffusion_models", "structure_models",
-                                    "structure_fasta"),
-                            "diffusion_ratios": [0.15] if name == "contributions" else p["diffusion_ratios"]})
-        for name in ("logit_lens", "layer_skipping", "contributions")],
-    "variant-effects": lambda p: [
-        ("variant_effects", p["reference"], {"assays": _variant_effect_assays(p),
-                                             **_pick(p, "max_variants", "seed", "scoring", "n_bootstrap",
-                                                     "batch_size")})],
-    "lens-or-layers": lambda p: [
-        ("tuned_lens", p["fasta"], _pick(p, *_SEQUENCE, "mask_fraction", "vocab", "train_fraction", "epochs",
-                                         "diffusion_ratios", "diffusion_models")),
-        ("layer_skipping", p["fasta"], _pick(p, *_SEQUENCE, "mask_fraction", "diffusion_ratios",
-                                             "diffusion_models")),
-        *[(m, data, {**kwargs, **_pick(ve, "models", "device", "dtype")})  # the variant-effects chapter's runs
-          for ve in [_other_chapter("variant-effects", p)]
-          for m, data, kwargs in CHAPTER_RUNS["variant-effects"](ve)]],
-}
-
-# chapters that also read another chapter's runs: the parameter that carries that chapter's changes
-READS = {"lens-or-layers": ("variant-effects", "variant_effects")}
-
-
-def _other_chapter(name: str, params: dict) -> dict:
-    """Chapter `name`'s parameters as a chapter that reads its runs sees them: its defaults, changed
-    by the reader's parameter for it (see READS)."""
-    from plmdepth.publish.book import chapter_defaults
-
-    carrier = next(key for other, key in READS.values() if other == name)
-    return {**chapter_defaults(name), **(params.get(carrier) or {})}
+from plmdepth.publish.chapters import CHAPTERS, chapter, parameters_for
+from plmdepth.requests import RunRequest
 
 
 def chapter_parameters(name: str, config: dict | None = None) -> dict:
     """The parameters chapter `name` runs with: its defaults (notebooks/parameters.yml, then its
-    `parameters` cell), shared values that `config` changes (unless the chapter sets them itself),
-    then `config["chapters"][name]`."""
-    from plmdepth.publish.book import chapter_defaults
-    from plmdepth.publish.chapter import shared_parameters
-
-    defaults, shared = chapter_defaults(name), shared_parameters()
-    own = {k for k in defaults if k not in shared or defaults[k] != shared[k]}
-    config = dict(config or {})
+    own), shared values that `config` changes (unless the chapter sets them itself), then
+    `config["chapters"][name]`. A chapter that reads another's runs gets that chapter's parameters
+    as the workflow runs it, in the parameter that carries them."""
+    definition, config = chapter(name), dict(config or {})
     chapters = config.pop("chapters", None) or {}
-    changed = {k: v for k, v in config.items() if k in shared and v != shared[k] and k not in own}
-    unknown = sorted(set(chapters.get(name) or {}) - set(defaults))
-    if unknown:
-        raise ValueError(f"chapter '{name}' has no parameter {', '.join(unknown)}; its parameters are "
-                         f"{', '.join(defaults)}")
-    params = {**defaults, **changed, **(chapters.get(name) or {})}
-    if name in READS:
-        other, key = READS[name]
+    params = parameters_for(name, config, chapters.get(name))
+    if definition.reads:
+        other, key = definition.reads
         params[key] = {**injected(other, chapter_parameters(other, {**config, "chapters": chapters})),
-                       **params.get(key, {})}
+                       **(params.get(key) or {})}
     return params
 
 
 def injected(name: str, params: dict) -> dict:
     """The parameters papermill must inject for the notebook to see `params` (those that differ
     from its defaults)."""
-    from plmdepth.publish.book import chapter_defaults
-
-    defaults = chapter_defaults(name)
+    defaults = chapter(name).defaults()
     return {k: v for k, v in params.items() if k not in defaults or defaults[k] != v}
 
 
-def chapter_requests(name: str, params: dict) -> list[Request]:
-    """Every `runner.run` call chapter `name` makes with `params`."""
-    out = []
-    for measurement, data, kwargs in CHAPTER_RUNS[name](params):
-        settings = {key: kwargs.pop(key, params[key]) for key in ("models", "device", "dtype")}
-        out += requests(measurement, settings.pop("models"), data, params["results_dir"], **settings, **kwargs)
-    return out
+def chapter_requests(name: str, params: dict) -> list[RunRequest]:
+    """Every run chapter `name` makes with `params`, in the order it collects them."""
+    return [request for runs in chapter(name).requests(params).values() for request in runs]
 
 
 @dataclass(frozen=True)
 class Job:
     """One measurement of one results folder, and the chapters that read it."""
 
-    request: Request
+    request: RunRequest
     chapters: tuple[str, ...]
 
     @property
     def outputs(self) -> list[str]:
-        tables = find_measurement(self.request.measurement).outputs
-        return [str(self.request.folder / f"{table}.csv") for table in tables]
+        return [str(self.request.folder / f"{table}.csv") for table in self.request.measure.outputs]
 
     @property
     def name(self) -> str:
@@ -155,8 +84,6 @@ def jobs(config: dict | None = None, chapters=None) -> tuple[list[Job], dict[str
 
     Two chapters asking for one measurement of one folder with different parameters cannot both
     be kept (a folder holds one run per measurement): that is refused in one sentence."""
-    from plmdepth.publish.book import CHAPTERS
-
     jobs: dict[tuple, Job] = {}
     per_chapter: dict[str, list[Job]] = {}
     for name in chapters or CHAPTERS:
@@ -164,34 +91,27 @@ def jobs(config: dict | None = None, chapters=None) -> tuple[list[Job], dict[str
         for request in chapter_requests(name, chapter_parameters(name, config)):
             key = (str(request.folder), request.measurement)
             known = jobs.get(key)
-            if known is not None and effective(known.request) != effective(request):
+            if known is not None and known.request.effective() != request.effective():
                 raise ValueError(f"chapters {', '.join(known.chapters)} and {name} ask for {request.measurement} of "
                                  f"{request.model.argument} in {request.folder} with different parameters "
-                                 f"({_difference(effective(known.request), effective(request))}); make them agree")
+                                 f"({_difference(known.request.effective(), request.effective())}); make them agree")
             jobs[key] = Job(request, (known.chapters if known else ()) + (name,))
             keys.append(key)
         per_chapter[name] = keys
     return list(jobs.values()), {name: [jobs[k] for k in dict.fromkeys(keys)] for name, keys in per_chapter.items()}
 
 
-def effective(request: Request) -> dict:
-    """What a request asks `runner.run` for, defaults filled in (the measurement's config included):
-    two requests that differ only in defaults they spell out make the same run."""
-    from dataclasses import asdict
-
-    from plmdepth.runner import run
-
-    bound = inspect.signature(run).bind(request.measurement, request.model.argument, request.data,
-                                        mask_fraction=request.mask_fraction, **request.kwargs)
-    bound.apply_defaults()
-    arguments = dict(bound.arguments)
-    params, _ = arguments.pop("params"), arguments.pop("progress")
-    config = asdict(find_measurement(request.measurement).config(seed=arguments["seed"], **params))
-    return {**arguments, **config}  # config fields by name (its seed is the run's)
+def _flat(values: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in values.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
 
 
 def _difference(a: dict, b: dict) -> str:
-    return ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+    a, b = _flat(a), _flat(b)
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}: {a.get(k)!r} vs {b.get(k)!r}" for k in sorted(set(a) | set(b))
+                     if a.get(k) != b.get(k))
 
 
 # ---- sizing jobs for a scheduler -------------------------------------------------------------
@@ -207,7 +127,7 @@ def parameter_count(model: str) -> float | None:
     return float(match.group(1)) * (1e6 if match.group(2) == "M" else 1e9) if match else None
 
 
-def resources(request: Request, dtype: str = "float32", gpu: bool = False) -> dict:
+def resources(request: RunRequest, dtype: str = "float32", gpu: bool = False) -> dict:
     """Scheduler resources of one job: host memory, GPUs and a runtime limit.
 
     - Weights take parameters x bytes per parameter of `dtype`. The host needs room for them
@@ -239,19 +159,19 @@ def resources(request: Request, dtype: str = "float32", gpu: bool = False) -> di
 
 def job_json(job: Job) -> str:
     """The job's request as one JSON line (what `python -m plmdepth run-request` reads)."""
-    return json.dumps(job.request.as_json(), sort_keys=True, default=str)
+    return json.dumps(job.request.to_json(), sort_keys=True, default=str)
 
 
 # every sequence measurement runs through these
 CORE_CODE = ("fasta", "tokens", "plan", "model", "cpu_math", "probes.streaming")
 
 
-def code_files(request: Request) -> list[str]:
+def code_files(request: RunRequest) -> list[str]:
     """The library files a job's numbers depend on beyond its data and parameters: the core
     modules (`CORE_CODE`), the measurement's module and the plmdepth modules it imports from, and
     the model's family module (its loader) and the plmdepth modules that one imports from.
     Paths are relative to the project when the package is installed from it (`pip install -e .`)."""
-    compute = find_measurement(request.measurement).compute
+    compute = request.measure.compute
     loader, _ = loader_of(request.model)
     loader = loader.func if isinstance(loader, partial) else loader
     files = {_file(sys.modules[f"plmdepth.{name}"]) for name in CORE_CODE}

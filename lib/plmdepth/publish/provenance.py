@@ -8,17 +8,12 @@ from pathlib import Path
 import pandas as pd
 
 from plmdepth import paths
-from plmdepth.results import read_run
+from plmdepth.results import RunRecord, read_record
 
 
-def _runs(folders: list[str | Path]) -> list[tuple[Path, dict]]:
-    out = []
-    for folder in folders:
-        run = read_run(folder)
-        if run is None:
-            raise FileNotFoundError(f"no run.json in {folder}")
-        out.append((Path(folder), run))
-    return out
+def _runs(folders: list[str | Path]) -> list[tuple[RunRecord, dict]]:
+    """(record, run.json) of every results folder (one sentence for a folder without run.json)."""
+    return [(record, record.run) for record in map(read_record, folders)]
 
 
 def run_caption(folders: list[str | Path], fasta: str, measurement: str, seed: int, unit: str = "sequences") -> str:
@@ -28,13 +23,13 @@ def run_caption(folders: list[str | Path], fasta: str, measurement: str, seed: i
     whose models ran on different data (ProteinMPNN on structures) names each file with its models.
     """
     runs = _runs(folders)
-    names = ", ".join(dict.fromkeys(run["model"]["name"] for _, run in runs))
+    names = ", ".join(dict.fromkeys(record.model.display for record, _ in runs))
     by_data: dict[str, dict] = {}
-    for _, run in runs:
+    for record, run in runs:
         meas = run["measurements"][measurement]
         data = by_data.setdefault(Path(meas.get("fasta") or meas.get("reference") or fasta).name,
                                   {"models": {}, "counts": set()})
-        data["models"][run["model"]["name"]] = None
+        data["models"][record.model.display] = None
         data["counts"].add(meas["n_sequences"])
     parts = []
     for name, data in by_data.items():
@@ -54,10 +49,10 @@ def _inputs(meas: dict) -> str:
 def provenance_table(folders: list[str | Path], measurement: str) -> pd.DataFrame:
     """One row per results folder: what ran, on what, with which versions."""
     rows = []
-    for folder, run in _runs(folders):
-        meas = run["measurements"].get(measurement, {})
+    for record, run in _runs(folders):
+        meas = record.entry(measurement)
         rows.append({
-            "model": run["model"]["name"],
+            "model": record.model.display,
             "source": run["model"]["source"],
             "weights checksum": run["model"]["checksum"][:23] + "…",
             "inputs": _inputs(meas),
@@ -68,7 +63,7 @@ def provenance_table(folders: list[str | Path], measurement: str) -> pd.DataFram
             "wall time [s]": meas.get("wall_time_s"),
             "device": meas.get("device"),
             "versions": ", ".join(f"{k} {v}" for k, v in run["versions"].items()),
-            "results folder": str(folder),
+            "results folder": str(record.folder),
         })
     return pd.DataFrame(rows)
 
@@ -132,23 +127,23 @@ class Provenance:
                                                        "seed", "wall time", "full record"]
         rows, versions, n_runs = [], {}, 0
         for measurement, folders in self.groups.items():
-            for folder, run in _runs(folders):
+            for record, run in _runs(folders):
                 n_runs += 1
-                meas = run["measurements"].get(measurement, {})
+                meas = record.entry(measurement)
                 data, data_full = _data(meas)
                 checksum = run["model"].get("checksum", "")
                 wall = meas.get("wall_time_s")
                 for name, version in run.get("versions", {}).items():
                     versions.setdefault(name, set()).add(str(version))
                 cells = ([html.escape(measurement.replace("_", " "))] if several else []) + [
-                    html.escape(run["model"]["name"]),
+                    html.escape(record.model.display),
                     html.escape(str(run["model"].get("source", ""))),
                     f'<code title="{html.escape(checksum)}">{html.escape(_short(checksum))}</code>',
                     f'<span title="{html.escape(data_full)}">{html.escape(data)}</span>',
                     html.escape(str(meas.get("n_sequences", ""))),
                     html.escape(str(meas.get("seed", ""))),
                     f"{wall:.0f} s" if isinstance(wall, (int, float)) else "",
-                    _run_json_link(folder, self.link_prefix),
+                    _run_json_link(record.folder, self.link_prefix),
                 ]
                 rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
         header = "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"

@@ -1,0 +1,197 @@
+"""Is it the lens or the layers? The truncation frontier as numbers (Methods M7).
+
+`lens_or_layers(folders)` answers {ref}`chapter-lens-or-layers`: does "late layers mainly refine"
+survive a learned readout, i.e. does the model cut after round(3L/4) of its blocks keep at least
+`kept_threshold` of its top-1 accuracy through the tuned lens; and does the variant-effect model
+cut there keep that share of its Spearman rho. `publish.verdicts` writes the sentences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from plmdepth.analysis.claims import NOT_TESTABLE
+from plmdepth.results import Results
+
+
+@dataclass(frozen=True)
+class TruncationParameters:
+    kept_threshold: float = 0.9  # a model cut at 3/4 of its blocks keeps at least this share of the full model's
+    #                              top-1 accuracy (tuned lens) and of its Spearman rho
+    basis_share: float = 0.5  # the tuned lens removing at least this share of the logit lens's KL at 3/4 depth
+    #                           reads as "mostly a change of basis"
+
+
+def cut_layer(blocks: int, depth: float) -> int:
+    """The blocks a model of `blocks` blocks keeps when cut at relative depth `depth`: round(depth * L),
+    halves rounded up (3 of 4, 6 of 8, 2 of 3; a model of 1 or 2 blocks keeps them all at 3/4)."""
+    return int(np.floor(depth * blocks + 0.5))
+
+
+def _measured(folders, measurement: str):
+    """(record, table) of every results folder that holds `measurement`, in the order of `folders` (a
+    chapter's model order)."""
+    for record in Results(folders).of(measurement):
+        yield record, record.table(measurement)
+
+
+def truncation_accuracy(folders, params: TruncationParameters | None = None) -> pd.DataFrame:
+    """One row per model with a `tuned_lens` measurement: the layers at 1/2 and 3/4 of its L blocks,
+    the KL to the output there through both lenses, the share of the logit lens's KL at 3/4 that the
+    tuned lens removes, and the top-1 accuracy of the model cut there as a share of the full model's
+    (through either lens). `verdict`: "keeps" when the cut at 3/4 keeps at least `kept_threshold` of
+    the accuracy through the tuned lens, "loses" when not, NOT_TESTABLE when the cut keeps every block."""
+    params = params or TruncationParameters()
+    rows = []
+    for run, frame in _measured(folders, "tuned_lens"):
+        for model, part in frame.groupby("model", sort=False):
+            blocks = int(part["layer"].max())
+            half, three = cut_layer(blocks, 0.5), cut_layer(blocks, 0.75)
+            at = part.set_index(["lens", "layer"])
+
+            def value(lens, layer, column, at=at):
+                return float(at.loc[(lens, layer), column]) if (lens, layer) in at.index else np.nan
+
+            full = value("logit", blocks, "top1_accuracy")
+            kept = lambda lens, layer: value(lens, layer, "top1_accuracy") / full if full > 0 else np.nan  # noqa: E731
+            logit_kl, tuned_kl = value("logit", three, "kl"), value("tuned", three, "kl")
+            kept_tuned = kept("tuned", three)
+            if three >= blocks:
+                verdict, why = NOT_TESTABLE, f"{blocks} block{'s' * (blocks != 1)}: the cut at 3/4 keeps every block"
+            elif pd.isna(kept_tuned):
+                verdict, why = NOT_TESTABLE, f"layer {three} was not read through both lenses"
+            else:
+                verdict, why = ("keeps" if kept_tuned >= params.kept_threshold else "loses"), ""
+            rows.append({"model": model, "blocks": blocks, "half": half, "three_quarters": three,
+                         "kl_logit_half": value("logit", half, "kl"), "kl_tuned_half": value("tuned", half, "kl"),
+                         "kl_logit_3q": logit_kl, "kl_tuned_3q": tuned_kl,
+                         "kl_removed_3q": 1 - tuned_kl / logit_kl if logit_kl > 0 else np.nan,
+                         "accuracy_full": full, "kept_logit_half": kept("logit", half),
+                         "kept_tuned_half": kept("tuned", half), "kept_logit_3q": kept("logit", three),
+                         "kept_tuned_3q": kept_tuned, "verdict": verdict, "why": why,
+                         "seconds": run.entry("tuned_lens").get("wall_time_s", np.nan)})
+    columns = ["model", "blocks", "half", "three_quarters", "kl_logit_half", "kl_tuned_half", "kl_logit_3q",
+               "kl_tuned_3q", "kl_removed_3q", "accuracy_full", "kept_logit_half", "kept_tuned_half",
+               "kept_logit_3q", "kept_tuned_3q", "verdict", "why", "seconds"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def truncation_spearman(folders, params: TruncationParameters | None = None) -> pd.DataFrame:
+    """One row per (model, assay) with a `variant_effects` measurement ("mean" left out): Spearman rho of
+    the full model (with its bootstrap interval) and of the model cut after round(L/2) and round(3L/4) of
+    its L layers (NaN where that cut keeps every layer), and `kept_3q` = rho(3/4) / rho(full).
+
+    The rule: a pair is tested when the cut at 3/4 drops at least one layer and the full model ranks
+    the variants better than chance (the lower end of its bootstrap 95% interval above 0; rho > 0 when
+    the table has no interval), since a share of a ranking that is not there means nothing. It
+    "keeps" its rho when `kept_3q` >= `kept_threshold` (a cut whose rho is negative keeps a negative
+    share), "loses" otherwise."""
+    params = params or TruncationParameters()
+    rows = []
+    for _, frame in _measured(folders, "variant_effects"):
+        for (model, assay), part in frame[frame["assay"] != "mean"].groupby(["model", "assay"], sort=False):
+            blocks = int(part["layer"].max())
+            by_layer = part.set_index("layer")
+            def rho(k, by_layer=by_layer, blocks=blocks) -> float:
+                """rho of the model cut after k layers; NaN where the cut keeps every layer or was not read."""
+                return float(by_layer.loc[k, "spearman"]) if k < blocks and k in by_layer.index else np.nan
+            last = by_layer.loc[blocks]
+            full = float(last["spearman"])
+            low = float(last["spearman_low"]) if "spearman_low" in last else full
+            high = float(last["spearman_high"]) if "spearman_high" in last else full
+            half, three = cut_layer(blocks, 0.5), cut_layer(blocks, 0.75)
+            kept = rho(three) / full if full > 0 else np.nan
+            if three >= blocks:
+                verdict, why = NOT_TESTABLE, f"{blocks} layer{'s' * (blocks != 1)}: the cut at 3/4 keeps every layer"
+            elif pd.isna(rho(three)):
+                verdict, why = NOT_TESTABLE, f"layer {three} was not read"
+            elif not low > 0:
+                verdict, why = NOT_TESTABLE, (f"the full model's rho {full:.3f} (95% interval {low:.3f} to "
+                                              f"{high:.3f}) is not above 0: no ranking to keep")
+            else:
+                verdict, why = ("keeps" if kept >= params.kept_threshold else "loses"), ""
+            rows.append({"model": model, "assay": assay, "blocks": blocks, "half": half, "three_quarters": three,
+                         "rho_full": full, "rho_full_low": low, "rho_full_high": high, "rho_half": rho(half),
+                         "rho_3q": rho(three), "kept_3q": kept, "verdict": verdict, "why": why})
+    columns = ["model", "assay", "blocks", "half", "three_quarters", "rho_full", "rho_full_low", "rho_full_high",
+               "rho_half", "rho_3q", "kept_3q", "verdict", "why"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _outcome(table: pd.DataFrame, all_text: str, none_text: str, some_text: str) -> str:
+    """all_text when every testable row keeps, none_text when none does, some_text otherwise;
+    NOT_TESTABLE when no row is testable, "not run" when there is no row."""
+    if table.empty:
+        return "not run"
+    testable = table[table["verdict"] != NOT_TESTABLE]
+    if testable.empty:
+        return NOT_TESTABLE
+    keeps = int((testable["verdict"] == "keeps").sum())
+    return all_text if keeps == len(testable) else none_text if keeps == 0 else some_text
+
+
+@dataclass
+class LensOrLayers:
+    """The computed answer of {ref}`chapter-lens-or-layers`: `accuracy` (one row per model with a tuned
+    lens, `truncation_accuracy`), `spearman` (one row per variant-effect model and assay,
+    `truncation_spearman`) and the parameters they were judged with."""
+
+    accuracy: pd.DataFrame
+    spearman: pd.DataFrame
+    params: TruncationParameters
+
+    @property
+    def verdict(self) -> str:
+        """Does "late layers mainly refine" survive a learned readout: "survives", "does not survive",
+        "survives for some models", NOT_TESTABLE or "not run"."""
+        return _outcome(self.accuracy, "survives", "does not survive", "survives for some models")
+
+    @property
+    def spearman_verdict(self) -> str:
+        """Does the variant-effect model cut at 3/4 keep its rho: "keeps", "does not keep",
+        "keeps for some", NOT_TESTABLE or "not run"."""
+        return _outcome(self.spearman, "keeps", "does not keep", "keeps for some")
+
+
+def lens_or_layers(folders, params: TruncationParameters | None = None) -> LensOrLayers:
+    """The lens-or-layers verdict of the results folders `folders` (those without a `tuned_lens` or
+    `variant_effects` measurement are ignored)."""
+    params = params or TruncationParameters()
+    return LensOrLayers(truncation_accuracy(folders, params), truncation_spearman(folders, params), params)
+
+
+def with_accuracy_kept(frame: pd.DataFrame) -> pd.DataFrame:
+    """A `tuned_lens` table with `accuracy_kept`: each row's top-1 accuracy as a share of the full
+    model's (its last layer through the logit lens, on the same positions)."""
+    final = frame[frame["layer"] == frame.groupby("model")["layer"].transform("max")]
+    full_accuracy = final[final["lens"] == "logit"].set_index("model")["top1_accuracy"]
+    return frame.assign(accuracy_kept=frame["top1_accuracy"] / frame["model"].map(full_accuracy))
+
+
+def lens_and_skip_kl(lens: pd.DataFrame, skips: pd.DataFrame) -> pd.DataFrame:
+    """Both lenses' KL per layer (a `tuned_lens` table) and, as the lens "skip block alone" at layer s,
+    the output's KL when only block s is skipped (M3's `kl_mean`, a `skip_output` table): one frame
+    for one figure."""
+    columns = ["model", "lens", "layer", "relative_depth", "kl"]
+    skip_rows = skips.assign(lens="skip block alone", layer=skips["skipped"], kl=skips["kl_mean"])[columns]
+    return pd.concat([lens[columns], skip_rows], ignore_index=True)
+
+
+def weight_shares(results: Results) -> dict[str, list[float]]:
+    """Per model (by its display name), the share of its blocks' weights (the multiply-adds per token of
+    their weight matrices) in blocks 1..k, for k = 1..L, as its run recorded them (run.json's
+    `block_weights`; a folder without them is left out)."""
+    out = {}
+    for record in results:
+        if record.block_weights:
+            sizes = np.array(record.block_weights, float)
+            out[record.model.display] = list(np.cumsum(sizes) / sizes.sum())
+    return out
+
+
+def equal_blocks(shares: list[float] | None) -> bool:
+    """Whether the blocks hold the same number of weights each (k of L blocks keep k / L of them)."""
+    return shares is not None and bool(np.allclose(shares, np.arange(1, len(shares) + 1) / len(shares)))

@@ -1,0 +1,146 @@
+"""The tables and sentences the chapters glue, written from their results tables (MyST markdown).
+
+Variant effects ({ref}`chapter-variant-effects`): `assay_sets_markdown`, `proteingym_sentence`,
+`mutation_depths_markdown`, `final_range_sentence`, `best_layers_markdown`. The truncation
+frontier ({ref}`chapter-lens-or-layers`): `truncation_accuracy_markdown`,
+`truncation_spearman_markdown`. Each takes tables (those of `plmdepth.analysis` or a measurement's)
+and returns text; none computes a number that a table does not hold, beyond picking and rounding.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from plmdepth.analysis.truncation import equal_blocks
+from plmdepth.analysis.variant_effects import final_layers
+
+
+# ---- variant effects --------------------------------------------------------------------------
+
+def assay_sets_markdown(assay_table: pd.DataFrame, scored) -> str:
+    """One line per set of the reference table: size, region, how it relates to ProteinGym,
+    orientation, and whether this build scored it."""
+    lines = []
+    for row in assay_table.itertuples():
+        get = lambda column: getattr(row, column, None)  # noqa: E731
+        facts = [f"{int(row.seq_len)} residues" if get("seq_len") else None,
+                 f"mutated {row.region_mutated}" if get("region_mutated") else None,
+                 f"{int(row.DMS_number_single_mutants):,} singles" if get("DMS_number_single_mutants") else None,
+                 f"{int(row.DMS_number_multiple_mutants):,} multiples" if get("DMS_number_multiple_mutants") else None]
+        text = f"- `{row.DMS_id}` ({', '.join(f for f in facts if f)})"
+        if get("relation_to_proteingym"):
+            text += f": {row.relation_to_proteingym}."
+        if get("selection_assay"):
+            text += f" Higher `DMS_score` means more {row.selection_assay}."
+        text += "" if row.DMS_id in set(scored) else " *Not scored in this build* (`-p assays=all`)."
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def proteingym_sentence(assay_table: pd.DataFrame, table: pd.DataFrame) -> str:
+    """What the build measured on the sets that are ProteinGym's own, in one paragraph ("" when none)."""
+    if "relation_to_proteingym" not in assay_table:
+        return ""
+    final = final_layers(table)
+    same = assay_table["relation_to_proteingym"].astype(str).str.startswith("same variant set")
+    scored = [a for a in table["assay"].unique() if a != "mean"]
+    parts = []
+    for assay in [a for a in scored if a in set(assay_table.loc[same, "DMS_id"])]:
+        rows = final[final["assay"] == assay]
+        length = int(assay_table.loc[assay_table["DMS_id"] == assay, "seq_len"].iloc[0])
+        n = int(table.loc[table["assay"] == assay, "n_variants"].iloc[0])
+        values = ", ".join(f"{m} {rho:.3f}" for m, rho in zip(rows["model"], rows["final-layer ρ"]))
+        parts.append(f"on `{assay}` ({n:,} variants in the {length}-residue target) the final layers give ρ = {values}")
+    if not parts:
+        return ""
+    return ("**On ProteinGym's own variant sets**, scored by ProteinGym's protocol, " + "; ".join(parts)
+            + ". These are the numbers to set beside ProteinGym's published zero-shot scores for the same models.")
+
+
+def mutation_depths_markdown(by_depth: pd.DataFrame) -> str:
+    """Per set with several mutation depths, a table of final-layer and best-layer ρ per model and depth."""
+    if by_depth.empty:
+        return "*No scored set holds more than one mutation depth.*"
+    parts = []
+    for assay, of_assay in by_depth.groupby("assay", sort=False):
+        rows = [f"`{assay}`:", "", "| model | substitutions | variants | final-layer ρ | best ρ (layer) |",
+                "|---|--:|--:|--:|--:|"]
+        for (model, depth), part in of_assay.groupby(["model", "mutation_depth"], sort=False):
+            last, top = part.loc[part["layer"].idxmax()], part.loc[part["spearman"].idxmax()]
+            rows.append(f"| {model} | {depth} | {int(last.n_variants):,} | {last.spearman:.3f} | "
+                        f"{top.spearman:.3f} ({int(top.layer)}) |")
+        parts.append("\n".join(rows))
+    return "\n\n".join(parts)
+
+
+def final_range_sentence(table: pd.DataFrame) -> str:
+    """The final layers' ρ over every (model, scored set): its range and its sign."""
+    rows = table[(table["relative_depth"] == 1) & (table["assay"] != "mean")]
+    if rows.empty:
+        return "*No set was scored.*"
+    low, high = rows.loc[rows["spearman"].idxmin()], rows.loc[rows["spearman"].idxmax()]
+    above = int((rows["spearman_low"] > 0).sum())
+    below = rows[rows["spearman_high"] < 0]
+    sign = (f"its 95% interval lies above 0 for {above} of {len(rows)} (model, set) pairs"
+            + (f" and below 0 for {', '.join(f'{r.model} on `{r.assay}`' for r in below.itertuples())}"
+               if len(below) else ""))
+    return (f"At the final layer, ρ ranges from {low.spearman:.3f} ({low.model}, `{low.assay}`) to "
+            f"{high.spearman:.3f} ({high.model}, `{high.assay}`); {sign}.")
+
+
+def best_layers_markdown(best: pd.DataFrame) -> str:
+    """The table of `analysis.variant_effects.best_layers`."""
+    return "\n".join(
+        ["| model | set | best layer | best l / L | best ρ | final-layer ρ |", "|---|---|--:|--:|--:|--:|"]
+        + [f"| {r['model']} | {r['assay'] if r['assay'] == 'mean' else '`' + r['assay'] + '`'} | "
+           f"{int(r['best layer'])} | {r['best l / L']:.2f} | {r['best ρ']:.3f} | {r['final-layer ρ']:.3f} |"
+           for _, r in best.iterrows()])
+
+
+# ---- the truncation frontier ------------------------------------------------------------------
+
+def _share_at(shares, k: int) -> str:
+    return "—" if shares is None or not 1 <= k <= len(shares) else f"{shares[k - 1]:.0%}"
+
+
+def truncation_accuracy_markdown(numbers: pd.DataFrame, shares: dict) -> str:
+    """Per model (`analysis.truncation.truncation_accuracy`): KL through both lenses at 1/2 and 3/4,
+    the KL removed and the accuracy kept at 3/4, the time the lenses took, and how much of the blocks'
+    weights the cut at 3/4 keeps (`shares`: `analysis.truncation.weight_shares`)."""
+    lines = ["| model | L | layers at ½, ¾ | KL logit ½ | KL tuned ½ | KL logit ¾ | KL tuned ¾ | "
+             "KL removed at ¾ | accuracy kept at ¾ (logit / tuned) |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for r in numbers.itertuples(index=False):
+        lines.append(f"| {r.model} | {r.blocks} | {r.half}, {r.three_quarters} | {r.kl_logit_half:.3f} | "
+                     f"{r.kl_tuned_half:.3f} | {r.kl_logit_3q:.3f} | {r.kl_tuned_3q:.3f} | {r.kl_removed_3q:.0%} | "
+                     f"{r.kept_logit_3q:.1%} / {r.kept_tuned_3q:.1%} |")
+    times = ", ".join(f"{r.model} {r.seconds:.0f} s" for r in numbers.itertuples(index=False))
+    of = {m: shares.get(m) for m in numbers["model"]}
+    equal = [m for m, share in of.items() if equal_blocks(share)]
+    unequal = [m for m, share in of.items() if share is not None and not equal_blocks(share)]
+    flops = (f" The blocks of {', '.join(equal)} each hold the same number of weights, so there keeping k of L "
+             f"blocks keeps k / L of the blocks' multiply-adds." if equal else "")
+    flops += "".join(f" The blocks of {m} differ in size: the cut at ¾ keeps {_share_at(of[m], int(r))} of their "
+                     f"weights." for m, r in zip(unequal, numbers.set_index("model").loc[unequal, "three_quarters"]))
+    return "\n".join(lines) + f"\n\nTraining and reading both lenses took {times} on this build's machine." + flops
+
+
+def truncation_spearman_markdown(spearman: pd.DataFrame, shares: dict) -> str:
+    """Per variant-effect model and set (`analysis.truncation.truncation_spearman`): ρ of the full model and
+    of the model cut at 3/4 and 1/2, the share the cut at 3/4 keeps, and the share of the layers' weights
+    the cuts keep."""
+    if spearman.empty:
+        return "*No variant-effect results in this build.*"
+    lines = ["| model | set | layers kept at ¾, ½ | ρ full | ρ at ¾ | ρ at ½ | ρ kept at ¾ |",
+             "|---|---|--:|--:|--:|--:|--:|"]
+    for r in spearman.itertuples(index=False):
+        cut = lambda value, k: "—" if k >= r.blocks else f"{value:.3f}"  # noqa: E731
+        kept = "no cut" if r.three_quarters >= r.blocks else f"{r.three_quarters}, {r.half} of {r.blocks}"
+        lines.append(f"| {r.model} | `{r.assay}` | {kept} | {r.rho_full:.3f} | {cut(r.rho_3q, r.three_quarters)} | "
+                     f"{cut(r.rho_half, r.half)} | {'—' if pd.isna(r.kept_3q) else f'{r.kept_3q:.1%}'} |")
+    weights = []
+    for model, part in spearman.groupby("model", sort=False):
+        r, share = part.iloc[0], shares.get(model)
+        if share is not None and r.three_quarters < r.blocks:
+            weights.append(f"{model} {_share_at(share, r.three_quarters)} at ¾ and {_share_at(share, r.half)} at ½")
+    return "\n".join(lines) + ("\n\nShare of the layers' weights (multiply-adds per token) the cuts keep: "
+                               + "; ".join(weights) + "." if weights else "")

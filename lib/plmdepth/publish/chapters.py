@@ -1,0 +1,182 @@
+"""Every chapter of the book, defined once: its notebook, its parameters and the runs it needs.
+
+    chapter = CHAPTERS["logit-lens"]
+    params = chapter.parameters({"n_sequences": 50})   # notebooks/parameters.yml, its own, the changes
+    chapter.requests(params)                           # {"logit_lens": [RunRequest, ...]}
+
+The runs of a chapter are a function of its parameters. The notebook collects exactly these
+(`publish.chapter.collect_chapter`) and the workflow makes exactly these as its jobs
+(`publish.grid`), so the two cannot disagree. A chapter that also shows another chapter's
+results (`reads`) asks for that chapter's runs with that chapter's parameters, changed by one
+parameter of its own.
+
+Adding a chapter: write its notebook in `notebooks/` (a `parameters` cell holding
+`globals().update(CHAPTERS["<name>"].defaults())`, one `collect_chapter` call, one library call
+per figure or table), add a `Chapter` row to `CHAPTERS` below with its own parameters and its
+runs, and its executed notebook to `_toc.yml`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from plmdepth import paths
+from plmdepth.models import ModelSpec, resolve
+from plmdepth.publish import BookError, ParameterError
+from plmdepth.requests import RunRequest
+
+# Contributions read every position of the unmasked sequence: one run per model (a diffusion
+# model's at this ratio, in its folder of that ratio), whatever the chapter's masking ratio.
+CONTRIBUTIONS_RATIO = 0.15
+
+
+def shared_parameters() -> dict:
+    """The parameters every chapter shares, from notebooks/parameters.yml."""
+    return yaml.safe_load((paths.notebooks_dir() / "parameters.yml").read_text())
+
+
+def model_list(models) -> list[str]:
+    """A `models` parameter (comma-separated string or list) as a list."""
+    if isinstance(models, str):
+        return [m.strip() for m in models.split(",") if m.strip()]
+    return [str(m) for m in models or ()]
+
+
+def resolved(models, diffusion_models=()) -> list[ModelSpec]:
+    """Every model of `models` resolved; those of `diffusion_models` as diffusion models although their
+    config says masked (DPLM weights in a plain ESM folder)."""
+    diffusion = set(model_list(diffusion_models))
+    return [resolve(m, objective="diffusion" if m in diffusion else None) for m in model_list(models)]
+
+
+def sequence_runs(measurement: str, p: dict, structure: bool = True, mask_fraction: float | None = None,
+                  **params) -> list[RunRequest]:
+    """`measurement` of every model of the chapter on its FASTA file (and of its structure models on
+    the chains of their structures): a diffusion model once per ratio of `diffusion_ratios`, every
+    model at `mask_fraction` when it is given. `params` are the measurement's own."""
+    specs = [(spec, p["fasta"]) for spec in resolved(p["models"], p["diffusion_models"])]
+    if structure and model_list(p.get("structure_models")):
+        if not p.get("structure_fasta"):
+            raise ValueError("structure_models need structure_fasta: the FASTA of the chains their structures hold")
+        specs += [(spec, p["structure_fasta"]) for spec in resolved(p["structure_models"])]
+    out = []
+    for spec, data in specs:
+        ratios = ([mask_fraction] if mask_fraction is not None else
+                  list(p["diffusion_ratios"]) if spec.objective == "diffusion" else [p["mask_fraction"]])
+        out += [RunRequest.build(measurement, spec, data, out=p["results_dir"], seed=p["seed"],
+                                 n_sequences=p["n_sequences"], mask_fraction=ratio, device=p["device"],
+                                 dtype=p["dtype"], **params) for ratio in ratios]
+    return out
+
+
+def assay_runs(p: dict) -> list[RunRequest]:
+    """Variant effects of every model of the chapter on the chosen sets of its reference table."""
+    return [RunRequest.build("variant_effects", spec, p["reference"], out=p["results_dir"], seed=p["seed"],
+                             device=p["device"], dtype=p["dtype"], assays=p["assays"], max_variants=p["max_variants"],
+                             scoring=p["scoring"], n_bootstrap=p["n_bootstrap"], batch_size=p["batch_size"])
+            for spec in resolved(p["models"], p["diffusion_models"])]
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One chapter: its name on the command line, its notebook, its own parameters (name -> default)
+    and the runs it needs as a function of its parameters."""
+
+    name: str
+    stem: str  # notebooks/<stem>.py, executed to book/chapters/<stem>.ipynb
+    runs: Callable[[dict], dict[str, list[RunRequest]]]
+    own: dict = field(default_factory=dict)
+    reads: tuple[str, str] | None = None  # (chapter, parameter): that chapter's runs, changed by that parameter
+
+    @property
+    def notebook(self) -> Path:
+        return paths.notebooks_dir() / f"{self.stem}.py"
+
+    @property
+    def executed(self) -> Path:
+        return paths.book_dir() / "chapters" / f"{self.stem}.ipynb"
+
+    def defaults(self) -> dict:
+        """Its parameters and their defaults: the shared ones (notebooks/parameters.yml), then its own."""
+        return {**shared_parameters(), **self.own}
+
+    def parameters(self, changes: dict | None = None) -> dict:
+        """Its defaults changed by `changes`; a parameter it does not have is refused in one sentence."""
+        defaults, changes = self.defaults(), dict(changes or {})
+        unknown = sorted(set(changes) - set(defaults))
+        if unknown:
+            raise ParameterError(f"chapter '{self.name}' has no parameter {', '.join(unknown)}; its parameters are "
+                            f"{', '.join(defaults)}")
+        return {**defaults, **changes}
+
+    def requests(self, params: dict) -> dict[str, list[RunRequest]]:
+        """The runs it makes with `params` (all of its parameters), by the name the notebook reads them by."""
+        return self.runs(params)
+
+
+def parameters_for(name: str, values: dict, changes: dict | None = None) -> dict:
+    """Chapter `name`'s parameters where the shared ones take `values` (those it does not set itself),
+    changed by `changes` (its own or shared)."""
+    definition, shared = chapter(name), shared_parameters()
+    carried = {k: v for k, v in values.items() if k in shared and k not in definition.own and v != shared[k]}
+    return definition.parameters({**carried, **(changes or {})})
+
+
+def _read_chapter(name: str, p: dict) -> dict:
+    """The parameters of chapter `name` as the chapter reading it sees them (see `Chapter.reads`): the
+    reader's shared values, changed by the reader's parameter for it."""
+    reader = next(c for c in CHAPTERS.values() if c.reads and c.reads[0] == name)
+    return parameters_for(name, p, p.get(reader.reads[1]))
+
+
+CHAPTERS: dict[str, Chapter] = {c.name: c for c in (
+    Chapter("contributions", "contributions", lambda p: {
+        "contributions": sequence_runs("contributions", p, mask_fraction=CONTRIBUTIONS_RATIO)}),
+    Chapter("layer-skipping", "layer_skipping", lambda p: {
+        "layer_skipping": sequence_runs("layer_skipping", p, mode=p["mode"])},
+        own={"mode": "future",  # "future" (skip outside F, measure at F) or "current" (skip and measure everywhere)
+             "aggregate": "effect_max"}),  # "effect_max" (paper) or "effect_mean"
+    Chapter("logit-lens", "logit_lens", lambda p: {
+        "logit_lens": sequence_runs("logit_lens", p, vocab=p["vocab"])},
+        own={"vocab": "full"}),  # "full" vocabulary or "amino_acids" (20 canonical, renormalised)
+    Chapter("cross-model", "cross_model", lambda p: {
+        "logit_lens": sequence_runs("logit_lens", p),
+        "layer_skipping": sequence_runs("layer_skipping", p),
+        "contributions": sequence_runs("contributions", p, mask_fraction=CONTRIBUTIONS_RATIO)},
+        own={"tau": 0.1,  # depth efficiency: output change (mean L2 of probabilities) below which a block refines
+             "kappa": 0.5,  # depth efficiency: logit-lens KL [nats] below which a layer refines
+             "skippable_metric": "prob_l2_mean"}),  # output change in the skipping figure (or "prob_l2_max")
+    Chapter("variant-effects", "variant_effects", lambda p: {"variant_effects": assay_runs(p)},
+            own={"models": "unirep-64,unirep-256,unirep-1900",
+                 "reference": "data/dms/DMS_substitutions.csv",  # ProteinGym-style table; assay CSVs beside it
+                 # the sets of the table to score, comma-separated ("all": every set). The default: ProteinGym's
+                 # own TDP-43 set and the Aβ42 set (singles and doubles), which fit the book's ten-minute build
+                 "assays": "TADBP_HUMAN_Bolognesi_2019,A4_HUMAN_Seuma_2022_subset",
+                 "max_variants": None,  # None: every variant; N: a seeded subset of N
+                 "scoring": "auto",  # or masked_marginal, wt_marginal, pseudo_likelihood, log_likelihood_ratio
+                 "n_bootstrap": 200,
+                 "batch_size": 64}),
+    Chapter("lens-or-layers", "lens_or_layers", lambda p: {
+        "tuned_lens": sequence_runs("tuned_lens", p, structure=False, vocab=p["vocab"],
+                                    train_fraction=p["train_fraction"], epochs=p["epochs"]),
+        "layer_skipping": sequence_runs("layer_skipping", p, structure=False),
+        "variant_effects": assay_runs(_read_chapter("variant-effects", p))},
+        own={"vocab": "full",  # "full" vocabulary or "amino_acids" (20 canonical, renormalised)
+             "train_fraction": 0.5,  # share of the sequences the translators are trained on (the rest held out)
+             "epochs": 50,
+             "kept_threshold": 0.9,  # "mainly refine" when 3/4 of the blocks keep this share of the accuracy
+             "basis_share": 0.5,  # the tuned lens removing this share of the KL at 3/4 reads as a change of basis
+             "variant_effects": {}},  # the variant-effects chapter's parameters where they differ from its defaults
+        reads=("variant-effects", "variant_effects")),
+)}
+
+
+def chapter(name: str) -> Chapter:
+    """The chapter called `name`, or one sentence listing them."""
+    if name not in CHAPTERS:
+        raise BookError(f"unknown chapter '{name}'; choose from {', '.join(CHAPTERS)}")
+    return CHAPTERS[name]
