@@ -17,8 +17,11 @@ def write_run(root, name, family, blocks, skip, output, kl, spearman=None):
     """A results folder as the runner writes it: run.json and the measurement CSVs."""
     folder = root / name
     folder.mkdir(parents=True)
+    recorded = {"layer_skipping": {"outputs": ["skip_effect.csv", "skip_output.csv"]},
+                "logit_lens": {"outputs": ["logit_lens.csv"]},
+                **({"variant_effects": {"outputs": ["variant_effects.csv"]}} if spearman is not None else {})}
     (folder / "run.json").write_text(json.dumps({"model": {"name": name, "family": family, "n_layers": blocks,
-                                                           "objective": "masked"}}))
+                                                           "objective": "masked"}, "measurements": recorded}))
     rows = [{"model": name, "skipped": s, "affected": j, "effect_max": 2 * skip[s], "effect_mean": skip[s],
              "mode": "future"} for s in range(blocks - 1) for j in range(s + 1, blocks)]
     pd.DataFrame(rows).to_csv(folder / "skip_effect.csv", index=False)

@@ -30,8 +30,8 @@ from plmdepth.models import ModelSpec, check_device, load_model
 from plmdepth.plan import MaskingPlan
 from plmdepth.probes.measurements import Measurement
 from plmdepth.requests import RunRequest, results_folder
-from plmdepth.results import (cached_run, cpu_kernels, display_name, folder_lock, package_versions, read_run,
-                              write_csv, write_run)
+from plmdepth.results import (ResultsError, cached_run, cpu_kernels, display_name, folder_lock, package_versions,
+                              read_record, read_run, write_csv, write_run)
 
 
 def curve_name(lm: ProteinLM, mask_fraction: float) -> str:
@@ -79,7 +79,11 @@ def _plan_file(folder: Path, masking: MaskingPlan, plan_sha: str) -> str:
 def _run_in_second_env(request: RunRequest, progress: bool) -> Path:
     """`run(request)` in .venv-esm; the folder it wrote, checked to hold the measurement."""
     folder = second_env.run_request(request.to_json(), progress=progress)
-    if request.measurement not in (read_run(folder) or {}).get("measurements", {}):
+    try:
+        recorded = read_record(folder).measurements
+    except ResultsError:
+        recorded = {}
+    if request.measurement not in recorded:
         raise RuntimeError(f"the run of '{request.model.argument}' in .venv-esm wrote no {request.measurement} to "
                            f"{folder}")
     return folder
@@ -100,9 +104,11 @@ def cached_only() -> bool:
 
 def _made_as_asked(folder: Path, measure: Measurement, asked: dict) -> bool:
     """Whether `folder` holds `measure`'s tables from a run asked for exactly `asked`."""
-    entry = ((read_run(folder) or {}).get("measurements") or {}).get(measure.name) or {}
-    return bool(asked) and entry.get("request") == asked and all(
-        (folder / f"{name}.csv").is_file() for name in measure.outputs)
+    try:
+        record = read_record(folder)
+    except ResultsError:
+        return False
+    return bool(asked) and record.entry(measure.name).get("request") == asked and record.has(measure.name)
 
 
 class ResultsMissing(RuntimeError):

@@ -137,11 +137,13 @@ CHAPTERS: dict[str, Chapter] = {c.name: c for c in (
     Chapter("contributions", "contributions", lambda p: {
         "contributions": sequence_runs("contributions", p, mask_fraction=CONTRIBUTIONS_RATIO)}),
     Chapter("layer-skipping", "layer_skipping", lambda p: {
-        "layer_skipping": sequence_runs("layer_skipping", p, mode=p["mode"])},
+        "layer_skipping": sequence_runs("layer_skipping", p, mode=p["mode"]),
+        "logit_lens": sequence_runs("logit_lens", p)},  # claim (b) reads the logit lens too
         own={"mode": "future",  # "future" (skip outside F, measure at F) or "current" (skip and measure everywhere)
              "aggregate": "effect_max"}),  # "effect_max" (paper) or "effect_mean"
     Chapter("logit-lens", "logit_lens", lambda p: {
-        "logit_lens": sequence_runs("logit_lens", p, vocab=p["vocab"])},
+        "logit_lens": sequence_runs("logit_lens", p, vocab=p["vocab"]),
+        "layer_skipping": sequence_runs("layer_skipping", p)},  # claim (b) reads the output change too
         own={"vocab": "full"}),  # "full" vocabulary or "amino_acids" (20 canonical, renormalised)
     Chapter("cross-model", "cross_model", lambda p: {
         "logit_lens": sequence_runs("logit_lens", p),
