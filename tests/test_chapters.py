@@ -146,3 +146,25 @@ def test_a_diffusion_model_has_one_name_in_every_chapter(tmp_path, monkeypatch):
     runs = [json.loads(p.read_text()) for p in (tmp_path / "results").glob("*/run.json")]
     assert sorted(p.parent.name for p in (tmp_path / "results").glob("*/run.json")) == [
         "dplm_tiny@mask0.15", "dplm_tiny@mask0.5"] and all(r["model"]["objective"] == "diffusion" for r in runs)
+
+
+# the measurements each claim's test number reads (analysis/claims.py)
+CLAIM_READS = {"a": {"layer_skipping"}, "b": {"logit_lens", "layer_skipping"}, "c": {"layer_skipping"},
+               "d": {"layer_skipping"}, "e": {"variant_effects"}}
+
+
+def test_a_chapters_verdicts_read_only_runs_it_asks_for():
+    """A chapter's "Does this build agree?" reads tables of the runs the chapter itself asks for, so the
+    workflow makes them before the chapter and the verdict never depends on which jobs happened to
+    finish first."""
+    for name, definition in CHAPTERS.items():
+        source = definition.notebook.read_text()
+        claimed = "".join(re.findall(r'verdict_markdown\(claims\([^)]*\), "(\w+)"\)', source))
+        if not claimed:
+            continue
+        asked: dict = {}
+        for request in (r for runs in definition.requests(definition.defaults()).values() for r in runs):
+            asked.setdefault(request.folder, set()).add(request.measurement)
+        needed = set().union(*(CLAIM_READS[c] for c in claimed))
+        for folder, measurements in asked.items():
+            assert needed <= measurements, (name, folder, needed - measurements)

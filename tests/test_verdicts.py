@@ -282,3 +282,13 @@ def test_chapter_threshold_defaults_are_the_front_pages():
 
     defaults, params = chapter("lens-or-layers").defaults(), TruncationParameters()
     assert defaults["kept_threshold"] == params.kept_threshold and defaults["basis_share"] == params.basis_share
+
+
+def test_claims_read_only_the_tables_a_folder_records(results):
+    """A CSV that run.json does not record (a run not finished, or not this folder's) is not read."""
+    folder = results / "deep"
+    run = json.loads((folder / "run.json").read_text())
+    del run["measurements"]["logit_lens"]
+    (folder / "run.json").write_text(json.dumps(run))
+    rows = claims([folder])
+    assert set(rows["claim"]) == {"a", "d", "e"}  # (b) needs the logit lens, which is no longer recorded
