@@ -52,8 +52,8 @@
 
 
 # %% tags=["parameters"]
-# This chapter's parameters and their defaults are defined once, in lib/plmdepth/publish/chapters.py
-# (those every chapter shares in notebooks/parameters.yml); the values papermill injects follow this cell.
+# This chapter's parameters and their defaults: lib/plmdepth/publish/chapters.py
+# (those every chapter shares: notebooks/parameters.yml). Injected values follow.
 from plmdepth.publish.chapters import CHAPTERS
 
 globals().update(CHAPTERS["variant-effects"].defaults())

@@ -12,25 +12,18 @@ definition. Diffusion models are run once per masking ratio in `diffusion_ratios
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from tqdm import TqdmWarning
 
-# Inside a kernel, tqdm.auto (imported by transformers when plmdepth's model modules load, just
-# below) warns that ipywidgets is missing. Chapters show no progress widgets on purpose (they
-# would need JavaScript from a CDN), so the filter is set before those imports.
-warnings.filterwarnings("ignore", category=TqdmWarning)
-
-from plmdepth import __version__, paths, second_env  # noqa: E402
-from plmdepth.models import load_model  # noqa: E402
-from plmdepth.publish.chapters import chapter  # noqa: E402
-from plmdepth.publish.figures import to_svg  # noqa: E402
-from plmdepth.requests import RunRequest  # noqa: E402
-from plmdepth.results import Results  # noqa: E402
-from plmdepth.runner import cached_only, run  # noqa: E402
+from plmdepth import __version__, paths, second_env
+from plmdepth.models import load_model
+from plmdepth.publish.chapters import chapter
+from plmdepth.publish.figures import to_svg
+from plmdepth.requests import RunRequest
+from plmdepth.results import Results
+from plmdepth.runner import cached_only, run
 
 BOOK_TITLE = "Does the curse of depth persist in protein language models?"
 
