@@ -94,7 +94,8 @@ def test_results_give_every_model_one_name_and_refuse_what_is_not_a_results_fold
     results = Results([a, b, a])  # each folder once, in the order given
     assert [r.model.display for r in results] == ["dplm (mask 0.5)", "esm"]
     identity = results.records[0].model
-    assert (identity.slug, identity.mask_fraction, identity.argument, identity.blocks) == ("dplm", 0.5, "/models/dplm", 2)
+    assert (identity.slug, identity.mask_fraction, identity.argument, identity.blocks) == (
+        "dplm", 0.5, "/models/dplm", 2)
     assert [r.folder for r in results.of("contributions")] == [b]
     assert len(results.tables("logit_lens")["logit_lens"]) == 2
     (b / "contributions.csv").unlink()  # a recorded table that is gone: the folder no longer holds it

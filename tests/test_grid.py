@@ -185,7 +185,7 @@ def test_a_measurement_job_depends_on_the_library_code_its_numbers_come_from():
     files = grid.code_files(by_name["iglm-s/logit_lens"].request)
     lib = "lib/plmdepth/"
     # the core every sequence measurement runs through, the measurement, the model's family
-    for name in ("model.py", "cpu_math.py", "tokens.py", "plan.py", "fasta.py", "probes/streaming.py",
+    for name in ("model.py", "cpu_math.py", "tokens.py", "plan.py", "fasta.py", "requests.py", "probes/streaming.py",
                  "probes/logit_lens.py", "models/iglm.py", "models/architectures.py"):
         assert lib + name in files, name
     assert lib + "probes/contributions.py" not in files and lib + "models/esm2.py" not in files

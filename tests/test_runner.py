@@ -93,7 +93,8 @@ def test_cached_run_is_reused_and_changed_parameters_recompute(esm_folder, fasta
     stamp = csv.stat().st_mtime_ns
     measure("logit_lens", str(esm_folder), fasta_file, out=out, progress=False)
     assert csv.stat().st_mtime_ns == stamp
-    table = read_tables(measure("logit_lens", str(esm_folder), fasta_file, out=out, vocab="amino_acids", progress=False), "logit_lens")["logit_lens"]
+    folder = measure("logit_lens", str(esm_folder), fasta_file, out=out, vocab="amino_acids", progress=False)
+    table = read_tables(folder, "logit_lens")["logit_lens"]
     assert csv.stat().st_mtime_ns != stamp
     assert json.loads((out / "tiny_esm" / "run.json").read_text())["measurements"]["logit_lens"]["config"]["vocab"] \
         == "amino_acids"
@@ -157,7 +158,8 @@ def test_checkpoint_of_another_run_is_ignored(esm_folder, fasta_file, tmp_path, 
     folder.mkdir(parents=True)
     streaming._save(folder / ".logit_lens.partial.pt", {"key": "something else", "n_batches": 4, "done": 3,
                                                           "state": {}})
-    table = read_tables(measure("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False), "logit_lens")["logit_lens"]
+    folder = measure("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False)
+    table = read_tables(folder, "logit_lens")["logit_lens"]
     assert (table["n_sequences"] == 4).all()
 
 

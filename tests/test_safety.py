@@ -45,8 +45,8 @@ def _logit_lens(esm_folder, fasta_file, out, **params):
     from plmdepth.results import read_tables
     from plmdepth.runner import measure
 
-    return read_tables(measure("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False, **params),
-                       "logit_lens")["logit_lens"]
+    folder = measure("logit_lens", str(esm_folder), fasta_file, out=out, batch_size=1, progress=False, **params)
+    return read_tables(folder, "logit_lens")["logit_lens"]
 
 
 def _interrupt(measurement, esm_folder, fasta_file, out, monkeypatch, **params):

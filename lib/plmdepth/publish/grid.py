@@ -162,8 +162,8 @@ def job_json(job: Job) -> str:
     return json.dumps(job.request.to_json(), sort_keys=True, default=str)
 
 
-# every sequence measurement runs through these
-CORE_CODE = ("fasta", "tokens", "plan", "model", "cpu_math", "probes.streaming")
+# every measurement runs through these (requests: its inputs read, checked and masked for the model)
+CORE_CODE = ("fasta", "tokens", "plan", "model", "cpu_math", "requests", "probes.streaming")
 
 
 def code_files(request: RunRequest) -> list[str]:
