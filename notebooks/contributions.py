@@ -52,6 +52,7 @@
 from plmdepth.publish.chapters import CHAPTERS
 
 globals().update(CHAPTERS["contributions"].defaults())
+CHAPTERS["contributions"].own_table()
 
 # %% tags=["hide-input"]
 from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure

@@ -44,6 +44,7 @@
 from plmdepth.publish.chapters import CHAPTERS
 
 globals().update(CHAPTERS["cross-model"].defaults())
+CHAPTERS["cross-model"].own_table()
 
 # %% tags=["hide-input"]
 from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure

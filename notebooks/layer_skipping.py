@@ -56,6 +56,7 @@
 from plmdepth.publish.chapters import CHAPTERS
 
 globals().update(CHAPTERS["layer-skipping"].defaults())
+CHAPTERS["layer-skipping"].own_table()
 
 # %% tags=["hide-input"]
 from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure

@@ -59,6 +59,7 @@
 from plmdepth.publish.chapters import CHAPTERS
 
 globals().update(CHAPTERS["lens-or-layers"].defaults())
+CHAPTERS["lens-or-layers"].own_table()
 
 # %% tags=["hide-input"]
 from plmdepth.analysis.truncation import lens_and_skip_kl, with_accuracy_kept

@@ -51,6 +51,7 @@
 from plmdepth.publish.chapters import CHAPTERS
 
 globals().update(CHAPTERS["logit-lens"].defaults())
+CHAPTERS["logit-lens"].own_table()
 
 # %% tags=["hide-input"]
 from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure

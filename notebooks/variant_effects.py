@@ -57,6 +57,7 @@
 from plmdepth.publish.chapters import CHAPTERS
 
 globals().update(CHAPTERS["variant-effects"].defaults())
+CHAPTERS["variant-effects"].own_table()
 
 # %% tags=["hide-input"]
 import pandas as pd

@@ -22,7 +22,7 @@ def test_shared_parameters_come_from_one_file_and_a_chapter_only_adds_or_overrid
     for name, definition in CHAPTERS.items():
         defaults = definition.defaults()
         assert set(shared) <= set(defaults) and defaults["results_dir"] == shared["results_dir"]
-        repeated = {k for k, v in definition.own.items() if k in shared and shared[k] == v}
+        repeated = {k for k, v in definition.own.items() if k in shared and shared[k] == v.default}
         assert not repeated, f"chapter {name} repeats shared parameters {repeated} (notebooks/parameters.yml)"
     assert chapter("variant-effects").defaults()["models"].startswith("unirep-")  # its own models
 

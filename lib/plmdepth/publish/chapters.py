@@ -82,6 +82,14 @@ def assay_runs(p: dict) -> list[RunRequest]:
 
 
 @dataclass(frozen=True)
+class Parameter:
+    """One of a chapter's own parameters: its default and what it means."""
+
+    default: object
+    meaning: str
+
+
+@dataclass(frozen=True)
 class Chapter:
     """One chapter: its name on the command line, its notebook, its own parameters (name -> default)
     and the runs it needs as a function of its parameters."""
@@ -89,7 +97,7 @@ class Chapter:
     name: str
     stem: str  # notebooks/<stem>.py, executed to book/chapters/<stem>.ipynb
     runs: Callable[[dict], dict[str, list[RunRequest]]]
-    own: dict = field(default_factory=dict)
+    own: dict[str, Parameter] = field(default_factory=dict)
     reads: tuple[str, str] | None = None  # (chapter, parameter): that chapter's runs, changed by that parameter
 
     @property
@@ -102,7 +110,7 @@ class Chapter:
 
     def defaults(self) -> dict:
         """Its parameters and their defaults: the shared ones (notebooks/parameters.yml), then its own."""
-        return {**shared_parameters(), **self.own}
+        return {**shared_parameters(), **{name: p.default for name, p in self.own.items()}}
 
     def parameters(self, changes: dict | None = None) -> dict:
         """Its defaults changed by `changes`; a parameter it does not have is refused in one sentence."""
@@ -112,6 +120,16 @@ class Chapter:
             raise ParameterError(f"chapter '{self.name}' has no parameter {', '.join(unknown)}; its parameters are "
                             f"{', '.join(defaults)}")
         return {**defaults, **changes}
+
+    def own_table(self):
+        """Its own parameters, their defaults and what they mean, as the book shows them (None when it has
+        none; the values of a run that changes them follow in papermill's injected cell)."""
+        import pandas as pd
+
+        if not self.own:
+            return None
+        rows = [{"parameter": name, "default": repr(p.default), "meaning": p.meaning} for name, p in self.own.items()]
+        return pd.DataFrame(rows).style.hide(axis="index")
 
     def requests(self, params: dict) -> dict[str, list[RunRequest]]:
         """The runs it makes with `params` (all of its parameters), by the name the notebook reads them by."""
@@ -139,40 +157,49 @@ CHAPTERS: dict[str, Chapter] = {c.name: c for c in (
     Chapter("layer-skipping", "layer_skipping", lambda p: {
         "layer_skipping": sequence_runs("layer_skipping", p, mode=p["mode"]),
         "logit_lens": sequence_runs("logit_lens", p)},  # claim (b) reads the logit lens too
-        own={"mode": "future",  # "future" (skip outside F, measure at F) or "current" (skip and measure everywhere)
-             "aggregate": "effect_max"}),  # "effect_max" (paper) or "effect_mean"
+        own={"mode": Parameter("future", '"future" (skip outside F, measure at F) or "current" (skip and measure '
+                                         'everywhere)'),
+             "aggregate": Parameter("effect_max", '"effect_max" (the paper\'s) or "effect_mean"')}),
     Chapter("logit-lens", "logit_lens", lambda p: {
         "logit_lens": sequence_runs("logit_lens", p, vocab=p["vocab"]),
         "layer_skipping": sequence_runs("layer_skipping", p)},  # claim (b) reads the output change too
-        own={"vocab": "full"}),  # "full" vocabulary or "amino_acids" (20 canonical, renormalised)
+        own={"vocab": Parameter("full", '"full" vocabulary or "amino_acids" (20 canonical, renormalised)')}),
     Chapter("cross-model", "cross_model", lambda p: {
         "logit_lens": sequence_runs("logit_lens", p),
         "layer_skipping": sequence_runs("layer_skipping", p),
         "contributions": sequence_runs("contributions", p, mask_fraction=CONTRIBUTIONS_RATIO)},
-        own={"tau": 0.1,  # depth efficiency: output change (mean L2 of probabilities) below which a block refines
-             "kappa": 0.5,  # depth efficiency: logit-lens KL [nats] below which a layer refines
-             "skippable_metric": "prob_l2_mean"}),  # output change in the skipping figure (or "prob_l2_max")
+        own={"tau": Parameter(0.1, "depth efficiency: output change (mean L2 of probabilities) below which a "
+                                   "block refines"),
+             "kappa": Parameter(0.5, "depth efficiency: logit-lens KL [nats] below which a layer refines"),
+             "skippable_metric": Parameter("prob_l2_mean", 'output change in the skipping figure (or '
+                                                           '"prob_l2_max")')}),
     Chapter("variant-effects", "variant_effects", lambda p: {"variant_effects": assay_runs(p)},
-            own={"models": "unirep-64,unirep-256,unirep-1900",
-                 "reference": "data/dms/DMS_substitutions.csv",  # ProteinGym-style table; assay CSVs beside it
-                 # the sets of the table to score, comma-separated ("all": every set). The default: ProteinGym's
-                 # own TDP-43 set and the Aβ42 set (singles and doubles), which fit the book's ten-minute build
-                 "assays": "TADBP_HUMAN_Bolognesi_2019,A4_HUMAN_Seuma_2022_subset",
-                 "max_variants": None,  # None: every variant; N: a seeded subset of N
-                 "scoring": "auto",  # or masked_marginal, wt_marginal, pseudo_likelihood, log_likelihood_ratio
-                 "n_bootstrap": 200,
-                 "batch_size": 64}),
+            own={"models": Parameter("unirep-64,unirep-256,unirep-1900", "the models scored (comma-separated)"),
+                 "reference": Parameter("data/dms/DMS_substitutions.csv",
+                                        "ProteinGym-style reference table; the assay CSVs lie beside it"),
+                 "assays": Parameter("TADBP_HUMAN_Bolognesi_2019,A4_HUMAN_Seuma_2022_subset",
+                                     'the sets of the table to score, comma-separated ("all": every set); by '
+                                     "default ProteinGym's own TDP-43 set and the Aβ42 set (singles and doubles)"),
+                 "max_variants": Parameter(None, "None: every variant; N: a seeded subset of N per assay"),
+                 "scoring": Parameter("auto", "auto, masked_marginal, wt_marginal, pseudo_likelihood or "
+                                              "log_likelihood_ratio"),
+                 "n_bootstrap": Parameter(200, "bootstrap resamples of the variants for the 95% intervals"),
+                 "batch_size": Parameter(64, "sequences per forward pass")}),
     Chapter("lens-or-layers", "lens_or_layers", lambda p: {
         "tuned_lens": sequence_runs("tuned_lens", p, structure=False, vocab=p["vocab"],
                                     train_fraction=p["train_fraction"], epochs=p["epochs"]),
         "layer_skipping": sequence_runs("layer_skipping", p, structure=False),
         "variant_effects": assay_runs(_read_chapter("variant-effects", p))},
-        own={"vocab": "full",  # "full" vocabulary or "amino_acids" (20 canonical, renormalised)
-             "train_fraction": 0.5,  # share of the sequences the translators are trained on (the rest held out)
-             "epochs": 50,
-             "kept_threshold": 0.9,  # "mainly refine" when 3/4 of the blocks keep this share of the accuracy
-             "basis_share": 0.5,  # the tuned lens removing this share of the KL at 3/4 reads as a change of basis
-             "variant_effects": {}},  # the variant-effects chapter's parameters where they differ from its defaults
+        own={"vocab": Parameter("full", '"full" vocabulary or "amino_acids" (20 canonical, renormalised)'),
+             "train_fraction": Parameter(0.5, "share of the sequences the translators are trained on (the rest "
+                                              "is held out)"),
+             "epochs": Parameter(50, "training epochs of the translators"),
+             "kept_threshold": Parameter(0.9, 'late layers "mainly refine" when the first 3/4 of the blocks keep '
+                                              "this share of the accuracy"),
+             "basis_share": Parameter(0.5, "the tuned lens removing this share of the logit lens's KL at 3/4 reads "
+                                           'as "a change of basis"'),
+             "variant_effects": Parameter({}, "the variant-effects chapter's parameters where they differ from "
+                                              "its defaults")},
         reads=("variant-effects", "variant_effects")),
 )}
 
