@@ -11,9 +11,10 @@ results (`reads`) asks for that chapter's runs with that chapter's parameters, c
 parameter of its own.
 
 Adding a chapter: write its notebook in `notebooks/` (a `parameters` cell holding
-`globals().update(CHAPTERS["<name>"].defaults())`, one `collect_chapter` call, one library call
-per figure or table), add a `Chapter` row to `CHAPTERS` below with its own parameters and its
-runs, and its executed notebook to `_toc.yml`.
+`globals().update(CHAPTERS["<name>"].defaults())` and `CHAPTERS["<name>"].own_table()`, one
+`collect_chapter` call, one library call per figure or table), add a `Chapter` row to `CHAPTERS`
+below with its own parameters (`Parameter(default, meaning)`) and its runs, and its executed
+notebook to `_toc.yml`.
 """
 
 from __future__ import annotations
