@@ -130,7 +130,8 @@ class Chapter:
         if not self.own:
             return None
         rows = [{"parameter": name, "default": repr(p.default), "meaning": p.meaning} for name, p in self.own.items()]
-        return pd.DataFrame(rows).style.hide(axis="index")
+        return (pd.DataFrame(rows).style.hide(axis="index").set_properties(**{"text-align": "left"})
+                .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}]))
 
     def requests(self, params: dict) -> dict[str, list[RunRequest]]:
         """The runs it makes with `params` (all of its parameters), by the name the notebook reads them by."""
