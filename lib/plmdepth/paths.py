@@ -32,6 +32,15 @@ def project_root() -> Path:
                           "run from inside the project or set PLMDEPTH_ROOT to it.")
 
 
+def relative_to_project(path: str | Path) -> str:
+    """`path` relative to the project folder, or in full when it lies elsewhere (or there is no project)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(project_root()))
+    except (ValueError, ProjectNotFound):
+        return str(path)
+
+
 def data_dir() -> Path:
     return project_root() / "data"
 

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from plmdepth import weights
 from plmdepth.fasta import check_residues, read_fasta
 from plmdepth.model import ProteinLM
 from plmdepth.models import ModelSpec, resolve
@@ -37,7 +38,8 @@ DEFAULT_MASK_FRACTION = 0.15
 
 
 def sha256_file(path: str | Path) -> str:
-    return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """"sha256:<hex>" of a file (read in chunks, by `weights.sha256_of`)."""
+    return "sha256:" + weights.sha256_of(Path(path))
 
 
 def folder_name(slug: str, objective: str, mask_fraction: float) -> str:
@@ -86,7 +88,7 @@ class Sequences:
     def read(self, seed: int) -> "_ReadSequences":
         """Read (and so check) the FASTA file and a given plan, before any model is loaded."""
         given = MaskingPlan.load(self.plan) if self.plan is not None else None
-        return _ReadSequences(self, read_fasta(self.fasta), given, seed)
+        return _ReadSequences(self, read_fasta(self.fasta), given, seed, sha256_file(self.fasta))
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "fasta": self.fasta, "n_sequences": self.n_sequences, "plan": self.plan,
@@ -99,11 +101,12 @@ class _ReadSequences:
     records: list
     given: MaskingPlan | None
     seed: int
+    fasta_sha256: str  # of the file as it was read
 
     def asked(self) -> dict:
         """What identifies these inputs before the model is loaded."""
         s = self.inputs
-        return {"fasta_sha256": sha256_file(s.fasta), "plan_sha256": sha256_file(s.plan) if s.plan else None,
+        return {"fasta_sha256": self.fasta_sha256, "plan_sha256": sha256_file(s.plan) if s.plan else None,
                 "n_sequences": s.n_sequences, "unknown": s.unknown, "too_long": s.too_long}
 
     def prepare(self, lm: ProteinLM) -> Prepared:
@@ -124,7 +127,7 @@ class _ReadSequences:
             masking = make_plan(records, lm.objective, seed=self.seed, mask_fraction=s.mask_fraction)
         masking.check(records)
         plan_sha = "sha256:" + hashlib.sha256(json.dumps(masking.to_json(), sort_keys=True).encode()).hexdigest()
-        fasta_sha = sha256_file(s.fasta)
+        fasta_sha = self.fasta_sha256
         key = {"fasta_sha256": fasta_sha, "n_sequences": len(records), "plan_sha256": plan_sha,
                "unknown": s.unknown, "too_long": s.too_long}
         entry = {"fasta": str(s.fasta), "n_sequences": len(records), "seed": self.seed, "plan_sha256": plan_sha}
@@ -157,8 +160,9 @@ class Assays:
         return self.reference
 
     def read(self, seed: int) -> "_ReadAssays":
-        return _ReadAssays(self, read_assays(self.reference, assays=list(self.assays) if self.assays else None,
-                                             max_variants=self.max_variants, seed=seed), seed)
+        assays = read_assays(self.reference, assays=list(self.assays) if self.assays else None,
+                             max_variants=self.max_variants, seed=seed)
+        return _ReadAssays(self, assays, seed, {a.id: assay_checksum(a) for a in assays})
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "reference": self.reference,
@@ -170,10 +174,7 @@ class _ReadAssays:
     inputs: Assays
     assays: list
     seed: int
-
-    @property
-    def checksums(self) -> dict:
-        return {a.id: assay_checksum(a) for a in self.assays}
+    checksums: dict  # assay id -> checksum of its wild type and the variants used
 
     def asked(self) -> dict:
         return {"reference": str(self.inputs.reference), "assays": self.checksums,

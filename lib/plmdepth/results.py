@@ -187,10 +187,8 @@ class RunRecord:
             self._tables[name] = pd.read_csv(path)
         return self._tables[name]
 
-    def tables(self, measurement: str | None = None) -> dict[str, pd.DataFrame]:
-        """The tables `measurement` wrote, by name; without a measurement, every table of the folder."""
-        if measurement is None:
-            return {p.stem: self.table(p.stem) for p in sorted(self.folder.glob("*.csv"))}
+    def tables(self, measurement: str) -> dict[str, pd.DataFrame]:
+        """The tables `measurement` wrote, by name."""
         if not self.has(measurement):
             raise ResultsError(f"{self.folder} holds no {measurement} (its run.json records "
                                f"{', '.join(self.measurements) or 'no measurement'})")

@@ -183,7 +183,7 @@ def write_generated_pages(version: str) -> None:
     for record in found:
         model = record.model
         rows.append(f"| {model.display} | {model.objective} | {model.blocks} | {record.run['model']['source']} | "
-                    f"{', '.join(sorted(record.measurements))} | `{_shown(record.folder)}` |")
+                    f"{', '.join(sorted(record.measurements))} | `{paths.relative_to_project(record.folder)}` |")
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     state = git_state()
     source = f"git {state}" if state.startswith("commit") else state
@@ -205,19 +205,11 @@ def results_runs() -> Results:
     return Results.under(paths.project_root() / chapters.shared_parameters()["results_dir"])
 
 
-def _shown(folder: Path) -> str:
-    """A results folder as the book names it: relative to the project."""
-    try:
-        return str(folder.resolve().relative_to(paths.project_root().resolve()))
-    except ValueError:
-        return str(folder)
-
-
 def model_table_page(runs: Results | None = None) -> str:
     """book/models.md: every registered model, and the results folders this build has for it."""
     built: dict[str, list[str]] = {}
     for record in results_runs() if runs is None else runs:
-        built.setdefault(record.model.argument, []).append(f"`{_shown(record.folder)}`")
+        built.setdefault(record.model.argument, []).append(f"`{paths.relative_to_project(record.folder)}`")
     lines = ["(models)=", "# Models", "",
              "Every model the registry knows (`python -m plmdepth models`), how it is loaded, and whether this",
              "build ran it. Hub models load where the Hugging Face hub is reachable (or from a local folder);",

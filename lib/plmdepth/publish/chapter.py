@@ -12,7 +12,7 @@ definition. Diffusion models are run once per masking ratio in `diffusion_ratios
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -33,14 +33,14 @@ class Collected:
     """A measurement's tables concatenated over models, and the results folders they came from."""
 
     tables: dict[str, pd.DataFrame]
-    folders: list[Path] = field(default_factory=list)
+    results: Results  # the folders the tables were read from, in the order of the runs
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.tables[name]
 
     @property
-    def results(self) -> Results:
-        return Results(self.folders)
+    def folders(self) -> list[Path]:
+        return self.results.folders
 
 
 def collect(requests: list[RunRequest], models: dict | None = None) -> Collected:
@@ -67,8 +67,8 @@ def collect_groups(groups: dict[str, list[RunRequest]], models: dict | None = No
         loaded = None  # the next model takes this one's place in memory
     out = {}
     for name, runs in groups.items():
-        used = [folders[name, i] for i in range(len(runs))]
-        out[name] = Collected(Results(used).tables(runs[0].measurement) if runs else {}, used)
+        results = Results([folders[name, i] for i in range(len(runs))])
+        out[name] = Collected(results.tables(runs[0].measurement) if runs else {}, results)
     return out
 
 

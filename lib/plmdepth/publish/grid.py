@@ -27,7 +27,6 @@ import re
 import sys
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 from plmdepth import paths
 from plmdepth.models import REGISTRY
@@ -190,8 +189,4 @@ def _imports(module) -> set[str]:
 
 
 def _file(module) -> str:
-    path = Path(module.__file__).resolve()
-    try:
-        return str(path.relative_to(paths.project_root()))
-    except (ValueError, paths.ProjectNotFound):
-        return str(path)
+    return paths.relative_to_project(module.__file__)
