@@ -96,8 +96,10 @@ def own_forward_inputs(lm, batch):
 
 
 def check_skipping_against_reference(lm, records, plan, config, vocab_ids=None):
-    """Run layer skipping and assert its tables equal the plain reference; returns the tables."""
-    effect_table, output_table = layer_skipping(lm, records, plan, config, progress=False)
+    """Run layer skipping and assert its tables, and its per-sequence sums, equal the plain
+    reference; returns the two tables."""
+    effect_table, output_table, effect_seq, output_seq = layer_skipping(lm, records, plan, config, progress=False,
+                                                                        per_sequence=True)
     plans = [plan.for_id(r.id) for r in records]
     masked = [p.masked for p in plans] if lm.objective != "autoregressive" else None
     batch = lm.tokenize([r.id for r in records], [r.sequence for r in records], masked=masked)
@@ -111,6 +113,18 @@ def check_skipping_against_reference(lm, records, plan, config, vocab_ids=None):
     assert_matches_reference(effect_table, output_table, effect, l2, kl, first)
     assert len(effect_table) == (L - first) * (L - first - 1) // 2
     assert effect_table["effect_max"].max() > 1e-3  # the comparison is not between zeros
+    # per sequence: the sums over its units (a sequence's units are the rows the reference names it by)
+    owner = np.array([records[b].id for b in intervention_units(lm, batch, plans, config.mode)[0].tolist()])
+    for rec_id in sorted(set(owner)):
+        mine = owner == rec_id
+        rows = effect_seq[effect_seq["sequence"] == rec_id]
+        assert (rows["n_units"] == mine.sum()).all()
+        np.testing.assert_allclose(rows["effect_sum"], effect[mine][:, rows["skipped"], rows["affected"]].sum(0),
+                                   rtol=1e-5, atol=1e-5)
+        rows = output_seq[output_seq["sequence"] == rec_id]
+        np.testing.assert_allclose(rows["prob_l2_sum"], l2[mine][:, rows["skipped"]].sum(0), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(rows["kl_sum"], kl[mine][:, rows["skipped"]].sum(0), rtol=1e-5, atol=1e-5)
+    assert set(effect_seq["sequence"]) == set(owner) == set(output_seq["sequence"])
     return effect_table, output_table
 
 

@@ -10,12 +10,13 @@ from plmdepth.plan import make_plan
 
 
 @torch.no_grad()
-def reference_logit_lens(hf_model, records, plan, vocab_ids=None):
+def reference_logit_lens(hf_model, records, plan, vocab_ids=None, with_reverse=False):
     """Plain torch, one sequence at a time: output_hidden_states, the ESM head by hand."""
     tokens = ["<cls>", "<pad>", "<eos>", "<unk>", *"LAGVSERTIDPKQNFYMHWCXBUZO", ".", "-", "<null_1>", "<mask>"]
     index = {t: i for i, t in enumerate(tokens)}
     L = hf_model.config.num_hidden_layers
     kl = np.zeros(L + 1)
+    kl_reverse = np.zeros(L + 1)
     agree = np.zeros(L + 1)
     acc = np.zeros(L + 1)
     n = 0
@@ -46,9 +47,12 @@ def reference_logit_lens(hf_model, records, plan, vocab_ids=None):
             for layer, p_l in enumerate(per_layer):
                 p_L = per_layer[-1]
                 kl[layer] += float((p_l * (p_l.log() - p_L.log())).sum())
+                kl_reverse[layer] += float((p_L * (p_L.log() - p_l.log())).sum())
                 agree[layer] += float(p_l.argmax() == p_L.argmax())
                 acc[layer] += float(p_l.argmax() == target)
             n += 1
+    if with_reverse:
+        return kl / n, kl_reverse / n, agree / n, acc / n, n
     return kl / n, agree / n, acc / n, n
 
 
@@ -56,10 +60,22 @@ def reference_logit_lens(hf_model, records, plan, vocab_ids=None):
 def test_logit_lens_equals_hand_written_reference(records, vocab):
     lm = tiny_esm(seed=3)
     plan = make_plan(records, "masked", seed=1, mask_fraction=0.3)
-    table = logit_lens(lm, records, plan, LogitLensConfig(vocab=vocab, batch_size=3, n_bootstrap=50), progress=False)
+    table, per_sequence = logit_lens(lm, records, plan, LogitLensConfig(vocab=vocab, batch_size=3, n_bootstrap=50),
+                                     progress=False, per_sequence=True)
     vocab_ids = lm.alphabet.canonical_ids if vocab == "amino_acids" else None
-    kl, agree, acc, n = reference_logit_lens(lm.network, records, plan, vocab_ids)
+    kl, kl_reverse, agree, acc, n = reference_logit_lens(lm.network, records, plan, vocab_ids, with_reverse=True)
     np.testing.assert_allclose(table["kl"], kl, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(table["kl_reverse"], kl_reverse, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(kl[:-1], kl_reverse[:-1])  # the two directions differ on this model
+    # the per-sequence sums are the table's means, sequence by sequence
+    assert set(per_sequence["sequence"]) == {r.id for r in records if plan.for_id(r.id).masked}
+    pooled = per_sequence.groupby("layer")[["kl_sum", "kl_reverse_sum", "top1_accuracy_sum", "n_positions"]].sum()
+    np.testing.assert_allclose(pooled["kl_sum"] / pooled["n_positions"], kl, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pooled["kl_reverse_sum"] / pooled["n_positions"], kl_reverse, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pooled["top1_accuracy_sum"] / pooled["n_positions"], acc, atol=1e-12)
+    for rec in records:
+        rows = per_sequence[per_sequence["sequence"] == rec.id]
+        assert (rows["n_positions"] == len(plan.for_id(rec.id).masked)).all()
     np.testing.assert_allclose(table["top1_agreement"], agree, atol=1e-12)
     np.testing.assert_allclose(table["top1_accuracy"], acc, atol=1e-12)
     assert (table["n_positions"] == n).all()

@@ -36,7 +36,7 @@ def test_cli_run_writes_results_folder_and_plan_replays_exactly(esm_folder, fast
     assert main(["run", "logit-lens", "--model", str(esm_folder), "--fasta", str(fasta_file),
                  "--out", str(out), "--seed", "3"]) == 0
     folder = out / "tiny_esm"
-    assert {p.name for p in folder.iterdir()} == {"logit_lens.csv", "run.json", "plan.json"}
+    assert {p.name for p in folder.iterdir()} == {"logit_lens.csv", "logit_lens_per_sequence.csv", "run.json", "plan.json"}
     first = pd.read_csv(folder / "logit_lens.csv")
     assert list(first.columns[:7]) == ["model", "layer", "relative_depth", "kl", "kl_low", "kl_high", "top1_agreement"]
     for col in ("layer", "relative_depth", "kl", "top1_agreement", "top1_accuracy", "n_positions"):

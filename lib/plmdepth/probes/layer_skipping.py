@@ -11,7 +11,8 @@ output elsewhere, and the rest of the network recomputed normally. Positions:
 Each intervention (a sequence, or a sequence and split point) is a *unit*. Per unit, for
 every later block j > s (M2) ``r(s, j) = max_{p in F} ‖Δ_j − Δ'_j‖ / max(‖Δ_j‖, eps)``
 and on the output (M3) ``max_{p in F} ‖softmax(z_p) − softmax(z'_p)‖_2`` and the mean
-KL(p ‖ p') over F. Units are aggregated by max (the paper's choice) and by mean.
+KL(p ‖ p') over F. Units are aggregated by max (the paper's choice) and by mean; the sums and counts per
+sequence are kept too (`per_sequence=True`), for intervals by resampling sequences.
 
 Fast by design: one clean pass caches the residual stream h_0..h_L; the run that skips s
 starts from the cached h_s / h_{s+1} instead of recomputing the prefix, and all skip
@@ -102,20 +103,30 @@ def select_rows(batch: Batch, rows: torch.Tensor, ids: list[str] | None = None) 
 
 
 class _Aggregate:
-    """Online max / sum / count over units, per key."""
+    """Online max / sum / count over units, per key; and the sum and count per sequence (what a
+    bootstrap over sequences needs: a resample's mean is the sum of its sums over the sum of its
+    counts)."""
 
-    def __init__(self, shape):
+    def __init__(self, shape, n_sequences: int = 0):
         self.max = np.full(shape, -np.inf)
         self.sum = np.zeros(shape)
         self.count = np.zeros(shape)
+        self.seq_sum = np.zeros((n_sequences, *np.atleast_1d(shape)))
+        self.seq_count = np.zeros((n_sequences, *np.atleast_1d(shape)))
 
-    def add(self, index, values: np.ndarray):
+    def add(self, index, values: np.ndarray, owners: np.ndarray | None = None):
         self.max[index] = max(self.max[index], float(values.max()))
         self.sum[index] += float(values.sum())
         self.count[index] += len(values)
+        if owners is not None:
+            where = (owners, *np.atleast_1d(index))
+            np.add.at(self.seq_sum, where, values)
+            np.add.at(self.seq_count, where, 1)
 
     def mean(self):
         return self.sum / np.maximum(self.count, 1)
+
+    fields = ("max", "sum", "count", "seq_sum", "seq_count")
 
 
 def _masked_max(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -123,8 +134,10 @@ def _masked_max(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def skip_batch(lm: ProteinLM, batch: Batch, units, lens: LogitLens, config: SkipConfig, effect, prob_l2, kl):
-    """Accumulate M2/M3 for one batch of sequences into the aggregates.
+def skip_batch(lm: ProteinLM, batch: Batch, units, lens: LogitLens, config: SkipConfig, effect, prob_l2, kl,
+               owners: np.ndarray | None = None):
+    """Accumulate M2/M3 for one batch of sequences into the aggregates (and per sequence, given
+    `owners`: the sequence index of each unit).
 
     The clean pass runs once per batch; its units are then processed in groups of at most
     `max_rows`, so that no block call sees more than `max_rows` rows.
@@ -134,11 +147,12 @@ def skip_batch(lm: ProteinLM, batch: Batch, units, lens: LogitLens, config: Skip
     step = max(1, config.max_rows)
     for g in range(0, len(rows), step):
         group = (rows[g:g + step], intervened[g:g + step], measured[g:g + step])
-        _skip_units(lm, batch, clean, group, lens, config, effect, prob_l2, kl)
+        _skip_units(lm, batch, clean, group, lens, config, effect, prob_l2, kl,
+                    None if owners is None else owners[g:g + step])
 
 
 def _skip_units(lm: ProteinLM, batch: Batch, clean, units, lens: LogitLens, config: SkipConfig, effect, prob_l2,
-                kl):
+                kl, owners=None):
     """Every skip variant for a group of units, starting from the cached clean streams.
 
     Per-unit numbers stay on the device until the group is done and are read back at once
@@ -183,11 +197,11 @@ def _skip_units(lm: ProteinLM, batch: Batch, clean, units, lens: LogitLens, conf
         outputs.append((list(active), torch.stack([l2_unit, kl_unit])))
     for keys, values in zip((k for k, _ in effects), _to_host([v for _, v in effects])):
         for key, value in zip(keys, values):
-            effect.add(key, value)
+            effect.add(key, value, owners)
     for skips, (l2_unit, kl_unit) in zip((k for k, _ in outputs), _to_host([v for _, v in outputs])):
         for v, s in enumerate(skips):
-            prob_l2.add(s, l2_unit[v])
-            kl.add(s, kl_unit[v])
+            prob_l2.add(s, l2_unit[v], owners)
+            kl.add(s, kl_unit[v], owners)
 
 
 def _to_host(tensors: list[torch.Tensor]) -> list[np.ndarray]:
@@ -209,8 +223,8 @@ class SkipAccumulator:
             raise ValueError(f"mode must be one of {MODES}, not {config.mode!r}")
         self.lm, self.records, self.plan, self.config = lm, records, plan, config
         self.lens = LogitLens(lm, config.vocab).to(lm.device)
-        L = lm.n_layers
-        self.effect, self.prob_l2, self.kl = _Aggregate((L, L + 1)), _Aggregate(L), _Aggregate(L)
+        L, n = lm.n_layers, len(records)
+        self.effect, self.prob_l2, self.kl = _Aggregate((L, L + 1), n), _Aggregate(L, n), _Aggregate(L, n)
         self.n_units = 0
 
     def add(self, rows: list[int]) -> None:
@@ -222,17 +236,18 @@ class SkipAccumulator:
         units = intervention_units(lm, batch, plans, self.config.mode)
         if units is not None:
             self.n_units += len(units[0])
-            skip_batch(lm, batch, units, self.lens, self.config, self.effect, self.prob_l2, self.kl)
+            owners = np.asarray(rows)[units[0].cpu().numpy()]  # each unit's sequence index
+            skip_batch(lm, batch, units, self.lens, self.config, self.effect, self.prob_l2, self.kl, owners)
 
     def state_dict(self) -> dict:
         return {"n_units": self.n_units,
                 **{f"{name}.{field}": getattr(getattr(self, name), field).copy()
-                   for name in ("effect", "prob_l2", "kl") for field in ("max", "sum", "count")}}
+                   for name in ("effect", "prob_l2", "kl") for field in _Aggregate.fields}}
 
     def load_state_dict(self, state: dict) -> None:
         self.n_units = state["n_units"]
         for name in ("effect", "prob_l2", "kl"):
-            for field in ("max", "sum", "count"):
+            for field in _Aggregate.fields:
                 setattr(getattr(self, name), field, np.array(state[f"{name}.{field}"]))
 
     def result(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -259,13 +274,34 @@ class SkipAccumulator:
             table["mode"] = self.config.mode
         return effect_table, output_table
 
+    def per_sequence(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Per sequence with units: M2's `effect_sum` per (skipped, affected) and M3's `prob_l2_sum`,
+        `kl_sum` per skipped block, each with its `n_units` (the tables' means, sequence by sequence)."""
+        L, start, effect = self.lm.n_layers, self.lm.first_lens_layer, self.effect
+        keep = np.flatnonzero(self.prob_l2.seq_count.max(axis=1) > 0)
+        ids = [self.records[i].id for i in keep]
+        pairs = [(s, j) for s in range(start, L) for j in range(s + 1, L)]
+        effect_table = pd.DataFrame({
+            "sequence": np.repeat(ids, len(pairs)),
+            "skipped": np.tile([s for s, _ in pairs], len(keep)), "affected": np.tile([j for _, j in pairs], len(keep)),
+            "effect_sum": effect.seq_sum[keep][:, [s for s, _ in pairs], [j for _, j in pairs]].reshape(-1),
+            "n_units": effect.seq_count[keep][:, [s for s, _ in pairs], [j for _, j in pairs]].reshape(-1).astype(int)})
+        skipped = np.arange(start, L)
+        output_table = pd.DataFrame({
+            "sequence": np.repeat(ids, len(skipped)), "skipped": np.tile(skipped, len(keep)),
+            "prob_l2_sum": self.prob_l2.seq_sum[keep][:, skipped].reshape(-1),
+            "kl_sum": self.kl.seq_sum[keep][:, skipped].reshape(-1),
+            "n_units": self.prob_l2.seq_count[keep][:, skipped].reshape(-1).astype(int)})
+        return effect_table, output_table
+
 
 def layer_skipping(lm: ProteinLM, records: list[Record], plan: MaskingPlan, config: SkipConfig | None = None,
-                   progress: bool = True, checkpoint=None, key=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Measurements M2 and M3: (`skip_effect.csv` table, `skip_output.csv` table)."""
+                   progress: bool = True, checkpoint=None, key=None, per_sequence: bool = False) -> tuple[pd.DataFrame, ...]:
+    """Measurements M2 and M3: (`skip_effect.csv` table, `skip_output.csv` table), and with
+    `per_sequence` their per-sequence sums (`skip_effect_per_sequence.csv`, `skip_output_per_sequence.csv`)."""
     acc = SkipAccumulator(lm, records, plan, config or SkipConfig())
     stream(acc, records, acc.config.batch_size, f"layer skipping {lm.info.name}", progress, checkpoint, key)
-    return acc.result()
+    return (*acc.result(), *acc.per_sequence()) if per_sequence else acc.result()
 
 
 def zero_by_construction(skip_output: pd.DataFrame) -> pd.Series:

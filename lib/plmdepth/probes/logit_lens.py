@@ -10,11 +10,15 @@ positions (masked positions for masked/diffusion models, every residue position 
 autoregressive ones, where the output at the token before residue i predicts i), measures
 for every layer l = 0..L:
 
-- `kl`: KL(p_l || p_L) in nats, p_l = softmax(lens(h_l, l)),
+- `kl`: KL(p_l || p_L) in nats, p_l = softmax(lens(h_l, l)) (Csordás et al.'s direction),
+- `kl_reverse`: KL(p_L || p_l), the other direction (the one the tuned lens is trained on),
 - `top1_agreement`: argmax p_l == argmax p_L,
 - `top1_accuracy`: argmax p_l == the true residue,
 
-as means over positions, with bootstrap 95% intervals over sequences.
+as means over positions, with bootstrap 95% intervals over sequences. Given
+`per_sequence=True` it also returns what any other statistic's bootstrap needs: per sequence
+and layer, the sums over its evaluated positions and their count (`logit_lens_per_sequence.csv`;
+the position-weighted mean of a resample is the sum of its sums over the sum of its counts).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from plmdepth.plan import MaskingPlan
 from plmdepth.probes.streaming import stream
 
 VOCABS = ("full", "amino_acids")
+METRICS = ("kl", "top1_agreement", "top1_accuracy", "kl_reverse")
 
 
 class LogitLens(nn.Module):
@@ -101,7 +106,7 @@ class LogitLensAccumulator:
         self.lm, self.records, self.plan, self.config = lm, records, plan, config
         self.lens = LogitLens(lm, config.vocab).to(lm.device)
         n, L = len(records), lm.n_layers
-        self.sums = {k: np.zeros((n, L + 1)) for k in ("kl", "top1_agreement", "top1_accuracy")}
+        self.sums = {k: np.zeros((n, L + 1)) for k in METRICS}
         self.sums["n_positions"] = np.zeros(n)
 
     @torch.no_grad()
@@ -118,10 +123,11 @@ class LogitLensAccumulator:
         logp = layer_log_probs(lm, lens, batch, sel)
         final = logp[-1]
         final_top = final.argmax(-1)
-        per_layer = {"kl": [], "top1_agreement": [], "top1_accuracy": []}
+        per_layer = {k: [] for k in METRICS}
         for lp in logp:  # on the device; read back once per batch below
             top = lp.argmax(-1)
             per_layer["kl"].append((lp.exp() * (lp - final)).sum(-1))
+            per_layer["kl_reverse"].append((final.exp() * (final - lp)).sum(-1))
             per_layer["top1_agreement"].append(top == final_top)
             per_layer["top1_accuracy"].append(top == target)
         for key, values in per_layer.items():
@@ -140,6 +146,19 @@ class LogitLensAccumulator:
         frame = summarise(self.sums, self.config.n_bootstrap, self.config.seed)
         return frame[frame["layer"] >= self.lm.first_lens_layer].reset_index(drop=True)
 
+    def per_sequence(self) -> pd.DataFrame:
+        """Per sequence (with evaluated positions) and readable layer: `<metric>_sum` over its positions
+        and `n_positions`."""
+        counts, first = self.sums["n_positions"], self.lm.first_lens_layer
+        keep = np.flatnonzero(counts > 0)
+        layers = np.arange(first, self.lm.n_layers + 1)
+        frame = pd.DataFrame({"sequence": np.repeat([self.records[i].id for i in keep], len(layers)),
+                              "layer": np.tile(layers, len(keep))})
+        for key in METRICS:
+            frame[f"{key}_sum"] = self.sums[key][keep][:, first:].reshape(-1)
+        frame["n_positions"] = np.repeat(counts[keep], len(layers)).astype(int)
+        return frame
+
 
 def summarise(sums: dict[str, np.ndarray], n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Position-weighted means per layer, with bootstrap 95% intervals over sequences."""
@@ -151,7 +170,7 @@ def summarise(sums: dict[str, np.ndarray], n_bootstrap: int = 1000, seed: int = 
     frame["relative_depth"] = frame["layer"] / (n_layers - 1)
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(len(counts), np.full(len(counts), 1 / len(counts)), size=n_bootstrap) if n_bootstrap else None
-    for key in ("kl", "top1_agreement", "top1_accuracy"):
+    for key in (k for k in METRICS if k in sums):
         values = sums[key][keep]
         frame[key] = values.sum(0) / counts.sum()
         if weights is not None:
@@ -163,8 +182,9 @@ def summarise(sums: dict[str, np.ndarray], n_bootstrap: int = 1000, seed: int = 
 
 
 def logit_lens(lm: ProteinLM, records: list[Record], plan: MaskingPlan, config: LogitLensConfig | None = None,
-               progress: bool = True, checkpoint=None, key=None) -> pd.DataFrame:
-    """Measurement M4: one row per layer 0..L in the `logit_lens.csv` format of SPEC §4."""
+               progress: bool = True, checkpoint=None, key=None, per_sequence: bool = False):
+    """Measurement M4: one row per layer 0..L in the `logit_lens.csv` format of SPEC §4 (and, with
+    `per_sequence`, the per-sequence sums as a second table)."""
     acc = LogitLensAccumulator(lm, records, plan, config or LogitLensConfig())
     stream(acc, records, acc.config.batch_size, f"logit lens {lm.info.name}", progress, checkpoint, key)
-    return acc.result()
+    return (acc.result(), acc.per_sequence()) if per_sequence else acc.result()

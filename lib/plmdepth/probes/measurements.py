@@ -3,7 +3,8 @@
 A measurement is a function `compute(lm, units, [plan,] config, progress=, checkpoint=, key=)`
 built on an accumulator streamed by `streaming.stream` (so every one resumes after an
 interruption), a config dataclass written to run.json, and the CSV files it returns in order.
-Its `inputs` say what its units are:
+Measurements on sequences also write their per-sequence sums (`<table>_per_sequence.csv`):
+what the book's intervals resample (`analysis.bootstrap`). Its `inputs` say what its units are:
 
 - "sequences": records of a FASTA file, with a masking plan (SPEC M1-M4);
 - "assays": the deep-mutational scans of a ProteinGym-style reference table (M5).
@@ -14,6 +15,7 @@ To add a measurement, write its module here in `probes/` and add one row to `MEA
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 from plmdepth.probes import contributions, layer_skipping, logit_lens, tuned_lens, variant_effects
@@ -29,12 +31,13 @@ class Measurement:
 
 
 MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
-    Measurement("logit_lens", logit_lens.LogitLensConfig, logit_lens.logit_lens, ("logit_lens",)),
-    Measurement("layer_skipping", layer_skipping.SkipConfig, layer_skipping.layer_skipping,
-                ("skip_effect", "skip_output")),
+    Measurement("logit_lens", logit_lens.LogitLensConfig, partial(logit_lens.logit_lens, per_sequence=True),
+                ("logit_lens", "logit_lens_per_sequence")),
+    Measurement("layer_skipping", layer_skipping.SkipConfig, partial(layer_skipping.layer_skipping, per_sequence=True),
+                ("skip_effect", "skip_output", "skip_effect_per_sequence", "skip_output_per_sequence")),
     Measurement("contributions", contributions.ContributionsConfig, contributions.contributions, ("contributions",)),
-    Measurement("tuned_lens", tuned_lens.TunedLensConfig, tuned_lens.tuned_lens,
-                ("tuned_lens", "tuned_lens_split", "tuned_lens_training")),
+    Measurement("tuned_lens", tuned_lens.TunedLensConfig, partial(tuned_lens.tuned_lens, per_sequence=True),
+                ("tuned_lens", "tuned_lens_split", "tuned_lens_training", "tuned_lens_per_sequence")),
     Measurement("variant_effects", variant_effects.VariantEffectsConfig, variant_effects.variant_effects,
                 ("variant_effects", "variant_effects_by_depth"), inputs="assays"),
 )}

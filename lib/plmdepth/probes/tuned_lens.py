@@ -18,8 +18,11 @@ being the target:
 
 `tuned_lens` (the measurement) trains, then reads the held-out sequences through both lenses
 and returns the logit lens's table with a `lens` column ("logit", "tuned"); there `kl` is the
-logit lens's KL(p_l || p_L) (the direction of `logit_lens.py`, so the two tables compare), with
-`top1_agreement`, `top1_accuracy`, `n_positions` and bootstrap 95% intervals over sequences.
+logit lens's KL(p_l || p_L) (the direction of `logit_lens.py`, so the two tables compare) and
+`kl_reverse` KL(p_L || p_l) (the direction the translators are trained on, and the one the
+tuned-lens evaluation code reports), with `top1_agreement`, `top1_accuracy`, `n_positions` and
+bootstrap 95% intervals over sequences; `per_sequence=True` adds the per-sequence sums of both
+lenses (`tuned_lens_per_sequence.csv`, as `logit_lens_per_sequence.csv` with a `lens` column).
 """
 
 from __future__ import annotations
@@ -200,13 +203,18 @@ class _BothLenses:
             part.load_state_dict(state[name])
 
     def result(self) -> pd.DataFrame:
-        frames = [part.result().assign(lens=name) for name, part in self.parts.items()]
-        frame = pd.concat(frames, ignore_index=True)
+        return self._both(lambda part: part.result())
+
+    def per_sequence(self) -> pd.DataFrame:
+        return self._both(lambda part: part.per_sequence())
+
+    def _both(self, table) -> pd.DataFrame:
+        frame = pd.concat([table(part).assign(lens=name) for name, part in self.parts.items()], ignore_index=True)
         return frame[["lens", *[c for c in frame.columns if c != "lens"]]]
 
 
 def tuned_lens(lm: ProteinLM, records: list[Record], plan: MaskingPlan, config: TunedLensConfig | None = None,
-               progress: bool = True, checkpoint=None, key=None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+               progress: bool = True, checkpoint=None, key=None, per_sequence: bool = False) -> tuple[pd.DataFrame, ...]:
     """Measurement: train on the training split, read the held-out split through both lenses.
 
     Returns (`tuned_lens`: the logit lens's table per lens and layer, `tuned_lens_split`: id
@@ -226,4 +234,4 @@ def tuned_lens(lm: ProteinLM, records: list[Record], plan: MaskingPlan, config: 
     stream(acc, held_out, config.batch_size, f"tuned lens {lm.info.name}", progress, checkpoint, eval_key)
     split = pd.DataFrame({"id": [r.id for r in records],
                           "split": ["train" if i in set(train) else "held_out" for i in range(len(records))]})
-    return acc.result(), split, log["epochs"]
+    return (acc.result(), split, log["epochs"], *((acc.per_sequence(),) if per_sequence else ()))

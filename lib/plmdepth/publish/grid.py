@@ -170,7 +170,7 @@ def code_files(request: RunRequest) -> list[str]:
     modules (`CORE_CODE`), the measurement's module and the plmdepth modules it imports from, and
     the model's family module (its loader) and the plmdepth modules that one imports from.
     Paths are relative to the project when the package is installed from it (`pip install -e .`)."""
-    compute = request.measure.compute
+    compute = getattr(request.measure.compute, "func", request.measure.compute)  # a partial: its function
     loader, _ = loader_of(request.model)
     loader = loader.func if isinstance(loader, partial) else loader
     files = {_file(sys.modules[f"plmdepth.{name}"]) for name in CORE_CODE}
