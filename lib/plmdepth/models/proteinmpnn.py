@@ -32,6 +32,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from plmdepth import paths, weights
 from plmdepth.model import ModelInfo, ProteinLM, n_params
@@ -194,5 +195,18 @@ def load_proteinmpnn_lm(structures: str | Path | StructureTable | None = None, n
                      family="ProteinMPNN", objective="masked", modality="sequence+structure",
                      n_layers=len(model.layers), d_model=model.model.W_out.in_features, n_params=n_params(model),
                      licence=weights.PROTEINMPNN.licence, checksum=checksum, norm="post-LN")
-    return ProteinLM(model, model.layers, None, model.head, PROTEINMPNN_ALPHABET, info,
-                     max_residues=MAX_RESIDUES, sublayers=SUBLAYERS, inputs_for=table)
+    lm = ProteinLM(model, model.layers, None, model.head, PROTEINMPNN_ALPHABET, info,
+                   max_residues=MAX_RESIDUES, sublayers=SUBLAYERS, inputs_for=table)
+    lm.initialise = initialise
+    return lm
+
+
+def initialise(network: nn.Module) -> None:
+    """ProteinMPNN's own initialisation (its `ProteinMPNN.__init__`): Xavier-uniform for every
+    parameter with more than one dimension; the others (biases, norms) keep PyTorch's defaults."""
+    for module in network.modules():
+        if module is not network and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    for p in network.parameters():
+        if p.dim() > 1:
+            nn.init.xavier_uniform_(p)

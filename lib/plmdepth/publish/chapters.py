@@ -26,7 +26,7 @@ from typing import Callable
 import yaml
 
 from plmdepth import paths
-from plmdepth.models import ModelSpec, resolve
+from plmdepth.models import ModelSpec, resolve, twin
 from plmdepth.publish import BookError, ParameterError
 from plmdepth.requests import RunRequest
 
@@ -54,16 +54,26 @@ def resolved(models, diffusion_models=()) -> list[ModelSpec]:
     return [resolve(m, objective="diffusion" if m in diffusion else None) for m in model_list(models)]
 
 
+def twin_seeds(p: dict) -> list[int]:
+    """The initialisation seeds of the untrained twins: 0 .. twin_seeds - 1."""
+    return list(range(int(p.get("twin_seeds") or 0)))
+
+
 def sequence_runs(measurement: str, p: dict, structure: bool = True, mask_fraction: float | None = None,
                   **params) -> list[RunRequest]:
     """`measurement` of every model of the chapter on its FASTA file (and of its structure models on
     the chains of their structures): a diffusion model once per ratio of `diffusion_ratios`, every
-    model at `mask_fraction` when it is given. `params` are the measurement's own."""
+    model at `mask_fraction` when it is given. Every model's untrained twins follow it (one per seed
+    of `twin_seeds`), and the architectures of `untrained_models` run as twins only. `params` are the
+    measurement's own."""
     specs = [(spec, p["fasta"]) for spec in resolved(p["models"], p["diffusion_models"])]
     if structure and model_list(p.get("structure_models")):
         if not p.get("structure_fasta"):
             raise ValueError("structure_models need structure_fasta: the FASTA of the chains their structures hold")
         specs += [(spec, p["structure_fasta"]) for spec in resolved(p["structure_models"])]
+    seeds = twin_seeds(p)
+    specs = [(s, data) for spec, data in specs for s in (spec, *(twin(spec, k) for k in seeds))]
+    specs += [(twin(spec, k), p["fasta"]) for spec in resolved(p.get("untrained_models")) for k in seeds]
     out = []
     for spec, data in specs:
         ratios = ([mask_fraction] if mask_fraction is not None else
