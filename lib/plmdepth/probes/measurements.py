@@ -34,7 +34,7 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
                 ("skip_effect", "skip_output")),
     Measurement("contributions", contributions.ContributionsConfig, contributions.contributions, ("contributions",)),
     Measurement("tuned_lens", tuned_lens.TunedLensConfig, tuned_lens.tuned_lens,
-                ("tuned_lens", "tuned_lens_split", "tuned_lens_training")),
+                ("tuned_lens", "tuned_lens_split", "tuned_lens_training", "tuned_lens_baselines")),
     Measurement("variant_effects", variant_effects.VariantEffectsConfig, variant_effects.variant_effects,
                 ("variant_effects", "variant_effects_by_depth"), inputs="assays"),
 )}
