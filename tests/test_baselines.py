@@ -120,3 +120,44 @@ def test_tuned_lens_writes_baselines_on_its_held_out_positions(make, fasta_file,
     assert len(truths) == logit["n_positions"].iloc[0]
     assert baselines.set_index("predictor").loc["unigram", "top1_accuracy"] == pytest.approx(
         truths.count(letter) / len(truths))
+
+
+def _lens_frame(blocks: dict) -> pd.DataFrame:
+    """A tuned_lens table: per model and lens, top-1 accuracy rising linearly to 0.8 at the last layer."""
+    return pd.DataFrame([{"model": m, "lens": lens, "layer": l, "relative_depth": l / n, "top1_accuracy": 0.8 * l / n}
+                         for m, n in blocks.items() for lens in ("logit", "tuned") for l in range(n + 1)])
+
+
+def test_baseline_rules_are_in_the_figures_units():
+    from plmdepth.analysis.truncation import baseline_rules
+
+    frame = _lens_frame({"A": 4, "B": 2})
+    baselines = pd.DataFrame({"model": ["A", "A", "B", "B", "other"],
+                              "predictor": ["unigram", "position", "unigram", "position", "unigram"],
+                              "top1_accuracy": [0.2, 0.4, 0.1, 0.6, 0.5]})
+    rules = baseline_rules(baselines, frame)
+    assert rules["model"].tolist() == ["A", "A", "B", "B"]  # only the figure's models
+    # full accuracy 0.8 for both: shares 0.2 / 0.8, 0.4 / 0.8, 0.1 / 0.8, 0.6 / 0.8
+    np.testing.assert_allclose(rules["accuracy_kept"], [0.25, 0.5, 0.125, 0.75])
+    np.testing.assert_allclose(rules["top1_accuracy"], [0.2, 0.4, 0.1, 0.6])
+
+
+def test_each_panel_draws_its_own_models_baselines():
+    import re
+
+    from plmdepth.analysis.truncation import baseline_rules, with_accuracy_kept
+    from plmdepth.publish.figures import lens_curves, to_svg
+
+    frame = with_accuracy_kept(_lens_frame({"A": 4, "B": 2, "C": 3}))
+    baselines = pd.DataFrame({"model": ["A", "A", "B", "B"], "predictor": ["unigram", "position"] * 2,
+                              "top1_accuracy": [0.2, 0.4, 0.1, 0.6]})  # C: no baseline (e.g. an older run)
+    svg = to_svg(lens_curves(frame, "accuracy_kept", baselines=baseline_rules(baselines, frame)))
+    labels = re.findall(r'aria-label="([^"]*predictor: [^"]*)"[^>]*>(unigram|position)</text>', svg)
+    # one label per model and predictor that has one (all four in every panel would be eight)
+    assert sorted(labels) == sorted([("accuracy kept: 0.25; predictor: unigram", "unigram"),
+                                     ("accuracy kept: 0.5; predictor: position", "position"),
+                                     ("accuracy kept: 0.125; predictor: unigram", "unigram"),
+                                     ("accuracy kept: 0.75; predictor: position", "position")])
+    assert svg.count('aria-roledescription="rule mark"') == 4
+    plain = to_svg(lens_curves(frame, "top1_accuracy"))
+    assert ">unigram</text>" not in plain and 'aria-roledescription="rule mark"' not in plain

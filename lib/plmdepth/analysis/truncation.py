@@ -68,8 +68,9 @@ def truncation_accuracy(folders, params: TruncationParameters | None = None) -> 
             logit_kl, tuned_kl = value("logit", three, "kl"), value("tuned", three, "kl")
             kept_tuned = kept("tuned", three)
             baseline, base = _best_baseline(trivial, model)
-            gap = (lambda lens: (value(lens, three, "top1_accuracy") - base) / (full - base)  # noqa: E731
-                   if full > base else np.nan)
+            gain = full - base  # what the full model adds over the baseline (NaN without one)
+            gap_logit, gap_tuned = ((value(lens, three, "top1_accuracy") - base) / gain if gain > 0 else np.nan
+                                    for lens in ("logit", "tuned"))
             if three >= blocks:
                 verdict, why = NOT_TESTABLE, f"{blocks} block{'s' * (blocks != 1)}: the cut at 3/4 keeps every block"
             elif pd.isna(kept_tuned):
@@ -83,7 +84,7 @@ def truncation_accuracy(folders, params: TruncationParameters | None = None) -> 
                          "accuracy_full": full, "kept_logit_half": kept("logit", half),
                          "kept_tuned_half": kept("tuned", half), "kept_logit_3q": kept("logit", three),
                          "kept_tuned_3q": kept_tuned, "baseline": baseline, "baseline_accuracy": base,
-                         "gap_kept_logit_3q": gap("logit"), "gap_kept_tuned_3q": gap("tuned"),
+                         "gap_kept_logit_3q": gap_logit, "gap_kept_tuned_3q": gap_tuned,
                          "verdict": verdict, "why": why,
                          "seconds": run.entry("tuned_lens").get("wall_time_s", np.nan)})
     columns = ["model", "blocks", "half", "three_quarters", "kl_logit_half", "kl_tuned_half", "kl_logit_3q",
