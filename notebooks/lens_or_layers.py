@@ -44,7 +44,9 @@
 #   share $k/L$ of the blocks (the share of their multiply-adds is computed below from their
 #   weights). For each $k$ the table gives the top-1 accuracy kept, relative to the full model on
 #   the same positions. The effect of skipping one block alone, from {ref}`chapter-layer-skipping`,
-#   is drawn on the same axes.
+#   is drawn on the same axes. Against what: two trivial predictors fitted on the training half and
+#   scored at the same held-out positions, the most frequent residue ("unigram") and the most frequent
+#   residue at each residue index ("position") ({ref}`Methods <methods-trivial-baselines>`).
 # - **Variant effects on the frontier.** The variant-effect models of {ref}`chapter-variant-effects`
 #   (the UniRep models; their runs, with that chapter's parameters, are reused) score every variant
 #   from every layer's readout through the final head: the layer-$k$ score is the score of the
@@ -62,7 +64,7 @@ globals().update(CHAPTERS["lens-or-layers"].defaults())
 CHAPTERS["lens-or-layers"].own_table()
 
 # %% tags=["hide-input"]
-from plmdepth.analysis.truncation import lens_and_skip_kl, with_accuracy_kept
+from plmdepth.analysis.truncation import baseline_rules, lens_and_skip_kl, with_accuracy_kept
 from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure
 from plmdepth.publish.figures import lens_curves
 from plmdepth.publish.provenance import run_caption
@@ -79,9 +81,10 @@ glue_text("tl_run", caption + f" Read on the {n_held} held-out sequences of each
 kl_frame = lens_and_skip_kl(frame, skip_result["skip_output"])
 publish_figure("fig-tuned-lens-kl", lens_curves(kl_frame, "kl", y_title=["KL to the full", "output [nats]"]),
                kl_frame)
+rules = baseline_rules(result["tuned_lens_baselines"], frame)  # each model's trivial baselines, in its panel
 publish_figure("fig-truncation-frontier",
                lens_curves(frame, "accuracy_kept", x_title="blocks kept, k / L",
-                           y_title=["top-1 accuracy kept", "(share of the full model's)"]), frame)
+                           y_title=["top-1 accuracy kept", "(share of the full model's)"], baselines=rules), frame)
 
 # %% tags=["hide-input"]
 # Variant effects on the frontier: the variant-effects chapter's runs (collected above)
@@ -118,6 +121,9 @@ publish_figure("fig-truncation-variant-effects", truncation_spearman_curves(ve_t
 # of the full model's, against the share of blocks kept, with the final head alone (logit lens) or
 # a learned translator in front of it (tuned lens); keeping k of L blocks runs the share k / L of the
 # blocks (of their multiply-adds where the blocks are of one size, as the table below says per model).
+# The dashed rules are each model's trivial baselines on the same held-out positions, as a share of its
+# full model's accuracy: "unigram", the most frequent residue of the training sequences, and "position",
+# the most frequent residue at each residue index ({ref}`Methods <methods-trivial-baselines>`).
 # {glue:text}`tl_run`
 # ```
 #
@@ -157,7 +163,9 @@ glue_markdown("tl_verdict", lens_or_layers_markdown(verdict))
 # Per model, on the held-out sequences: KL to the output at half and three quarters of depth through
 # both lenses, the share of the logit lens's KL that the translators remove at three quarters, and the
 # top-1 accuracy kept when only the first three quarters of the blocks run (the layer at depth d is
-# round(d·L), halves rounded up).
+# round(d·L), halves rounded up); then the better of the two trivial baselines with its top-1
+# accuracy, and the share of the full model's gain over that baseline the cut at three quarters keeps,
+# (accuracy at ¾ − baseline) / (full accuracy − baseline).
 #
 # ```{glue:md} tl_table
 # :format: myst

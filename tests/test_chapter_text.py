@@ -115,8 +115,12 @@ def test_weight_shares_are_keyed_by_the_display_name_and_sentences_use_them(tmp_
     assert equal_blocks(shares["dplm (mask 0.5)"]) and not equal_blocks(shares["unirep"])
     numbers = pd.DataFrame([{"model": m, "blocks": 4, "half": 2, "three_quarters": 3, "kl_logit_half": 1.0,
                              "kl_tuned_half": 0.5, "kl_logit_3q": 0.4, "kl_tuned_3q": 0.1, "kl_removed_3q": 0.75,
-                             "kept_logit_3q": 0.8, "kept_tuned_3q": 0.95, "seconds": 3.0} for m in shares])
+                             "kept_logit_3q": 0.8, "kept_tuned_3q": 0.95, "baseline": "unigram",
+                             "baseline_accuracy": 0.5, "gap_kept_logit_3q": 0.6, "gap_kept_tuned_3q": 0.9,
+                             "seconds": 3.0} for m in shares])
     text = truncation_accuracy_markdown(numbers, shares)
+    assert "| unirep | 4 | 2, 3 | 1.000 | 0.500 | 0.400 | 0.100 | 75% | 80.0% / 95.0% | unigram 50.0% | " \
+           "60.0% / 90.0% |" in text
     assert "The blocks of dplm (mask 0.5) each hold the same number of weights" in text
     assert "The blocks of unirep differ in size: the cut at ¾ keeps 70% of their weights." in text
     spearman = pd.DataFrame([{"model": "unirep", "assay": "A", "blocks": 4, "half": 2, "three_quarters": 3,

@@ -86,7 +86,7 @@ def test_tuned_lens_recovers_a_known_rotation():
     records = _records(24)
     plan = make_plan(records, lm.objective, seed=0)
     config = TunedLensConfig(epochs=100, lr=0.1, batch_size=16, n_bootstrap=20)
-    table, split, log = tuned_lens(lm, records, plan, config, progress=False)
+    table, split, log, _ = tuned_lens(lm, records, plan, config, progress=False)
     kl = table.pivot(index="layer", columns="lens", values="kl")
     for layer in (1, 2):
         assert kl.loc[layer, "logit"] > 0.5, kl  # the rotation really hides the prediction from the logit lens
@@ -154,8 +154,8 @@ def test_split_is_seeded_disjoint_complete_and_reported():
 
     lm = tiny_gpt2()
     plan = make_plan(records, lm.objective, seed=0)
-    table, split, _ = tuned_lens(lm, records, plan, TunedLensConfig(**{**FAST, "epochs": 1, "seed": 3}),
-                                 progress=False)
+    table, split, _, _ = tuned_lens(lm, records, plan, TunedLensConfig(**{**FAST, "epochs": 1, "seed": 3}),
+                                    progress=False)
     train, held = splits[3]
     assert split["id"].tolist() == [r.id for r in records]
     assert split.index[split["split"] == "train"].tolist() == train
@@ -196,7 +196,7 @@ def test_table_has_both_lenses_and_logit_rows_equal_the_logit_lens(make, vocab):
     records = list(SEQUENCES)
     plan = make_plan(records, lm.objective, seed=0, mask_fraction=0.3)
     config = TunedLensConfig(**{**FAST, "vocab": vocab})
-    table, split, _ = tuned_lens(lm, records, plan, config, progress=False)
+    table, split, _, _ = tuned_lens(lm, records, plan, config, progress=False)
     held = [r for r, s in zip(records, split["split"]) if s == "held_out"]
     reference = logit_lens(lm, held, plan, LogitLensConfig(vocab, config.batch_size, config.n_bootstrap, config.seed),
                            progress=False)

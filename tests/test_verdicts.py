@@ -249,6 +249,37 @@ def test_lens_or_layers_mixed_and_thresholds_are_parameters(refining):
     assert strict.spearman.set_index("assay").loc["KEEP"].query("model == 've'")["verdict"].item() == "keeps"
 
 
+def test_gain_over_the_best_trivial_baseline_kept_at_three_quarters(refining):
+    from plmdepth.analysis.truncation import truncation_accuracy
+    from plmdepth.publish.chapter_text import truncation_accuracy_markdown
+
+    def add_baselines(name, unigram, position):
+        folder = refining / name
+        run = json.loads((folder / "run.json").read_text())
+        run["measurements"]["tuned_lens"]["outputs"].append("tuned_lens_baselines.csv")
+        (folder / "run.json").write_text(json.dumps(run))
+        pd.DataFrame({"model": name, "predictor": ["unigram", "position"], "top1_accuracy": [unigram, position],
+                      "n_positions": 10, "n_sequences": 2}).to_csv(folder / "tuned_lens_baselines.csv", index=False)
+
+    old = truncation_accuracy([refining / "a"]).iloc[0]  # made before the baselines were written
+    assert old["baseline"] is None and old[["baseline_accuracy", "gap_kept_logit_3q", "gap_kept_tuned_3q"]].isna().all()
+    assert "| 75.0% / 95.0% | — | — / — |" in truncation_accuracy_markdown(pd.DataFrame([old]), {})
+    # a: full 0.8, tuned cut 0.76, logit cut 0.6; best baseline "position" 0.4:
+    #    tuned (0.76 - 0.4) / (0.8 - 0.4) = 0.9, logit (0.6 - 0.4) / 0.4 = 0.5
+    add_baselines("a", 0.3, 0.4)
+    # b: full 0.5 is no better than its baseline 0.5 (a tie goes to the first listed, "unigram"): no gain to keep
+    add_baselines("b", 0.5, 0.5)
+    folders = sorted(p for p in refining.iterdir() if p.name in ("a", "b"))
+    numbers = truncation_accuracy(folders).set_index("model")
+    assert numbers.loc["a", "baseline"] == "position" and numbers.loc["a", "baseline_accuracy"] == 0.4
+    assert numbers.loc["a", "gap_kept_tuned_3q"] == pytest.approx(0.9)
+    assert numbers.loc["a", "gap_kept_logit_3q"] == pytest.approx(0.5)
+    assert numbers.loc["b", "baseline"] == "unigram" and np.isnan(numbers.loc["b", "gap_kept_tuned_3q"])
+    text = truncation_accuracy_markdown(numbers.reset_index(), {})
+    assert "| 75.0% / 95.0% | position 40.0% | 50.0% / 90.0% |" in text
+    assert "| unigram 50.0% | — / — |" in text
+
+
 def test_lens_or_layers_without_a_tuned_lens_says_not_run(results, tmp_path):
     from plmdepth.analysis.truncation import lens_or_layers
     from plmdepth.publish.verdicts import lens_or_layers_key_line, lens_or_layers_markdown, \

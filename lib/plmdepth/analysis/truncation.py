@@ -43,10 +43,18 @@ def truncation_accuracy(folders, params: TruncationParameters | None = None) -> 
     the KL to the output there through both lenses, the share of the logit lens's KL at 3/4 that the
     tuned lens removes, and the top-1 accuracy of the model cut there as a share of the full model's
     (through either lens). `verdict`: "keeps" when the cut at 3/4 keeps at least `kept_threshold` of
-    the accuracy through the tuned lens, "loses" when not, NOT_TESTABLE when the cut keeps every block."""
+    the accuracy through the tuned lens, "loses" when not, NOT_TESTABLE when the cut keeps every block.
+
+    Against the better of the trivial baselines on the same positions (`baseline`, its accuracy
+    `baseline_accuracy`: `tuned_lens_baselines.csv`, `probes/baselines.py`), `gap_kept_logit_3q` and
+    `gap_kept_tuned_3q` = (accuracy of the cut at 3/4 - baseline) / (full accuracy - baseline): the share
+    of what the full model adds over the baseline that the cut keeps. NaN without a baseline table (a run
+    made before it was written, or a model no residue baseline applies to) and where the full model
+    does not beat the baseline."""
     params = params or TruncationParameters()
     rows = []
     for run, frame in _measured(folders, "tuned_lens"):
+        trivial = _baselines(run)
         for model, part in frame.groupby("model", sort=False):
             blocks = int(part["layer"].max())
             half, three = cut_layer(blocks, 0.5), cut_layer(blocks, 0.75)
@@ -59,6 +67,10 @@ def truncation_accuracy(folders, params: TruncationParameters | None = None) -> 
             kept = lambda lens, layer: value(lens, layer, "top1_accuracy") / full if full > 0 else np.nan  # noqa: E731
             logit_kl, tuned_kl = value("logit", three, "kl"), value("tuned", three, "kl")
             kept_tuned = kept("tuned", three)
+            baseline, base = _best_baseline(trivial, model)
+            gain = full - base  # what the full model adds over the baseline (NaN without one)
+            gap_logit, gap_tuned = ((value(lens, three, "top1_accuracy") - base) / gain if gain > 0 else np.nan
+                                    for lens in ("logit", "tuned"))
             if three >= blocks:
                 verdict, why = NOT_TESTABLE, f"{blocks} block{'s' * (blocks != 1)}: the cut at 3/4 keeps every block"
             elif pd.isna(kept_tuned):
@@ -71,12 +83,30 @@ def truncation_accuracy(folders, params: TruncationParameters | None = None) -> 
                          "kl_removed_3q": 1 - tuned_kl / logit_kl if logit_kl > 0 else np.nan,
                          "accuracy_full": full, "kept_logit_half": kept("logit", half),
                          "kept_tuned_half": kept("tuned", half), "kept_logit_3q": kept("logit", three),
-                         "kept_tuned_3q": kept_tuned, "verdict": verdict, "why": why,
+                         "kept_tuned_3q": kept_tuned, "baseline": baseline, "baseline_accuracy": base,
+                         "gap_kept_logit_3q": gap_logit, "gap_kept_tuned_3q": gap_tuned,
+                         "verdict": verdict, "why": why,
                          "seconds": run.entry("tuned_lens").get("wall_time_s", np.nan)})
     columns = ["model", "blocks", "half", "three_quarters", "kl_logit_half", "kl_tuned_half", "kl_logit_3q",
                "kl_tuned_3q", "kl_removed_3q", "accuracy_full", "kept_logit_half", "kept_tuned_half",
-               "kept_logit_3q", "kept_tuned_3q", "verdict", "why", "seconds"]
+               "kept_logit_3q", "kept_tuned_3q", "baseline", "baseline_accuracy", "gap_kept_logit_3q",
+               "gap_kept_tuned_3q", "verdict", "why", "seconds"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _baselines(run) -> pd.DataFrame | None:
+    """The run's trivial baselines (`tuned_lens_baselines`), or None for a run made before they were written."""
+    return run.table("tuned_lens_baselines") if "tuned_lens_baselines" in run.outputs("tuned_lens") else None
+
+
+def _best_baseline(baselines: pd.DataFrame | None, model: str) -> tuple[str | None, float]:
+    """The name and accuracy of `model`'s better trivial baseline (the first listed of equal ones);
+    (None, NaN) without one."""
+    rows = baselines[baselines["model"] == model] if baselines is not None else None
+    if rows is None or rows.empty:
+        return None, np.nan
+    best = rows.loc[rows["top1_accuracy"].idxmax()]
+    return str(best["predictor"]), float(best["top1_accuracy"])
 
 
 def truncation_spearman(folders, params: TruncationParameters | None = None) -> pd.DataFrame:
@@ -166,9 +196,23 @@ def lens_or_layers(folders, params: TruncationParameters | None = None) -> LensO
 def with_accuracy_kept(frame: pd.DataFrame) -> pd.DataFrame:
     """A `tuned_lens` table with `accuracy_kept`: each row's top-1 accuracy as a share of the full
     model's (its last layer through the logit lens, on the same positions)."""
+    return frame.assign(accuracy_kept=frame["top1_accuracy"] / frame["model"].map(_full_accuracy(frame)))
+
+
+def _full_accuracy(frame: pd.DataFrame) -> pd.Series:
+    """Per model of a `tuned_lens` table, the full model's top-1 accuracy (last layer, logit lens)."""
     final = frame[frame["layer"] == frame.groupby("model")["layer"].transform("max")]
-    full_accuracy = final[final["lens"] == "logit"].set_index("model")["top1_accuracy"]
-    return frame.assign(accuracy_kept=frame["top1_accuracy"] / frame["model"].map(full_accuracy))
+    return final[final["lens"] == "logit"].set_index("model")["top1_accuracy"]
+
+
+def baseline_rules(baselines: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
+    """The trivial baselines (`tuned_lens_baselines` tables) of the models of the `tuned_lens` table
+    `frame`, in its units: `top1_accuracy`, and as `accuracy_kept` a share of the full model's (as
+    `with_accuracy_kept`). One row per model and predictor (model, predictor, top1_accuracy,
+    accuracy_kept), for the figures' dashed rules."""
+    rows = baselines[baselines["model"].isin(frame["model"])]
+    rows = rows.assign(accuracy_kept=rows["top1_accuracy"] / rows["model"].map(_full_accuracy(frame)))
+    return rows[["model", "predictor", "top1_accuracy", "accuracy_kept"]].reset_index(drop=True)
 
 
 def lens_and_skip_kl(lens: pd.DataFrame, skips: pd.DataFrame) -> pd.DataFrame:

@@ -37,7 +37,8 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
                 ("skip_effect", "skip_output", "skip_effect_per_sequence", "skip_output_per_sequence")),
     Measurement("contributions", contributions.ContributionsConfig, contributions.contributions, ("contributions",)),
     Measurement("tuned_lens", tuned_lens.TunedLensConfig, partial(tuned_lens.tuned_lens, per_sequence=True),
-                ("tuned_lens", "tuned_lens_split", "tuned_lens_training", "tuned_lens_per_sequence")),
+                ("tuned_lens", "tuned_lens_split", "tuned_lens_training", "tuned_lens_baselines",
+                 "tuned_lens_per_sequence")),
     Measurement("variant_effects", variant_effects.VariantEffectsConfig, variant_effects.variant_effects,
                 ("variant_effects", "variant_effects_by_depth"), inputs="assays"),
 )}

@@ -39,6 +39,7 @@ from torch import nn
 from plmdepth.fasta import Record
 from plmdepth.model import ProteinLM, state_dict_checksum
 from plmdepth.plan import MaskingPlan
+from plmdepth.probes import baselines
 from plmdepth.probes.logit_lens import LogitLens, LogitLensAccumulator, LogitLensConfig, evaluated_positions
 from plmdepth.probes.streaming import _save, length_sorted_batches, stream
 
@@ -218,7 +219,8 @@ def tuned_lens(lm: ProteinLM, records: list[Record], plan: MaskingPlan, config: 
     """Measurement: train on the training split, read the held-out split through both lenses.
 
     Returns (`tuned_lens`: the logit lens's table per lens and layer, `tuned_lens_split`: id
-    and split of every record, `tuned_lens_training`: the loss per epoch). Training is not
+    and split of every record, `tuned_lens_training`: the loss per epoch, `tuned_lens_baselines`:
+    the trivial predictors' top-1 accuracy on the same positions, `baselines.py`). Training is not
     resumable; the evaluation is (its checkpoint key includes the translators' checksum).
     Given a `checkpoint`, the translators are saved beside it as `TRANSLATORS_FILE`.
     """
@@ -234,4 +236,7 @@ def tuned_lens(lm: ProteinLM, records: list[Record], plan: MaskingPlan, config: 
     stream(acc, held_out, config.batch_size, f"tuned lens {lm.info.name}", progress, checkpoint, eval_key)
     split = pd.DataFrame({"id": [r.id for r in records],
                           "split": ["train" if i in set(train) else "held_out" for i in range(len(records))]})
-    return (acc.result(), split, log["epochs"], *((acc.per_sequence(),) if per_sequence else ()))
+    table = (baselines.trivial_baselines([records[i] for i in train], held_out, baselines.model_positions(lm, plan),
+                                         config.n_bootstrap, config.seed)
+             if baselines.applies(lm) else baselines.no_baselines())
+    return (acc.result(), split, log["epochs"], table, *((acc.per_sequence(),) if per_sequence else ()))

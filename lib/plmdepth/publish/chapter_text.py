@@ -104,16 +104,25 @@ def _share_at(shares, k: int) -> str:
     return "—" if shares is None or not 1 <= k <= len(shares) else f"{shares[k - 1]:.0%}"
 
 
+def _percent_or_dash(value: float) -> str:
+    return "—" if pd.isna(value) else f"{value:.1%}"
+
+
 def truncation_accuracy_markdown(numbers: pd.DataFrame, shares: dict) -> str:
     """Per model (`analysis.truncation.truncation_accuracy`): KL through both lenses at 1/2 and 3/4,
-    the KL removed and the accuracy kept at 3/4, the time the lenses took, and how much of the blocks'
-    weights the cut at 3/4 keeps (`shares`: `analysis.truncation.weight_shares`)."""
+    the KL removed and the accuracy kept at 3/4, the better trivial baseline and the share of the full
+    model's gain over it that the cut at 3/4 keeps ("—" without a baseline), the time the lenses took,
+    and how much of the blocks' weights the cut at 3/4 keeps (`shares`:
+    `analysis.truncation.weight_shares`)."""
     lines = ["| model | L | layers at ½, ¾ | KL logit ½ | KL tuned ½ | KL logit ¾ | KL tuned ¾ | "
-             "KL removed at ¾ | accuracy kept at ¾ (logit / tuned) |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+             "KL removed at ¾ | accuracy kept at ¾ (logit / tuned) | best trivial baseline | "
+             "gain over it kept at ¾ (logit / tuned) |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in numbers.itertuples(index=False):
+        baseline = "—" if pd.isna(r.baseline_accuracy) else f"{r.baseline} {r.baseline_accuracy:.1%}"
         lines.append(f"| {r.model} | {r.blocks} | {r.half}, {r.three_quarters} | {r.kl_logit_half:.3f} | "
                      f"{r.kl_tuned_half:.3f} | {r.kl_logit_3q:.3f} | {r.kl_tuned_3q:.3f} | {r.kl_removed_3q:.0%} | "
-                     f"{r.kept_logit_3q:.1%} / {r.kept_tuned_3q:.1%} |")
+                     f"{r.kept_logit_3q:.1%} / {r.kept_tuned_3q:.1%} | {baseline} | "
+                     f"{_percent_or_dash(r.gap_kept_logit_3q)} / {_percent_or_dash(r.gap_kept_tuned_3q)} |")
     times = ", ".join(f"{r.model} {r.seconds:.0f} s" for r in numbers.itertuples(index=False))
     of = {m: shares.get(m) for m in numbers["model"]}
     equal = [m for m, share in of.items() if equal_blocks(share)]

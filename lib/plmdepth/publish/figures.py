@@ -69,6 +69,20 @@ def _hline(value: float, label: str) -> alt.LayerChart:
     return rule + text
 
 
+def _baseline_layers(y_title) -> list:
+    """Dashed rules at `baseline_value`, one per row that has one, labelled with its `predictor`."""
+    y = alt.Y("baseline_value:Q", title=y_title)
+    rows = alt.Chart().transform_filter("isValid(datum.baseline_value)")
+    rule = rows.mark_rule(strokeDash=[5, 4], color="#555").encode(
+        y=y, tooltip=["model", "predictor", alt.Tooltip("baseline_value:Q", title="baseline", format=".3f")])
+    label = {"baseline": "bottom", "dy": -2, "color": "#333", "fontSize": FONT}
+    left = (rows.transform_filter("datum.predictor == 'unigram'")
+            .mark_text(align="left", x=0, dx=4, **label).encode(y=y, text="predictor:N"))
+    right = (rows.transform_filter("datum.predictor != 'unigram'")
+             .mark_text(align="right", x="width", dx=-4, **label).encode(y=y, text="predictor:N"))
+    return [rule, left, right]
+
+
 def _reference_lines(metric: str) -> list:
     if metric.startswith("prob_l2"):
         return [_hline(L2_CEILING, "ceiling √2")]
@@ -213,20 +227,30 @@ def depth_efficiency_chart(frame: pd.DataFrame, width: int = 420, height: int = 
 
 
 def lens_curves(frame: pd.DataFrame, metric: str, x: str = "relative_depth", x_title: str = "relative depth l / L",
-                y_title=None, width: int = 150, height: int = 140) -> alt.FacetChart:
+                y_title=None, width: int = 150, height: int = 140, baselines: pd.DataFrame | None = None
+                ) -> alt.FacetChart:
     """Logit lens against tuned lens: one panel per model (two to a row, about 380 px wide in all, so
     that a phone shows it nearly at natural size), one line per `lens` value (any further series, such
-    as one skipped block, share the axes)."""
+    as one skipped block, share the axes). `baselines` (columns model, predictor and `metric`:
+    `analysis.truncation.baseline_rules`) are drawn in each model's own panel as dashed rules labelled
+    with the predictor's name ("unigram" at the left, any other at the right)."""
     models = list(frame["model"].unique())
+    y_title = y_title or metric_title(metric)
     color = alt.Color("lens:N", title="readout", sort=["logit", "tuned", "skip block alone"],
                       legend=alt.Legend(orient="bottom", direction="horizontal"))
-    chart = alt.Chart(frame).mark_line(point=True).encode(
+    lines = alt.Chart().mark_line(point=True).encode(
         x=alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(domain=[0, 1]),
                 axis=alt.Axis(values=[0, 0.25, 0.5, 0.75, 1], format=".2~f")),
-        y=alt.Y(f"{metric}:Q", title=y_title or metric_title(metric)),
+        y=alt.Y(f"{metric}:Q", title=y_title),
         color=color,
         tooltip=["model", "lens", "layer", alt.Tooltip(f"{metric}:Q", format=".3f")],
-    ).properties(width=width, height=height).facet(
+    )
+    layers, data = [lines], frame
+    if baselines is not None and len(baselines):  # in the facet's data, so that each panel draws its model's
+        rules = baselines.loc[baselines["model"].isin(models), ["model", "predictor", metric]]
+        data = pd.concat([frame, rules.rename(columns={metric: "baseline_value"})], ignore_index=True)
+        layers = [lines.transform_filter("isValid(datum.lens)"), *_baseline_layers(y_title)]
+    chart = alt.layer(*layers, data=data).properties(width=width, height=height).facet(
         facet=alt.Facet("model:N", title=None, sort=models, header=alt.Header(labelFontSize=FONT + 1)),
         columns=min(2, len(models)), spacing=12)
     return _configure(chart)
