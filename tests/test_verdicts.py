@@ -13,26 +13,59 @@ from plmdepth.analysis.truncation import TruncationParameters
 from plmdepth.publish.verdicts import key_results_markdown, summary, verdict_markdown
 
 
-def write_run(root, name, family, blocks, skip, output, kl, spearman=None):
-    """A results folder as the runner writes it: run.json and the measurement CSVs."""
+def _per_sequence(keys: pd.DataFrame, means, n_sequences: int, spread: float, seed: int, column: str,
+                  count: str) -> pd.DataFrame:
+    """Per-sequence sums whose pooled means are exactly `means` (one unit or position per sequence):
+    sequences come in pairs whose values are means x (1 + z) and means x (1 - z), z ~ spread x N(0, 1),
+    drawn independently for every key."""
+    rng = np.random.default_rng(seed)
+    means = np.asarray(means, float)
+    z = spread * rng.standard_normal((n_sequences // 2, len(means)))
+    values = np.concatenate([means * (1 + z), means * (1 - z)])
+    frames = [keys.assign(sequence=f"s{i:03d}", **{column: values[i], count: 1}) for i in range(len(values))]
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_run(root, name, family, blocks, skip, output, kl, spearman=None, spread=0.02, n_sequences=40,
+              twin_of=None, init_seed=None, seed=0):
+    """A results folder as the runner writes it: run.json, the measurement CSVs and their per-sequence
+    sums (`spread`: how much the sequences differ, so how wide the intervals are)."""
     folder = root / name
     folder.mkdir(parents=True)
-    recorded = {"layer_skipping": {"outputs": ["skip_effect.csv", "skip_output.csv"]},
-                "logit_lens": {"outputs": ["logit_lens.csv"]},
-                **({"variant_effects": {"outputs": ["variant_effects.csv"]}} if spearman is not None else {})}
-    (folder / "run.json").write_text(json.dumps({"model": {"name": name, "family": family, "n_layers": blocks,
-                                                           "objective": "masked"}, "measurements": recorded}))
-    rows = [{"model": name, "skipped": s, "affected": j, "effect_max": 2 * skip[s], "effect_mean": skip[s],
-             "mode": "future"} for s in range(blocks - 1) for j in range(s + 1, blocks)]
-    pd.DataFrame(rows).to_csv(folder / "skip_effect.csv", index=False)
-    pd.DataFrame({"model": name, "skipped": range(blocks), "prob_l2_max": 1.0, "prob_l2_mean": output + [0.0],
-                  "kl_mean": 0.1, "mode": "future"}).to_csv(folder / "skip_output.csv", index=False)
-    pd.DataFrame({"model": name, "layer": range(blocks + 1), "relative_depth": np.arange(blocks + 1) / blocks,
-                  "kl": kl}).to_csv(folder / "logit_lens.csv", index=False)
+    recorded = {"layer_skipping": {"outputs": ["skip_effect.csv", "skip_output.csv", "skip_effect_per_sequence.csv",
+                                               "skip_output_per_sequence.csv"]},
+                "logit_lens": {"outputs": ["logit_lens.csv", "logit_lens_per_sequence.csv"]},
+                **({"variant_effects": {"outputs": ["variant_effects.csv", "variant_effects_replicates.csv"]}}
+                   if spearman is not None else {})}
+    model = {"name": name, "family": family, "n_layers": blocks, "objective": "masked",
+             **({"twin_of": twin_of, "init_seed": init_seed} if twin_of else {})}
+    (folder / "run.json").write_text(json.dumps({"model": model, "measurements": recorded}))
+    pairs = pd.DataFrame([(s, j) for s in range(blocks - 1) for j in range(s + 1, blocks)], columns=["skipped", "affected"])
+    effect = pairs.assign(model=name, effect_max=[2 * skip[s] for s in pairs["skipped"]],
+                          effect_mean=[skip[s] for s in pairs["skipped"]], mode="future")
+    effect.to_csv(folder / "skip_effect.csv", index=False)
+    _per_sequence(pairs, effect["effect_mean"], n_sequences, spread, seed, "effect_sum", "n_units").to_csv(
+        folder / "skip_effect_per_sequence.csv", index=False)
+    out = pd.DataFrame({"model": name, "skipped": range(blocks), "prob_l2_max": 1.0, "prob_l2_mean": output + [0.0],
+                        "kl_mean": 0.1, "mode": "future"})
+    out.to_csv(folder / "skip_output.csv", index=False)
+    _per_sequence(out[["skipped"]], out["prob_l2_mean"], n_sequences, spread, seed + 1, "prob_l2_sum",
+                  "n_units").assign(kl_sum=0.1).to_csv(folder / "skip_output_per_sequence.csv", index=False)
+    lens = pd.DataFrame({"model": name, "layer": range(blocks + 1), "relative_depth": np.arange(blocks + 1) / blocks,
+                         "kl": kl})
+    lens.to_csv(folder / "logit_lens.csv", index=False)
+    _per_sequence(lens[["layer"]], lens["kl"], n_sequences, spread, seed + 2, "kl_sum", "n_positions").to_csv(
+        folder / "logit_lens_per_sequence.csv", index=False)
     if spearman is not None:
-        pd.DataFrame({"model": name, "assay": "mean", "layer": range(1, len(spearman) + 1),
-                      "relative_depth": np.arange(1, len(spearman) + 1) / len(spearman),
+        layers = np.arange(1, len(spearman) + 1)
+        pd.DataFrame({"model": name, "assay": "mean", "layer": layers, "relative_depth": layers / len(spearman),
                       "spearman": spearman}).to_csv(folder / "variant_effects.csv", index=False)
+        rng = np.random.default_rng(seed + 3)
+        boot = np.asarray(spearman) + spread * rng.standard_normal((200, len(spearman)))
+        pd.DataFrame({"model": name, "assay": "mean", "layer": np.tile(layers, 200),
+                      "relative_depth": np.tile(layers / len(spearman), 200), "kind": "bootstrap",
+                      "replicate": np.repeat(np.arange(200), len(spearman)), "spearman": boot.reshape(-1)}).to_csv(
+            folder / "variant_effects_replicates.csv", index=False)
     return folder
 
 
@@ -72,15 +105,15 @@ def test_changing_a_results_csv_changes_the_verdict_sentence(results, tmp_path):
     shutil.copytree(results, copy)
     before = verdict_markdown(claims(sorted(copy.iterdir())), "a")
     assert "**agrees**" in before and "2 of 2 testable agree" in before
-    path = copy / "deep" / "skip_effect.csv"
+    path = copy / "deep" / "skip_effect_per_sequence.csv"  # what the verdicts resample
     table = pd.read_csv(path)
-    table.loc[table["skipped"] >= 3, "effect_mean"] = 5.0  # late blocks now matter more than early ones
+    table.loc[table["skipped"] >= 3, "effect_sum"] = 5.0  # late blocks now matter more than early ones
     table.to_csv(path, index=False)
     after_table = claims(sorted(copy.iterdir()))
     after = verdict_markdown(after_table, "a")
-    assert after != before and "**mixed**" in after and "against: deep (5.26)" in after
-    assert "| (a) Later blocks depend less on earlier computations | Fig. 1 | **mixed** | 1 of 2 |" in \
-        key_results_markdown(after_table)
+    assert after != before and "**mixed**" in after and "1 of 2 testable disagree: deep (5.26 [" in after
+    key = key_results_markdown(after_table)
+    assert "| **(a) Later blocks depend less on earlier computations** (Fig. 1): **mixed** | deep | 5.26 [" in key
 
 
 def test_thresholds_are_parameters(results):
@@ -111,6 +144,7 @@ def test_write_pages_writes_the_front_page_table_and_the_per_model_table(results
     assert key_results_markdown(table) in key and "{ref}`methods-claims`" in key
     per_model = (book / "claims.md").read_text().splitlines()
     assert len(per_model) == 2 + len(table) and per_model[2].startswith("| (a) | Fig. 1 | deep |")
+    assert "0.53 [" in per_model[2]  # the number with its interval
 
 
 # ------------------------------------------------------------------ is it the lens or the layers?

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from plmdepth.analysis.claims import CLAIMS, NOT_TESTABLE, ClaimParameters, claims
+from plmdepth.analysis.claims import (BEYOND, CLAIMS, NO_TWINS, NOT_TESTABLE, VERDICTS, ClaimParameters, claims,
+                                      with_twins)
 from plmdepth.analysis.truncation import LensOrLayers, TruncationParameters, lens_or_layers
 
 
@@ -21,44 +22,99 @@ def _percent(value: float, digits: int = 0) -> str:
     return "—" if pd.isna(value) else f"{value:.{digits}%}"
 
 
+def _figure(value: float, claim: str) -> str:
+    return "—" if pd.isna(value) else f"{value:.0f}" if claim == "d" else f"{value:.2f}"
+
+
+def with_interval(value: float, low: float, high: float, claim: str = "") -> str:
+    """"0.86 [0.80, 0.93]": a number and its 95% interval ("—" when missing)."""
+    if pd.isna(value):
+        return "—"
+    text = _figure(value, claim)
+    return text if pd.isna(low) else f"{text} [{_figure(low, claim)}, {_figure(high, claim)}]"
+
+
+def number_text(row) -> str:
+    """A claims row's test number(s) with interval: claim (b) shows the KL share and the output ratio."""
+    row = row if isinstance(row, dict) else row._asdict() if hasattr(row, "_asdict") else dict(row)
+    text = with_interval(row["value"], row["low"], row["high"], row["claim"])
+    if row["claim"] == "b" and not pd.isna(row.get("second")):
+        text = f"share {text}; ratio {with_interval(row['second'], row['second_low'], row['second_high'])}"
+    return text
+
+
+def twins_text(row) -> str:
+    """The untrained twins' number: mean and range over seeds ("0.93 (0.89–0.98, 3 seeds)")."""
+    row = row if isinstance(row, dict) else dict(row)
+    if not row.get("twins_n"):
+        return "—"
+    def one(prefix):
+        mean, low, high = (row[f"{prefix}_{s}"] for s in ("mean", "low", "high"))
+        return f"{_figure(mean, row['claim'])} ({_figure(low, row['claim'])}–{_figure(high, row['claim'])})"
+    text = one("twins")
+    if row["claim"] == "b" and not pd.isna(row.get("twins_second_mean")):
+        text = f"share {text}; ratio {one('twins_second')}"
+    return f"{text}, {int(row['twins_n'])} seeds"
+
+
+def _combined(verdicts: list[str]) -> str:
+    """One claim's verdict over its testable models: the common verdict, or "mixed"."""
+    return verdicts[0] if len(set(verdicts)) == 1 else "mixed"
+
+
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim: how many testable models agree, and a one-sentence verdict."""
+    """One row per claim over the trained models: the verdict over its testable models (agrees,
+    disagrees, inconclusive when every model says so; mixed otherwise), how many lie beyond their
+    untrained twins, and a sentence of evidence with every number's interval."""
+    trained = with_twins(table)
     rows = []
     for claim, (statement, figure) in CLAIMS.items():
-        part = table[table["claim"] == claim]
+        part = trained[trained["claim"] == claim]
         testable = part[part["verdict"] != NOT_TESTABLE]
-        agree = testable[testable["verdict"] == "agrees"]
+        with_twin = testable[testable["architecture"] != NO_TWINS]
+        beyond = with_twin[with_twin["architecture"] == BEYOND]
         if testable.empty:
             verdict = NOT_TESTABLE
             sentence = "No model of this build can test it" + (
                 f" ({part['why'].iloc[0]})." if len(part) else " (no results for it).")
         else:
-            verdict = ("agrees" if len(agree) == len(testable) else "disagrees" if agree.empty else "mixed")
-            names = lambda frame: ", ".join(f"{m} ({v:.2f})" for m, v in zip(frame["model"], frame["value"]))  # noqa: E731
-            sentence = f"{len(agree)} of {len(testable)} testable agree"
-            sentence += f": {names(agree)}" if len(agree) else ""
-            if len(agree) < len(testable):
-                sentence += f"; against: {names(testable[testable['verdict'] != 'agrees'])}"
-            sentence += "."
+            verdict = _combined(list(testable["verdict"]))
+            groups = [(v, testable[testable["verdict"] == v]) for v in VERDICTS]
+            said = {"agrees": "agree", "disagrees": "disagree", "inconclusive": "inconclusive"}
+            sentence = "; ".join(f"{len(g)} of {len(testable)} testable {said[v]}: "
+                                 + ", ".join(f"{r['model']} ({number_text(r)})" for _, r in g.iterrows())
+                                 for v, g in groups if len(g)) + "."
+            if len(with_twin):
+                sentence += (f" Beyond the untrained twins' range: {len(beyond)} of {len(with_twin)}"
+                             + (f" ({', '.join(beyond['model'])})" if len(beyond) else "") + ".")
         rows.append({"claim": f"({claim}) {statement}", "paper": figure, "test number": part["number"].iloc[0]
-                     if len(part) else "", "verdict": verdict, "evidence": sentence})
+                     if len(part) else "", "verdict": verdict,
+                     "beyond architecture": f"{len(beyond)} of {len(with_twin)}" if len(with_twin) else "—",
+                     "evidence": sentence})
     return pd.DataFrame(rows)
 
 
 def key_results_markdown(table: pd.DataFrame) -> str:
-    """The front page's key-results table: one row per claim, verdict and count, from `claims`."""
+    """The front page's claims table: per claim its verdict, then per trained model the test number
+    with its 95% interval, the verdict, the untrained twins' number and the beyond-architecture verdict."""
     verdicts = dict(zip(CLAIMS, summary(table)["verdict"]))
-    lines = ["| claim of the paper | paper | verdict | agree |", "|---|---|---|---|"]
+    trained = with_twins(table)
+    lines = ["| claim of the paper | model | test number [95% interval] | verdict | untrained twins | "
+             "beyond architecture? |", "|---|---|---|---|---|---|"]
     for claim, (statement, figure) in CLAIMS.items():
-        testable = table[(table["claim"] == claim) & (table["verdict"] != NOT_TESTABLE)]
-        agree = int((testable["verdict"] == "agrees").sum())
-        count = f"{agree} of {len(testable)}" if len(testable) else "none testable"
-        lines.append(f"| ({claim}) {statement} | {figure} | **{verdicts[claim]}** | {count} |")
+        part = trained[trained["claim"] == claim]
+        head = f"**({claim}) {statement}** ({figure}): **{verdicts[claim]}**"
+        if part.empty:
+            lines.append(f"| {head} | — | — | {NOT_TESTABLE} | — | — |")
+        for i, (_, row) in enumerate(part.iterrows()):
+            lines.append(f"| {head if i == 0 else ''} | {row['model']} | {number_text(row)} | {row['verdict']} | "
+                         f"{twins_text(row)} | {row['architecture'] if row['verdict'] != NOT_TESTABLE else '—'} |")
     return "\n".join(lines) + "\n"
 
 
 def verdict_markdown(table: pd.DataFrame, claim_ids: str) -> str:
-    """For a chapter's "Does this build agree?": per claim, the verdict and every model's number."""
+    """For a chapter's "Does this build agree?": per claim, the verdict and every model's number with
+    its interval (and its untrained twins' beyond-architecture count)."""
     rows = dict(zip(CLAIMS, summary(table).to_dict("records")))
     out = []
     for claim in claim_ids:
@@ -66,7 +122,8 @@ def verdict_markdown(table: pd.DataFrame, claim_ids: str) -> str:
         part, row = table[table["claim"] == claim], rows[claim]
         out.append(f"- **({claim}) {statement}** (cf. paper {figure}): **{row['verdict']}**. {row['evidence']}")
         if len(part):
-            out.append(f"  Test number: {part['number'].iloc[0]} (paper: {part['paper direction'].iloc[0]}).")
+            out.append(f"  Test number: {part['number'].iloc[0]} (paper: {part['paper direction'].iloc[0]}), "
+                       f"with its 95% bootstrap interval over sequences.")
     return "\n".join(out) + "\n"
 
 
@@ -227,10 +284,10 @@ def write_pages(folders, book: Path, params: ClaimParameters | None = None,
              "every model's numbers in {ref}`discussion`):\n\n")
     key_line = lens_or_layers_key_line(lens_or_layers(folders, truncation))
     (book / "key_results.md").write_text(intro + key_results_markdown(table) + "\n" + key_line)
-    lines = ["| claim | cf. paper | model | test number | value | verdict | detail |", "|---|---|---|---|---|---|---|"]
-    for row in table.itertuples(index=False):
-        value = "—" if pd.isna(row.value) else f"{row.value:.3f}"
-        lines.append(f"| ({row.claim}) | {row.paper} | {row.model} | {row.number} | {value} | {row.verdict} | "
-                     f"{row.why or '—'} |")
+    lines = ["| claim | cf. paper | model | test number | value [95% interval] | verdict | detail |",
+             "|---|---|---|---|---|---|---|"]
+    for _, row in table.iterrows():
+        lines.append(f"| ({row['claim']}) | {row['paper']} | {row['model']} | {row['number']} | {number_text(row)} | "
+                     f"{row['verdict']} | {row['why'] or '—'} |")
     (book / "claims.md").write_text("\n".join(lines) + "\n")
     return table
