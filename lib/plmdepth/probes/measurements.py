@@ -36,7 +36,7 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
     Measurement("tuned_lens", tuned_lens.TunedLensConfig, tuned_lens.tuned_lens,
                 ("tuned_lens", "tuned_lens_split", "tuned_lens_training")),
     Measurement("variant_effects", variant_effects.VariantEffectsConfig, variant_effects.variant_effects,
-                ("variant_effects", "variant_effects_by_depth"), inputs="assays"),
+                ("variant_effects", "variant_effects_by_depth", "variant_effects_replicates"), inputs="assays"),
 )}
 
 
