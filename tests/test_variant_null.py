@@ -156,3 +156,31 @@ def test_runner_writes_and_records_the_replicates(tmp_path):
     assert len(replicates) == 2 * 4 * (5 + 7)  # (assay, mean) x layers 0..3 x replicates
     table = pd.read_csv(out / "variant_effects.csv")
     assert {"spearman_null_low", "spearman_null_high", "p_permutation"} <= set(table.columns)
+
+
+def test_figure_draws_the_null_band_only_where_the_table_has_it():
+    from plmdepth.publish.figures import to_svg, variant_effect_curves
+
+    rng = np.random.default_rng(5)
+    fitness = [rng.normal(size=20), rng.normal(size=20)]
+    table, _, _ = _result([_assay("a", fitness[0]), _assay("b", fitness[1])],
+                          [np.stack([f + rng.normal(size=20) for _ in range(4)]) for f in fitness], n_bootstrap=10,
+                          n_permutations=10)
+    table.insert(0, "model", "m")
+    old = table.drop(columns=["spearman_null_low", "spearman_null_high", "p_permutation"])
+    for frame, grey in ((table, 1), (old, 0)):
+        spec = variant_effect_curves(frame).to_dict()["spec"]["layer"]
+        assert sum(layer["mark"].get("color") == "grey" for layer in spec) == grey
+        assert sum(layer["encoding"].get("y2", {}).get("field") == "spearman_null_high" for layer in spec) == grey
+        assert to_svg(variant_effect_curves(frame)).lstrip().startswith("<svg")
+
+
+def test_caption_names_the_number_of_permutations():
+    from plmdepth.publish.chapter_text import null_band_sentence
+
+    rng = np.random.default_rng(6)
+    fitness = rng.normal(size=15)
+    _, _, replicates = _result([_assay("a", fitness)], [rng.normal(size=(4, 15))], n_bootstrap=3, n_permutations=12)
+    assert "(12 permutations, the same at every layer" in null_band_sentence(replicates.assign(model="m"))
+    assert null_band_sentence(replicates[replicates["kind"] == "bootstrap"]) == ""
+    assert null_band_sentence(None) == ""
