@@ -38,9 +38,13 @@
 # Every variant is scored inside the **full-length protein** that ProteinGym scores it in, not
 # only the mutated fragment; a target longer than a model's context is read in ProteinGym's
 # windows. Scores are compared with the measured fitness by Spearman's ρ per assay, and per
-# mutation depth where an assay holds singles and doubles; the bands are bootstrap 95%
-# intervals over variants. The "mean" panel averages as ProteinGym does: first the assays of
-# each protein, then the proteins.
+# mutation depth where an assay holds singles and doubles; the coloured bands are bootstrap 95%
+# intervals over variants. The grey band is the permutation null: the 95% range of ρ when the
+# measured fitness is shuffled among an assay's variants (`n_permutations` shuffles, the same at
+# every layer): where ρ falls 95% of the time if the scores do not rank the variants by fitness
+# at all (`p_permutation` in the downloadable table is the two-sided p-value). The "mean" panel
+# averages as ProteinGym does: first the assays of each protein, then the proteins (its null and
+# intervals average the assays' replicates with the same weights).
 #
 # **Models.** The only general-protein language models that can be run offline are the
 # UniRep models (multiplicative LSTMs trained on UniRef50; 4, 4 and 1 layers). The antibody
@@ -65,7 +69,7 @@ import pandas as pd
 from plmdepth.analysis.variant_effects import best_layers
 from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure
 from plmdepth.publish.chapter_text import (assay_sets_markdown, best_layers_markdown, final_range_sentence,
-                                           mutation_depths_markdown, proteingym_sentence)
+                                           mutation_depths_markdown, null_band_sentence, proteingym_sentence)
 from plmdepth.publish.figures import variant_effect_curves
 from plmdepth.publish.provenance import run_caption
 from plmdepth.analysis.claims import claims
@@ -76,9 +80,10 @@ result = collect_chapter("variant-effects", globals())["variant_effects"]
 table = result["variant_effects"]
 by_depth = result["variant_effects_by_depth"]
 scored = [a for a in table["assay"].unique() if a != "mean"]
-glue_text("ve_run", run_caption(result.folders, reference, "variant_effects", seed, unit="variants")
-          + (" Every variant of each assay, in the full-length target sequence." if max_variants is None
-             else f" At most {max_variants} variants per assay (a seeded random subset)."))
+glue_text("ve_run", (null_band_sentence(result.tables.get("variant_effects_replicates")) + " "
+                    + run_caption(result.folders, reference, "variant_effects", seed, unit="variants")
+                    + (" Every variant of each assay, in the full-length target sequence." if max_variants is None
+                       else f" At most {max_variants} variants per assay (a seeded random subset).")).lstrip())
 publish_figure("fig-variant-effects", variant_effect_curves(table), table)
 
 # %% [markdown]
@@ -102,8 +107,8 @@ glue_markdown("ve_sets", assay_sets_markdown(assay_table, scored))
 #
 # (cf. paper Fig. 5) Spearman correlation between each layer's variant-effect scores and the measured fitness,
 # against relative depth l / L, per assay and averaged as ProteinGym averages ("mean": the assays of each
-# protein first, then the proteins); diamonds mark the final layer, bands are bootstrap 95% intervals over
-# variants. {glue:text}`ve_run`
+# protein first, then the proteins); diamonds mark the final layer, coloured bands are bootstrap 95% intervals
+# over variants. {glue:text}`ve_run`
 # ```
 #
 # ```{glue:md} links_fig_variant_effects

@@ -91,7 +91,7 @@ def test_layer_scores_equal_plain_reference(scoring):
 
 def test_spearman_per_layer_and_mean():
     lm, assay = tiny_esm(), _assay()
-    table, by_depth = variant_effects(lm, [assay, Assay("toy2", assay.wild_type, assay.variants, assay.mutations)],
+    table, by_depth, _ = variant_effects(lm, [assay, Assay("toy2", assay.wild_type, assay.variants, assay.mutations)],
                                       VariantEffectsConfig(n_bootstrap=20), progress=False)
     scores = layer_scores(lm, assay, VariantEffectsConfig())
     fitness = assay.variants["DMS_score"].to_numpy()
@@ -123,7 +123,7 @@ def test_mean_averages_proteins_first_as_proteingym_does():
     for name, protein in (("a", "P"), ("b", "P"), ("c", "Q")):
         variants = assay.variants.assign(DMS_score=rng.normal(size=len(assay.variants)))
         assays.append(Assay(name, assay.wild_type, variants, assay.mutations, protein))
-    table, _ = variant_effects(lm, assays, VariantEffectsConfig(n_bootstrap=0), progress=False)
+    table, _, _ = variant_effects(lm, assays, VariantEffectsConfig(n_bootstrap=0), progress=False)
     layer = lm.n_layers
     rho = {a: float(table[(table.assay == a) & (table.layer == layer)]["spearman"].iloc[0]) for a in "abc"}
     mean = float(table[(table.assay == "mean") & (table.layer == layer)]["spearman"].iloc[0])

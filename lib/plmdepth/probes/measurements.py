@@ -40,7 +40,7 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
                 ("tuned_lens", "tuned_lens_split", "tuned_lens_training", "tuned_lens_baselines",
                  "tuned_lens_per_sequence")),
     Measurement("variant_effects", variant_effects.VariantEffectsConfig, variant_effects.variant_effects,
-                ("variant_effects", "variant_effects_by_depth"), inputs="assays"),
+                ("variant_effects", "variant_effects_by_depth", "variant_effects_replicates"), inputs="assays"),
 )}
 
 

@@ -10,6 +10,17 @@ The "mean" row averages as ProteinGym does: first the assays of each protein (`U
 then the proteins (ProteinGym then averages over function classes, which a handful of assays
 does not have).
 
+Uncertainty, per assay and layer (and for the mean): a bootstrap 95% interval over variants
+(`spearman_low`, `spearman_high`; `n_bootstrap` resamples drawn from `seed`) and a permutation
+null: ρ of the scores against the assay's fitness shuffled among its variants, `n_permutations`
+times (the same shuffles at every layer of an assay, drawn from a stream of their own, so the
+bootstrap draws do not depend on them). `spearman_null_low` and `spearman_null_high` are its 2.5
+and 97.5 percentiles; `p_permutation` = (1 + #{|ρ_perm| >= |ρ|}) / (1 + n_permutations) is the
+two-sided p-value. The mean's replicate k is the weighted mean of the assays' replicates k.
+Every replicate is kept in `variant_effects_replicates.csv` (`assay`, `layer`, `relative_depth`,
+`kind` = "bootstrap" or "permutation", `replicate`, `spearman`): replicate k of one assay is one
+resample at every layer, so a statistic over layers can be recomputed per replicate.
+
 Data come in ProteinGym's DMS substitution format (`read_assays`): a reference table
 (`DMS_id`, `target_seq`, optionally `DMS_filename` and `UniProt_ID`) and one CSV per assay
 (`mutant` such as `A23V:G40S`, 1-based on `target_seq`; `mutated_sequence`; `DMS_score`).
@@ -66,6 +77,7 @@ class VariantEffectsConfig:
     batch_size: int = 32
     prefix_cache: bool = True  # autoregressive: run each variant from its first mutated residue on
     n_bootstrap: int = 200
+    n_permutations: int = 200  # permutation null of Spearman's rho (0: none)
     seed: int = 0
 
 
@@ -203,12 +215,35 @@ def _interval(boot: np.ndarray) -> tuple[float, float]:
     return tuple(np.percentile(finite, [2.5, 97.5])) if len(finite) else (np.nan, np.nan)
 
 
+def _unit_ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks of each row, centred and scaled to norm 1 (NaN for a constant row)."""
+    ranks = pd.DataFrame(np.atleast_2d(x).T).rank().to_numpy().T
+    ranks = ranks - ranks.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ranks / np.linalg.norm(ranks, axis=1, keepdims=True)
+
+
+def permutation_null(scores: np.ndarray, fitness: np.ndarray, permutations: np.ndarray) -> np.ndarray:
+    """Spearman's ρ of `scores` (layers, variants) against `fitness[p]` for every permutation p
+    (rows of `permutations`): (layers, permutations)."""
+    return _unit_ranks(scores) @ _unit_ranks(fitness)[0][permutations].T
+
+
+def _null_columns(null: np.ndarray, rho: float) -> dict:
+    """The 95% range of the null replicates and the two-sided permutation p-value of `rho` (with the
+    +1 correction; a replicate within 1e-12 of |rho| counts as extreme); NaN without replicates."""
+    low, high = _interval(null)
+    p = ((1 + np.sum(np.abs(null) >= abs(rho) - 1e-12)) / (1 + len(null))
+         if len(null) and np.isfinite(rho) else np.nan)
+    return {"spearman_null_low": low, "spearman_null_high": high, "p_permutation": float(p)}
+
+
 class VariantEffectsAccumulator:
     """Per assay: the scores of every variant at every readable layer. Spearman ρ and its
     bootstrap are computed in `result`, over the assays in their given order, so a run that
     resumed after some assays draws the same bootstrap samples as one that did not."""
 
-    outputs = ("variant_effects", "variant_effects_by_depth")
+    outputs = ("variant_effects", "variant_effects_by_depth", "variant_effects_replicates")
 
     def __init__(self, lm: ProteinLM, assays: list[Assay], config: VariantEffectsConfig, progress: bool = False):
         resolve_scoring(lm, config.scoring)  # refuse a wrong scoring or model before any work
@@ -225,25 +260,31 @@ class VariantEffectsAccumulator:
     def load_state_dict(self, state: dict) -> None:
         self.scores = {int(i): np.array(v) for i, v in state.items()}
 
-    def result(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(per assay and layer, plus ProteinGym's mean; per assay, mutation depth and layer)."""
+    def result(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """(per assay and layer, plus ProteinGym's mean; per assay, mutation depth and layer; every
+        bootstrap and permutation replicate of ρ, per assay and layer and for the mean)."""
         lm, config = self.lm, self.config
         scoring = resolve_scoring(lm, config.scoring)
         rng = np.random.default_rng(config.seed)
-        rows, boots, depth_rows = [], {}, []
+        permuting = np.random.default_rng([config.seed, 1])  # a stream of its own: the bootstrap draws stay
+        rows, replicates, depth_rows = [], {}, []
         layers = list(range(lm.first_lens_layer, lm.n_layers + 1))
         for i, assay in enumerate(self.assays):
             scores = self.scores[i]
             fitness = assay.variants["DMS_score"].to_numpy()
             samples = [rng.integers(0, len(fitness), len(fitness)) for _ in range(config.n_bootstrap)]
+            permutations = np.array([permuting.permutation(len(fitness)) for _ in range(config.n_permutations)],
+                                    dtype=int).reshape(config.n_permutations, len(fitness))
+            nulls = permutation_null(scores, fitness, permutations)
             depths = assay.depths
             for r, layer in enumerate(layers):
                 boot = np.array([spearman(scores[r, s], fitness[s]) for s in samples])
-                boots[(assay.id, layer)] = boot
+                replicates[(assay.id, layer)] = {"bootstrap": boot, "permutation": nulls[r]}
                 low, high = _interval(boot)
+                rho = spearman(scores[r], fitness)
                 rows.append({"assay": assay.id, "layer": layer, "relative_depth": layer / lm.n_layers,
-                             "spearman": spearman(scores[r], fitness), "spearman_low": low, "spearman_high": high,
-                             "n_variants": len(fitness), "scoring": scoring})
+                             "spearman": rho, "spearman_low": low, "spearman_high": high,
+                             **_null_columns(nulls[r], rho), "n_variants": len(fitness), "scoring": scoring})
                 if len(set(depths)) > 1:
                     for depth in sorted(set(depths)):
                         keep = depths == depth
@@ -256,15 +297,27 @@ class VariantEffectsAccumulator:
         for layer in layers:
             part = frame[frame["layer"] == layer]
             weights = _protein_weights([proteins[a] for a in part["assay"]])
-            boot = (np.sum([w * boots[(a, layer)] for a, w in zip(part["assay"], weights)], axis=0)
-                    if config.n_bootstrap else np.array([]))
-            low, high = _interval(boot)
+            mean = {kind: np.sum([w * replicates[(a, layer)][kind] for a, w in zip(part["assay"], weights)], axis=0)
+                    for kind in ("bootstrap", "permutation")}
+            replicates[("mean", layer)] = mean
+            low, high = _interval(mean["bootstrap"])
+            rho = float(np.sum(weights * part["spearman"].to_numpy()))
             rows.append({"assay": "mean", "layer": layer, "relative_depth": layer / lm.n_layers,
-                         "spearman": float(np.sum(weights * part["spearman"].to_numpy())), "spearman_low": low,
-                         "spearman_high": high, "n_variants": int(part["n_variants"].sum()), "scoring": scoring})
+                         "spearman": rho, "spearman_low": low, "spearman_high": high,
+                         **_null_columns(mean["permutation"], rho), "n_variants": int(part["n_variants"].sum()),
+                         "scoring": scoring})
         by_depth = pd.DataFrame(depth_rows, columns=["assay", "mutation_depth", "layer", "relative_depth", "spearman",
                                                      "n_variants", "scoring"])
-        return pd.DataFrame(rows), by_depth
+        return pd.DataFrame(rows), by_depth, _replicate_table(replicates, lm.n_layers)
+
+
+def _replicate_table(replicates: dict, n_layers: int) -> pd.DataFrame:
+    """One row per replicate: {(assay, layer): {kind: values}} as a long table."""
+    parts = [pd.DataFrame({"assay": assay, "layer": layer, "relative_depth": layer / n_layers, "kind": kind,
+                           "replicate": np.arange(len(values)), "spearman": values})
+             for (assay, layer), kinds in replicates.items() for kind, values in kinds.items() if len(values)]
+    columns = ["assay", "layer", "relative_depth", "kind", "replicate", "spearman"]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
 
 
 def _protein_weights(proteins: list[str]) -> np.ndarray:
@@ -274,10 +327,12 @@ def _protein_weights(proteins: list[str]) -> np.ndarray:
 
 
 def variant_effects(lm: ProteinLM, assays: list[Assay], config: VariantEffectsConfig | None = None,
-                    progress: bool = True, checkpoint=None, key=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Measurement M5: per assay and layer, Spearman ρ with bootstrap 95% intervals, plus
-    ProteinGym's mean (`variant_effects.csv`); per mutation depth where an assay has several
-    (`variant_effects_by_depth.csv`).
+                    progress: bool = True, checkpoint=None,
+                    key=None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Measurement M5: per assay and layer, Spearman ρ with bootstrap 95% intervals and its
+    permutation null, plus ProteinGym's mean (`variant_effects.csv`); per mutation depth where an
+    assay has several (`variant_effects_by_depth.csv`); every bootstrap and permutation replicate
+    (`variant_effects_replicates.csv`).
     Resumable after every assay from `checkpoint` (see `streaming.stream`)."""
     acc = VariantEffectsAccumulator(lm, assays, config or VariantEffectsConfig(), progress)
     stream(acc, assays, 1, f"variant effects {lm.info.name}", progress, checkpoint, key)

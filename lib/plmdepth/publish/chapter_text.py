@@ -1,7 +1,7 @@
 """The tables and sentences the chapters glue, written from their results tables (MyST markdown).
 
 Variant effects ({ref}`chapter-variant-effects`): `assay_sets_markdown`, `proteingym_sentence`,
-`mutation_depths_markdown`, `final_range_sentence`, `best_layers_markdown`. The truncation
+`null_band_sentence`, `mutation_depths_markdown`, `final_range_sentence`, `best_layers_markdown`. The truncation
 frontier ({ref}`chapter-lens-or-layers`): `truncation_accuracy_markdown`,
 `truncation_spearman_markdown`. Each takes tables (those of `plmdepth.analysis` or a measurement's)
 and returns text; none computes a number that a table does not hold, beyond picking and rounding.
@@ -56,6 +56,20 @@ def proteingym_sentence(assay_table: pd.DataFrame, table: pd.DataFrame) -> str:
         return ""
     return ("**On ProteinGym's own variant sets**, scored by ProteinGym's protocol, " + "; ".join(parts)
             + ". These are the numbers to set beside ProteinGym's published zero-shot scores for the same models.")
+
+
+def null_band_sentence(replicates: pd.DataFrame | None) -> str:
+    """The figure caption's sentence on the grey band, with the number of permutations the
+    replicates table holds per curve point ("" for results without permutation replicates)."""
+    if replicates is None or "kind" not in replicates:
+        return ""
+    permutations = replicates[replicates["kind"] == "permutation"]
+    if permutations.empty:
+        return ""
+    keys = [c for c in ("model", "assay", "layer") if c in permutations]
+    counts = " / ".join(f"{n:,}" for n in sorted(set(permutations.groupby(keys).size())))
+    return (f"The grey band is the 95% range of ρ under permutation of the measured fitness among an assay's "
+            f"variants ({counts} permutations, the same at every layer; one faint band per model).")
 
 
 def mutation_depths_markdown(by_depth: pd.DataFrame) -> str:

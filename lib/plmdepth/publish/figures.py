@@ -186,23 +186,32 @@ def contribution_curves(frame: pd.DataFrame, value: str = "ratio_mean", width: i
 
 def variant_effect_curves(frame: pd.DataFrame, width: int = 150, height: int = 140) -> alt.FacetChart:
     """M5: Spearman ρ per layer against relative depth, one panel per assay and the mean (last),
-    one line per model, with the final layer's value marked by a larger point. Up to three
-    panels share a row; more wrap two to a row, so that each stays legible on a phone."""
+    one line per model with its bootstrap band, the final layer's value marked by a larger point,
+    and behind them in grey the permutation null's 95% range (`spearman_null_low/high`, one faint
+    band per model; none for results without those columns). Up to three panels share a row; more
+    wrap two to a row, so that each stays legible on a phone."""
     assays = [a for a in frame["assay"].unique() if a != "mean"] + (["mean"] if "mean" in set(frame["assay"]) else [])
     color = alt.Color("model:N", title="model", sort=list(frame["model"].unique()),
                       legend=alt.Legend(orient="bottom", direction="horizontal"))
+    has_null = {"spearman_null_low", "spearman_null_high"} <= set(frame.columns)
+    tooltip = ["model", "assay", "layer", alt.Tooltip("spearman:Q", format=".3f")]
+    if has_null and "p_permutation" in frame:
+        tooltip.append(alt.Tooltip("p_permutation:Q", title="p (permutation)", format=".3g"))
     base = alt.Chart().encode(
         x=alt.X("relative_depth:Q", title="l / L", scale=alt.Scale(domain=[0, 1]),
                 axis=alt.Axis(values=[0, 0.5, 1], format=".1~f")),
         y=alt.Y("spearman:Q", title=metric_title("spearman")),
         color=color,
-        tooltip=["model", "assay", "layer", alt.Tooltip("spearman:Q", format=".3f")],
+        tooltip=tooltip,
     )
+    null = alt.Chart().mark_area(opacity=0.18, color="grey").encode(
+        x="relative_depth:Q", y="spearman_null_low:Q", y2="spearman_null_high:Q", detail="model:N")
     band = alt.Chart().mark_area(opacity=0.15).encode(
         x="relative_depth:Q", y="spearman_low:Q", y2="spearman_high:Q", color=color)
     lines = base.mark_line(point=True)
     final = base.mark_point(size=110, shape="diamond", filled=True).transform_filter("datum.relative_depth == 1")
-    chart = alt.layer(band, lines, final, data=frame).properties(width=width, height=height).facet(
+    layers = ([null] if has_null else []) + [band, lines, final]
+    chart = alt.layer(*layers, data=frame).properties(width=width, height=height).facet(
         facet=alt.Facet("assay:N", title=None, sort=assays,
                         header=alt.Header(labelExpr="split(datum.label, '_')", labelFontSize=FONT)),
         columns=len(assays) if len(assays) <= 3 else 2, spacing=10)
