@@ -10,11 +10,12 @@ gives its point value and its replicates in one call.
 
 The draws depend only on the sorted sequence ids and the seed: two runs on the same sequences
 (two models, or a model and its untrained twins) are resampled together, so a difference
-between them is a paired bootstrap.
+between them is a paired bootstrap; runs on other sequences get independent draws.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -31,7 +32,8 @@ def _weights(ids: tuple, n_resamples: int, seed: int) -> np.ndarray:
     """(1 + n_resamples, n) multinomial counts: row 0 all ones (the point estimate), then one
     bootstrap draw of the n sequences per row."""
     n = len(ids)
-    rng = np.random.default_rng(seed)
+    digest = hashlib.sha256("\n".join(ids).encode()).digest()
+    rng = np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
     draws = rng.multinomial(n, np.full(n, 1 / n), size=n_resamples) if n_resamples else np.zeros((0, n))
     return np.vstack([np.ones((1, n)), draws])
 

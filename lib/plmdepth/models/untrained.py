@@ -13,7 +13,9 @@ initialiser and renames it:
   module that has one (PyTorch's defaults) for the rest.
 
 Afterwards every parameter tensor is compared with the trained one: a twin in which more than
-`MAX_UNCHANGED` of the parameter elements kept their trained values is refused, naming them.
+`MAX_UNCHANGED` of the parameter elements kept their trained values is refused, naming them
+(tensors the initialiser sets to one constant, such as zero biases and unit norms, are not
+counted: a model that never moved them from there keeps them legitimately).
 
 A twin is asked for as `<model>@random<seed>` (`antiberty@random1`; `models.resolve`); its
 results go to `results/<slug>@random<seed>/`, and run.json's model records `twin_of` and
@@ -68,9 +70,11 @@ def untrained_twin(lm: ProteinLM, seed: int) -> ProteinLM:
     when the initialiser leaves trained weights in place."""
     before = {name: p.detach().clone() for name, p in lm.network.named_parameters()}
     _reinitialise(lm, seed)
-    after = dict(lm.network.named_parameters())
-    unchanged = {name: int((after[name].detach() == value).sum()) for name, value in before.items()}
-    total = sum(v.numel() for v in before.values())
+    after = {name: p.detach() for name, p in lm.network.named_parameters()}
+    varied = {name: value for name, value in before.items() if after[name].numel() > 1 and
+              not bool((after[name] == after[name].reshape(-1)[0]).all())}  # not set to one constant
+    unchanged = {name: int((after[name] == value).sum()) for name, value in varied.items()}
+    total = sum(v.numel() for v in varied.values())
     if sum(unchanged.values()) > MAX_UNCHANGED * total:
         kept = ", ".join(f"{n} ({k} of {before[n].numel()})" for n, k in unchanged.items() if k)
         raise ValueError(f"re-initialising {lm.info.name} left trained weights in place: {kept}. "
