@@ -55,15 +55,17 @@ globals().update(CHAPTERS["contributions"].defaults())
 CHAPTERS["contributions"].own_table()
 
 # %% tags=["hide-input"]
-from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure
+from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure, trained_only
+from plmdepth.publish.chapter_text import twins_sentence
 from plmdepth.publish.figures import contribution_curves
 from plmdepth.publish.provenance import run_caption
-from plmdepth.analysis.claims import late_early_ratio
+from plmdepth.analysis.claims import update_ratios
+from plmdepth.publish.verdicts import updates_markdown
 
 # no masking here: a diffusion model is measured once (chapters.CONTRIBUTIONS_RATIO names its folder)
 result = collect_chapter("contributions", globals())["contributions"]
 table = result["contributions"]
-glue_text("contrib_run", run_caption(result.folders, fasta, "contributions", seed))
+glue_text("contrib_run", run_caption(result.folders, fasta, "contributions", seed) + " " + twins_sentence(table))
 publish_figure("fig-contrib-ratio", contribution_curves(table, "ratio_mean"), table)
 publish_figure("fig-contrib-cosine", contribution_curves(table, "cosine_mean"), table)
 
@@ -92,25 +94,23 @@ publish_figure("fig-contrib-cosine", contribution_curves(table, "cosine_mean"), 
 # ```
 
 # %% tags=["hide-input"]
-table.drop(columns=["n_tokens"]).style.format(precision=3).hide(axis="index")
+trained_only(table).drop(columns=["n_tokens"]).style.format(precision=3).hide(axis="index")
 
 # %% [markdown]
 # ## Does this build agree?
 #
 # For each model, the mean relative update $\lVert \Delta_l \rVert / \lVert h_l \rVert$ of the
 # later half of its blocks divided by that of the earlier half (the middle block left out when
-# their number is odd); below 1, later blocks change the stream less than earlier ones.
+# their number is odd); below 1, later blocks change the stream less than earlier ones. The
+# interval resamples the sequences; the untrained twins' number is their mean and range over
+# seeds, and "beyond architecture" means the trained model's whole interval lies below that range.
 #
 # ```{glue:md} contrib_verdicts
 # :format: myst
 # ```
 
 # %% tags=["remove-cell"]
-ratios = {model: late_early_ratio(part.set_index("layer")["ratio_mean"])
-          for model, part in table[table["part"] == "block"].groupby("model", sort=False)}
-smaller = [m for m, r in ratios.items() if r < 1]
-glue_markdown("contrib_verdicts", f"Later blocks change the stream less than earlier ones in **{len(smaller)} of "
-              f"{len(ratios)}** models: " + "; ".join(f"{m} {r:.2f}" for m, r in ratios.items()) + ".")
+glue_markdown("contrib_verdicts", updates_markdown(update_ratios(result.folders)))
 
 # %% [markdown]
 # ## Provenance

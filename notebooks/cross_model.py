@@ -47,7 +47,8 @@ globals().update(CHAPTERS["cross-model"].defaults())
 CHAPTERS["cross-model"].own_table()
 
 # %% tags=["hide-input"]
-from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure
+from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure, trained_only
+from plmdepth.publish.chapter_text import twins_sentence
 from plmdepth.publish.figures import depth_curves, depth_efficiency_chart
 from plmdepth.publish.provenance import run_caption
 from plmdepth.analysis.claims import claims
@@ -59,7 +60,8 @@ results = collect_chapter("cross-model", globals())
 lens = results["logit_lens"]["logit_lens"]
 skip = results["layer_skipping"]["skip_output"]
 block = results["contributions"]["contributions"].query("part == 'block'")
-glue_text("cross_run", run_caption(results["layer_skipping"].folders, fasta, "layer_skipping", seed))
+glue_text("cross_run", run_caption(results["layer_skipping"].folders, fasta, "layer_skipping", seed) + " "
+          + twins_sentence(skip))
 publish_figure("fig-cross-kl", depth_curves(lens, "kl"), lens)
 publish_figure("fig-cross-skip", depth_curves(skip, skippable_metric), skip)
 publish_figure("fig-cross-ratio", depth_curves(block, "ratio_mean"), block)
@@ -120,7 +122,7 @@ glue_markdown("cross_verdicts", verdict_markdown(claims(folders), "abcd"))
 # The depth-efficiency number of every model:
 
 # %% tags=["hide-input"]
-efficiency.style.format(precision=3).hide(axis="index")
+trained_only(efficiency).style.format(precision=3).hide(axis="index")
 
 # %% [markdown]
 # ## Does this build agree?

@@ -59,7 +59,8 @@ globals().update(CHAPTERS["layer-skipping"].defaults())
 CHAPTERS["layer-skipping"].own_table()
 
 # %% tags=["hide-input"]
-from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure
+from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure, trained_only
+from plmdepth.publish.chapter_text import twins_sentence
 from plmdepth.publish.figures import depth_curves, skip_heatmap, skip_output_curves
 from plmdepth.publish.provenance import run_caption
 from plmdepth.analysis.claims import claims
@@ -68,6 +69,7 @@ from plmdepth.publish.verdicts import verdict_markdown
 result = collect_chapter("layer-skipping", globals())["layer_skipping"]
 effect, output = result["skip_effect"], result["skip_output"]
 glue_text("skip_run", run_caption(result.folders, fasta, "layer_skipping", seed) + f" Mode: {mode}.")
+glue_text("skip_twins", twins_sentence(output))
 publish_figure("fig-skip-effect", skip_heatmap(effect, aggregate), effect)
 publish_figure("fig-skip-output", skip_output_curves(output), output)
 publish_figure("fig-skip-kl", depth_curves(output, "kl_mean"), output)
@@ -79,7 +81,7 @@ publish_figure("fig-skip-kl", depth_curves(output, "kl_mean"), output)
 # (cf. paper Fig. 1) Propagated effect of skipping block s (rows) on the update of every later block j
 # (columns), at held-out future positions, aggregated over units by the chapter's
 # `aggregate` parameter (default: maximum); one panel per model, all on one colour scale
-# starting at 0. {glue:text}`skip_run`
+# starting at 0 (an architecture run untrained only: the mean over its seeds). {glue:text}`skip_run`
 # ```
 #
 # ```{glue:md} links_fig_skip_effect
@@ -92,7 +94,7 @@ publish_figure("fig-skip-kl", depth_curves(output, "kl_mean"), output)
 # (cf. paper Fig. 2) Change of the output probabilities (L2 distance between probability vectors, at most √2,
 # dashed) at future positions when block s is skipped, against relative depth s / L: maximum
 # over units (left) and mean over units (right). Hollow markers: the last block, whose effect
-# is zero by construction in "future" mode. {glue:text}`skip_run`
+# is zero by construction in "future" mode. {glue:text}`skip_twins` {glue:text}`skip_run`
 # ```
 #
 # ```{glue:md} links_fig_skip_output
@@ -104,7 +106,7 @@ publish_figure("fig-skip-kl", depth_curves(output, "kl_mean"), output)
 #
 # (cf. paper Fig. 2) Mean KL divergence from the model's output distribution to the skipped model's, at future
 # positions, against relative depth s / L; hollow markers as in {numref}`fig-skip-output`.
-# {glue:text}`skip_run`
+# {glue:text}`skip_twins` {glue:text}`skip_run`
 # ```
 #
 # ```{glue:md} links_fig_skip_kl
@@ -115,7 +117,7 @@ publish_figure("fig-skip-kl", depth_curves(output, "kl_mean"), output)
 # models run in this build. Numbers per skipped block:
 
 # %% tags=["hide-input"]
-output[["model", "skipped", "relative_depth", "prob_l2_max", "prob_l2_mean", "kl_mean", "n_units"]] \
+trained_only(output)[["model", "skipped", "relative_depth", "prob_l2_max", "prob_l2_mean", "kl_mean", "n_units"]] \
     .style.format(precision=3).hide(axis="index")
 
 # %% [markdown]

@@ -54,16 +54,17 @@ globals().update(CHAPTERS["logit-lens"].defaults())
 CHAPTERS["logit-lens"].own_table()
 
 # %% tags=["hide-input"]
-from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure
+from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure, trained_only
+from plmdepth.publish.chapter_text import twins_sentence
 from plmdepth.publish.figures import depth_curves
 from plmdepth.publish.provenance import run_caption
-from plmdepth.analysis.claims import claims
+from plmdepth.analysis.claims import ClaimParameters, claims
 from plmdepth.publish.verdicts import verdict_markdown
 
 result = collect_chapter("logit-lens", globals())["logit_lens"]
 frame = result["logit_lens"]
-glue_text("logit_lens_run", run_caption(result.folders, fasta, "logit_lens", seed))
-for metric, label in (("kl", "fig-logit-lens-kl"), ("top1_agreement", "fig-logit-lens-agreement"),
+glue_text("logit_lens_run", run_caption(result.folders, fasta, "logit_lens", seed) + " " + twins_sentence(frame))
+for metric, label in ((kl_direction, "fig-logit-lens-kl"), ("top1_agreement", "fig-logit-lens-agreement"),
                       ("top1_accuracy", "fig-logit-lens-accuracy")):
     publish_figure(label, depth_curves(frame, metric), frame)
 
@@ -72,7 +73,8 @@ for metric, label in (("kl", "fig-logit-lens-kl"), ("top1_agreement", "fig-logit
 # :name: fig-logit-lens-kl
 #
 # (cf. paper Fig. 3) KL divergence between each layer's logit-lens distribution and the model's final output
-# distribution, against relative depth. {glue:text}`logit_lens_run`
+# distribution (the chapter's `kl_direction`: by default $\mathrm{KL}(p_l \,\Vert\, p_L)$), against relative
+# depth. {glue:text}`logit_lens_run`
 # ```
 #
 # ```{glue:md} links_fig_logit_lens_kl
@@ -107,8 +109,8 @@ for metric, label in (("kl", "fig-logit-lens-kl"), ("top1_agreement", "fig-logit
 # below and in each model's `logit_lens.csv`.
 
 # %% tags=["hide-input"]
-summary = frame.pivot_table(index=["model", "layer", "relative_depth"],
-                            values=["kl", "top1_agreement", "top1_accuracy"]).reset_index()
+summary = trained_only(frame).pivot_table(index=["model", "layer", "relative_depth"],
+                                          values=["kl", "kl_reverse", "top1_agreement", "top1_accuracy"]).reset_index()
 summary.style.format(precision=3).hide(axis="index")
 
 # %% [markdown]
@@ -122,7 +124,7 @@ summary.style.format(precision=3).hide(axis="index")
 # ```
 
 # %% tags=["remove-cell"]
-glue_markdown("lens_verdicts", verdict_markdown(claims(result.folders), "b"))
+glue_markdown("lens_verdicts", verdict_markdown(claims(result.folders, ClaimParameters(kl=kl_direction)), "b"))
 
 # %% [markdown]
 # ## Provenance

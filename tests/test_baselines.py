@@ -100,7 +100,8 @@ def test_tuned_lens_writes_baselines_on_its_held_out_positions(make, fasta_file,
     folder = measure("tuned_lens", lm, fasta_file, out=tmp_path, mask_fraction=0.3, epochs=1, batch_size=2,
                      n_bootstrap=20, progress=False)
     tables = read_tables(folder, "tuned_lens")
-    assert list(tables) == ["tuned_lens", "tuned_lens_split", "tuned_lens_training", "tuned_lens_baselines"]
+    assert list(tables) == ["tuned_lens", "tuned_lens_split", "tuned_lens_training", "tuned_lens_baselines",
+                           "tuned_lens_per_sequence"]
     baselines, lens, split = tables["tuned_lens_baselines"], tables["tuned_lens"], tables["tuned_lens_split"]
     assert baselines["predictor"].tolist() == ["unigram", "position"] and (baselines["model"] == lm.info.name).all()
     logit = lens[lens["lens"] == "logit"]

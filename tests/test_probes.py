@@ -120,7 +120,7 @@ def test_contributions(architecture):
                 assert parts["attention_base"] is h
             h = parts["out"]
 
-    table = contributions(lm, records, progress=False)
+    table, per_sequence = contributions(lm, records, progress=False, per_sequence=True)
     assert sorted(set(table["part"])) == (["attention", "block", "mlp"] if kind else ["block"])
     assert len(table) == (3 if kind else 1) * (L - first)
     assert (table["ratio_mean"] > 0).all() and (table["ratio_max"] >= table["ratio_mean"]).all()
@@ -137,6 +137,14 @@ def test_contributions(architecture):
     np.testing.assert_allclose(block["ratio_mean"], [r.mean() for r in ratios], rtol=1e-6)
     np.testing.assert_allclose(block["ratio_max"], [r.max() for r in ratios], rtol=1e-6)
     np.testing.assert_allclose(block["cosine_mean"], [c.mean() for c in cosines], rtol=1e-6, atol=1e-9)
+    # per sequence: the sums over its own residue tokens of the own forward's ratios
+    rows = per_sequence[per_sequence["part"] == "block"]
+    for b, rec in enumerate(records):
+        mine = rows[rows["sequence"] == rec.id].sort_values("layer")
+        assert (mine["n_tokens"] == int(keep[b].sum())).all()
+        expected = [(hs[layer + 1][b][keep[b]].double() - hs[layer][b][keep[b]].double()).norm(dim=-1)
+                    / hs[layer][b][keep[b]].double().norm(dim=-1) for layer in range(first, L)]
+        np.testing.assert_allclose(mine["ratio_sum"], [float(e.sum()) for e in expected], rtol=1e-6)
 
 
 # ------------------------------------------------------------------------------ variant effects

@@ -149,18 +149,23 @@ def test_write_pages_writes_the_front_page_table_and_the_per_model_table(results
 
 # ------------------------------------------------------------------ is it the lens or the layers?
 
-def write_tuned(root, name, blocks, logit_accuracy, tuned_accuracy, logit_kl, tuned_kl, seconds=12.0):
-    """A results folder with a `tuned_lens` measurement: per layer 0..L, both lenses' top-1 accuracy and KL."""
+def write_tuned(root, name, blocks, logit_accuracy, tuned_accuracy, logit_kl, tuned_kl, seconds=12.0, spread=0.01):
+    """A results folder with a `tuned_lens` measurement: per layer 0..L, both lenses' top-1 accuracy and KL,
+    and the per-sequence sums of the accuracy (`spread`: how much the sequences differ)."""
     folder = root / name
     folder.mkdir(parents=True)
     (folder / "run.json").write_text(json.dumps({
         "model": {"name": name, "family": "Fam", "n_layers": blocks, "objective": "masked"},
-        "measurements": {"tuned_lens": {"wall_time_s": seconds, "outputs": ["tuned_lens.csv"]}}}))
+        "measurements": {"tuned_lens": {"wall_time_s": seconds,
+                                        "outputs": ["tuned_lens.csv", "tuned_lens_per_sequence.csv"]}}}))
     rows = [{"model": name, "lens": lens, "layer": layer, "relative_depth": layer / blocks, "kl": kl[layer],
              "top1_accuracy": accuracy[layer]}
             for lens, accuracy, kl in (("logit", logit_accuracy, logit_kl), ("tuned", tuned_accuracy, tuned_kl))
             for layer in range(blocks + 1)]
-    pd.DataFrame(rows).to_csv(folder / "tuned_lens.csv", index=False)
+    table = pd.DataFrame(rows)
+    table.to_csv(folder / "tuned_lens.csv", index=False)
+    _per_sequence(table[["lens", "layer"]], table["top1_accuracy"], 40, spread, 0, "top1_accuracy_sum",
+                  "n_positions").to_csv(folder / "tuned_lens_per_sequence.csv", index=False)
     return folder
 
 
@@ -171,11 +176,18 @@ def write_variant_effects(root, name, spearman):
     blocks = len(next(iter(spearman.values())))
     (folder / "run.json").write_text(json.dumps({
         "model": {"name": name, "family": "UniRep", "n_layers": blocks, "objective": "autoregressive"},
-        "measurements": {"variant_effects": {"wall_time_s": 1.0, "outputs": ["variant_effects.csv"]}}}))
+        "measurements": {"variant_effects": {"wall_time_s": 1.0, "outputs": ["variant_effects.csv",
+                                                                          "variant_effects_replicates.csv"]}}}))
     rows = [{"model": name, "assay": assay, "layer": k, "relative_depth": k / blocks, "spearman": rho,
              "spearman_low": low, "spearman_high": high}
             for assay, values in spearman.items() for k, (rho, low, high) in enumerate(values, start=1)]
     pd.DataFrame(rows).to_csv(folder / "variant_effects.csv", index=False)
+    rng = np.random.default_rng(0)  # replicates: rho + a little noise, the same for every layer of one resample
+    noise = 0.002 * rng.standard_normal(200)
+    boot = [{"model": name, "assay": assay, "layer": k, "relative_depth": k / blocks, "kind": "bootstrap",
+             "replicate": i, "spearman": rho + noise[i]}
+            for assay, values in spearman.items() for k, (rho, _, _) in enumerate(values, start=1) for i in range(200)]
+    pd.DataFrame(boot).to_csv(folder / "variant_effects_replicates.csv", index=False)
     return folder
 
 
@@ -214,7 +226,7 @@ def test_lens_or_layers_survives_with_the_numbers_in_the_text(refining):
     assert result.verdict == "survives"
     text = lens_or_layers_markdown(result)
     assert text.startswith("**The reading survives.**")
-    assert "keeps at least 90% of the full model's top-1 accuracy for a (95.0%), b (92.0%)." in text
+    assert "keeps at least 90% of the full model's top-1 accuracy (the whole 95% interval) for a (95.0% [" in text
     assert "the same cut keeps a (75.0%), b (94.0%); the learned readout is what lifts a to the threshold; " \
            "b already keeps 90% through the final head" in text
     assert "removes 75% of the logit lens's KL" in text and "a change of basis, not missing information" in text
@@ -233,7 +245,7 @@ def test_lens_or_layers_survives_with_the_numbers_in_the_text(refining):
     assert result.spearman_verdict == "keeps for some"
     assert "**Variant effects: the cut keeps its Spearman ρ for some models and assays.**" in text
     assert "for 1 of 2 testable (model, assay) pairs" in text
-    assert "ve on `KEEP`: ρ 0.400 full, 0.380 at ¾ (95.0%)" in text
+    assert "ve on `KEEP`: ρ 0.400 full, 0.380 at ¾ (95.0% [" in text
     assert "ve on `LOSE`: ρ 0.200 full, -0.100 at ¾ (-50.0%)" in text
     assert "ve on `NOISE` (the full model's rho 0.020 (95% interval -0.050 to 0.090) is not above 0" in text
     assert "one-layer on `KEEP` (1 layer: the cut at 3/4 keeps every layer)" in text
@@ -258,7 +270,7 @@ def test_lens_or_layers_does_not_survive_and_says_why(tmp_path):
     assert result.accuracy.set_index("model").loc["d", "verdict"] == NOT_TESTABLE
     text = lens_or_layers_markdown(result)
     assert text.startswith("**The reading does not survive.**")
-    assert "keeps less than 90% of the full model's top-1 accuracy for every model: c (70.0%)." in text
+    assert "keeps less than 90% of the full model's top-1 accuracy (the whole 95% interval) for every model: c (70.0% [" in text
     assert "removes only 20% of the logit lens's KL" in text and "not missing information" not in text
     assert "still brings more than 10% of the full model's top-1 accuracy: it does more than refine" in text
     assert "refines a prediction" not in text
@@ -275,7 +287,7 @@ def test_lens_or_layers_mixed_and_thresholds_are_parameters(refining):
     strict = lens_or_layers(sorted(refining.iterdir()), TruncationParameters(kept_threshold=0.93, basis_share=0.8))
     assert strict.verdict == "survives for some models"
     text = lens_or_layers_markdown(strict)
-    assert "keeps at least 93% of the full model's top-1 accuracy for a (95.0%), and less for b (92.0%)." in text
+    assert "keeps at least 93% of the full model's top-1 accuracy (the whole 95% interval) for a (95.0% [" in text
     assert "removes only 75% of the logit lens's KL" in text  # below basis_share 0.8 for both
     assert "refines a prediction already made for a, and still brings more than 7% of the top-1 accuracy for b" \
         in text

@@ -353,7 +353,30 @@ def claims(folders, params: ClaimParameters | None = None) -> pd.DataFrame:
 
 
 BEYOND, NOT_BEYOND, NO_TWINS = "beyond architecture", "not beyond architecture", "no twins"
-BELOW = {"a": True, "b": True, "c": True, "d": False, "e": True}  # the paper's side of each claim's threshold
+BELOW = {"a": True, "b": True, "c": True, "d": False, "e": True,  # the paper's side of each claim's threshold
+         "updates": True}
+
+
+def update_ratios(folders, params: ClaimParameters | None = None) -> pd.DataFrame:
+    """The contributions chapter's test, in the claims table's columns (claim "updates"): per model,
+    the late / early ratio of the mean relative block update ‖Δ_l‖ / ‖h_l‖ over residue tokens, with
+    its 95% interval over sequences; below 1, later blocks change the stream less than earlier ones."""
+    params = params or ClaimParameters()
+    rows = []
+    for run in read_runs(folders):
+        if _missing(run, "contributions_per_sequence"):
+            continue
+        table = run.tables["contributions_per_sequence"]
+        means = resampled_means(table[table["part"] == "block"], "layer", "ratio_sum", "n_tokens",
+                                params.n_resamples, params.seed)
+        ratio = estimate(late_early(means.values)) if len(means.keys) >= 2 else NAN3
+        verdict = side(ratio[1], ratio[2], 1.0, below=True) if len(means.keys) >= 2 else NOT_TESTABLE
+        rows.append({"claim": "updates", "statement": "Later blocks change the stream less", "paper": "Fig. 1",
+                     "model": run.name, "number": "late/early relative update", "value": ratio[0], "low": ratio[1],
+                     "high": ratio[2], "second": np.nan, "second_low": np.nan, "second_high": np.nan,
+                     "paper direction": "< 1", "verdict": verdict, "why": "", "twin_of": run.twin_of,
+                     "init_seed": run.init_seed})
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def with_twins(table: pd.DataFrame) -> pd.DataFrame:

@@ -35,5 +35,6 @@ def depth_efficiency(folders, params: EfficiencyParameters | None = None) -> pd.
                      if kl[layer] < params.kappa and (output[output.index >= layer] < params.tau).all())
         rows.append({"model": run.name, "family": run.family, "blocks": run.blocks,
                      "refining from l / L": start / run.blocks, "refining share of depth": 1 - start / run.blocks,
-                     "tau": params.tau, "kappa": params.kappa})
-    return pd.DataFrame(rows)
+                     "tau": params.tau, "kappa": params.kappa, "twin_of": run.twin_of})
+    return pd.DataFrame(rows, columns=["model", "family", "blocks", "refining from l / L", "refining share of depth",
+                                       "tau", "kappa", "twin_of"])

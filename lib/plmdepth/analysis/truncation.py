@@ -13,8 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from plmdepth.analysis.bootstrap import N_RESAMPLES, interval, resampled_means, side
 from plmdepth.analysis.claims import NOT_TESTABLE
 from plmdepth.results import Results
+
+KEEPS = {"agrees": "keeps", "disagrees": "loses", "inconclusive": "inconclusive"}
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class TruncationParameters:
     #                              top-1 accuracy (tuned lens) and of its Spearman rho
     basis_share: float = 0.5  # the tuned lens removing at least this share of the logit lens's KL at 3/4 depth
     #                           reads as "mostly a change of basis"
+    n_resamples: int = N_RESAMPLES  # bootstrap resamples of the sequences for the intervals
 
 
 def cut_layer(blocks: int, depth: float) -> int:
@@ -32,18 +36,53 @@ def cut_layer(blocks: int, depth: float) -> int:
 
 
 def _measured(folders, measurement: str):
-    """(record, table) of every results folder that holds `measurement`, in the order of `folders` (a
-    chapter's model order)."""
+    """(record, table) of every results folder of a trained model that holds `measurement`, in the order
+    of `folders` (a chapter's model order); untrained twins are read by `_twin_numbers`."""
     for record in Results(folders).of(measurement):
-        yield record, record.table(measurement)
+        if not record.model.twin_of:
+            yield record, record.table(measurement)
+
+
+def _kept_replicates(run, blocks: int, three: int, n_resamples: int) -> np.ndarray:
+    """The share of top-1 accuracy the cut at `three` keeps through the tuned lens, for every resample of
+    the held-out sequences (none for a run without per-sequence sums)."""
+    if "tuned_lens_per_sequence" not in run.outputs("tuned_lens"):
+        return np.array([])
+    table = run.table("tuned_lens_per_sequence")
+    means = resampled_means(table, ["lens", "layer"], "top1_accuracy_sum", "n_positions", n_resamples)
+    if ("tuned", three) not in means.keys or ("logit", blocks) not in means.keys:
+        return np.array([])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (means.column(("tuned", three)) / means.column(("logit", blocks)))[1:]
+
+
+def _twin_numbers(folders, column: str, params: TruncationParameters) -> pd.DataFrame:
+    """Per trained model (`twin_of`), its untrained twins' `column` of `truncation_accuracy`: mean and
+    range over seeds."""
+    twins = [r.folder for r in Results(folders).of("tuned_lens") if r.model.twin_of]
+    if not twins:
+        return pd.DataFrame(columns=["twin_of", "mean", "low", "high", "n"])
+    rows = []
+    for record in Results(twins):
+        table = record.table("tuned_lens")
+        blocks = int(table["layer"].max())
+        at = table.set_index(["lens", "layer"])["top1_accuracy"]
+        three = cut_layer(blocks, 0.75)
+        if ("tuned", three) in at.index and at[("logit", blocks)] > 0:
+            rows.append({"twin_of": record.model.twin_of, "value": at[("tuned", three)] / at[("logit", blocks)]})
+    frame = pd.DataFrame(rows, columns=["twin_of", "value"])
+    return frame.groupby("twin_of")["value"].agg(mean="mean", low="min", high="max", n="count").reset_index()
 
 
 def truncation_accuracy(folders, params: TruncationParameters | None = None) -> pd.DataFrame:
     """One row per model with a `tuned_lens` measurement: the layers at 1/2 and 3/4 of its L blocks,
     the KL to the output there through both lenses, the share of the logit lens's KL at 3/4 that the
     tuned lens removes, and the top-1 accuracy of the model cut there as a share of the full model's
-    (through either lens). `verdict`: "keeps" when the cut at 3/4 keeps at least `kept_threshold` of
-    the accuracy through the tuned lens, "loses" when not, NOT_TESTABLE when the cut keeps every block.
+    (through either lens), with the 95% interval of the tuned lens's share (`kept_tuned_3q_low/high`, a
+    bootstrap of the held-out sequences). `verdict`: "keeps" when the whole interval lies at or above
+    `kept_threshold`, "loses" when it lies below, "inconclusive" when it spans it, NOT_TESTABLE when
+    the cut keeps every block. The untrained twins' share (`twins_kept_*`: mean and range over seeds)
+    is beside it.
 
     Against the better of the trivial baselines on the same positions (`baseline`, its accuracy
     `baseline_accuracy`: `tuned_lens_baselines.csv`, `probes/baselines.py`), `gap_kept_logit_3q` and
@@ -71,27 +110,34 @@ def truncation_accuracy(folders, params: TruncationParameters | None = None) -> 
             gain = full - base  # what the full model adds over the baseline (NaN without one)
             gap_logit, gap_tuned = ((value(lens, three, "top1_accuracy") - base) / gain if gain > 0 else np.nan
                                     for lens in ("logit", "tuned"))
+            low, high = interval(_kept_replicates(run, blocks, three, params.n_resamples))
             if three >= blocks:
                 verdict, why = NOT_TESTABLE, f"{blocks} block{'s' * (blocks != 1)}: the cut at 3/4 keeps every block"
             elif pd.isna(kept_tuned):
                 verdict, why = NOT_TESTABLE, f"layer {three} was not read through both lenses"
             else:
-                verdict, why = ("keeps" if kept_tuned >= params.kept_threshold else "loses"), ""
+                verdict = KEEPS[side(low, high, params.kept_threshold, below=False, inclusive=True)]
+                why = "" if np.isfinite(low) else "no interval (a run without per-sequence sums)"
             rows.append({"model": model, "blocks": blocks, "half": half, "three_quarters": three,
                          "kl_logit_half": value("logit", half, "kl"), "kl_tuned_half": value("tuned", half, "kl"),
                          "kl_logit_3q": logit_kl, "kl_tuned_3q": tuned_kl,
                          "kl_removed_3q": 1 - tuned_kl / logit_kl if logit_kl > 0 else np.nan,
                          "accuracy_full": full, "kept_logit_half": kept("logit", half),
                          "kept_tuned_half": kept("tuned", half), "kept_logit_3q": kept("logit", three),
-                         "kept_tuned_3q": kept_tuned, "baseline": baseline, "baseline_accuracy": base,
+                         "kept_tuned_3q": kept_tuned, "kept_tuned_3q_low": low, "kept_tuned_3q_high": high,
+                         "baseline": baseline, "baseline_accuracy": base,
                          "gap_kept_logit_3q": gap_logit, "gap_kept_tuned_3q": gap_tuned,
                          "verdict": verdict, "why": why,
                          "seconds": run.entry("tuned_lens").get("wall_time_s", np.nan)})
     columns = ["model", "blocks", "half", "three_quarters", "kl_logit_half", "kl_tuned_half", "kl_logit_3q",
                "kl_tuned_3q", "kl_removed_3q", "accuracy_full", "kept_logit_half", "kept_tuned_half",
-               "kept_logit_3q", "kept_tuned_3q", "baseline", "baseline_accuracy", "gap_kept_logit_3q",
-               "gap_kept_tuned_3q", "verdict", "why", "seconds"]
-    return pd.DataFrame(rows, columns=columns)
+               "kept_logit_3q", "kept_tuned_3q", "kept_tuned_3q_low", "kept_tuned_3q_high", "baseline",
+               "baseline_accuracy", "gap_kept_logit_3q", "gap_kept_tuned_3q", "verdict", "why", "seconds"]
+    table = pd.DataFrame(rows, columns=columns)
+    twins = _twin_numbers(folders, "kept_tuned_3q", params).set_index("twin_of")
+    for stat in ("mean", "low", "high", "n"):
+        table[f"twins_kept_{stat}"] = table["model"].map(twins[stat]) if len(twins) else np.nan
+    return table
 
 
 def _baselines(run) -> pd.DataFrame | None:
@@ -117,11 +163,15 @@ def truncation_spearman(folders, params: TruncationParameters | None = None) -> 
     The rule: a pair is tested when the cut at 3/4 drops at least one layer and the full model ranks
     the variants better than chance (the lower end of its bootstrap 95% interval above 0; rho > 0 when
     the table has no interval), since a share of a ranking that is not there means nothing. It
-    "keeps" its rho when `kept_3q` >= `kept_threshold` (a cut whose rho is negative keeps a negative
-    share), "loses" otherwise."""
+    "keeps" its rho when the 95% interval of `kept_3q` (`kept_3q_low/high`, from the measurement's
+    bootstrap of the variants, the same resample at every layer) lies at or above `kept_threshold`,
+    "loses" when it lies below, "inconclusive" when it spans it (a cut whose rho is negative keeps a
+    negative share; a resample whose full rho is not above 0 keeps nothing)."""
     params = params or TruncationParameters()
     rows = []
-    for _, frame in _measured(folders, "variant_effects"):
+    for run, frame in _measured(folders, "variant_effects"):
+        replicates = (run.table("variant_effects_replicates")
+                      if "variant_effects_replicates" in run.outputs("variant_effects") else None)
         for (model, assay), part in frame[frame["assay"] != "mean"].groupby(["model", "assay"], sort=False):
             blocks = int(part["layer"].max())
             by_layer = part.set_index("layer")
@@ -134,6 +184,7 @@ def truncation_spearman(folders, params: TruncationParameters | None = None) -> 
             high = float(last["spearman_high"]) if "spearman_high" in last else full
             half, three = cut_layer(blocks, 0.5), cut_layer(blocks, 0.75)
             kept = rho(three) / full if full > 0 else np.nan
+            kept_low, kept_high = _kept_rho_interval(replicates, assay, three, blocks)
             if three >= blocks:
                 verdict, why = NOT_TESTABLE, f"{blocks} layer{'s' * (blocks != 1)}: the cut at 3/4 keeps every layer"
             elif pd.isna(rho(three)):
@@ -142,25 +193,44 @@ def truncation_spearman(folders, params: TruncationParameters | None = None) -> 
                 verdict, why = NOT_TESTABLE, (f"the full model's rho {full:.3f} (95% interval {low:.3f} to "
                                               f"{high:.3f}) is not above 0: no ranking to keep")
             else:
-                verdict, why = ("keeps" if kept >= params.kept_threshold else "loses"), ""
+                verdict = KEEPS[side(kept_low, kept_high, params.kept_threshold, below=False, inclusive=True)]
+                why = "" if np.isfinite(kept_low) else "no interval (a run without bootstrap replicates)"
             rows.append({"model": model, "assay": assay, "blocks": blocks, "half": half, "three_quarters": three,
                          "rho_full": full, "rho_full_low": low, "rho_full_high": high, "rho_half": rho(half),
-                         "rho_3q": rho(three), "kept_3q": kept, "verdict": verdict, "why": why})
+                         "rho_3q": rho(three), "kept_3q": kept, "kept_3q_low": kept_low, "kept_3q_high": kept_high,
+                         "verdict": verdict, "why": why})
     columns = ["model", "assay", "blocks", "half", "three_quarters", "rho_full", "rho_full_low", "rho_full_high",
-               "rho_half", "rho_3q", "kept_3q", "verdict", "why"]
+               "rho_half", "rho_3q", "kept_3q", "kept_3q_low", "kept_3q_high", "verdict", "why"]
     return pd.DataFrame(rows, columns=columns)
 
 
+def _kept_rho_interval(replicates: pd.DataFrame | None, assay: str, three: int, blocks: int) -> tuple[float, float]:
+    """The 95% interval of rho(3/4) / rho(full) over the measurement's bootstrap of the variants (the
+    same resample at every layer); NaN without replicates."""
+    if replicates is None or three >= blocks:
+        return np.nan, np.nan
+    boot = replicates[(replicates["assay"] == assay) & (replicates["kind"] == "bootstrap")]
+    wide = boot.pivot(index="replicate", columns="layer", values="spearman")
+    if three not in wide or blocks not in wide:
+        return np.nan, np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return interval(np.where(wide[blocks] > 0, wide[three] / wide[blocks], -np.inf))
+
+
 def _outcome(table: pd.DataFrame, all_text: str, none_text: str, some_text: str) -> str:
-    """all_text when every testable row keeps, none_text when none does, some_text otherwise;
-    NOT_TESTABLE when no row is testable, "not run" when there is no row."""
+    """all_text when every testable row keeps, none_text when every one loses, "inconclusive" when every
+    one is; some_text otherwise; NOT_TESTABLE when no row is testable, "not run" when there is no row."""
     if table.empty:
         return "not run"
     testable = table[table["verdict"] != NOT_TESTABLE]
     if testable.empty:
         return NOT_TESTABLE
-    keeps = int((testable["verdict"] == "keeps").sum())
-    return all_text if keeps == len(testable) else none_text if keeps == 0 else some_text
+    counts = testable["verdict"].value_counts()
+    if counts.get("keeps", 0) == len(testable):
+        return all_text
+    if counts.get("loses", 0) == len(testable):
+        return none_text
+    return "inconclusive" if counts.get("inconclusive", 0) == len(testable) else some_text
 
 
 @dataclass

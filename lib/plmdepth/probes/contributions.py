@@ -11,7 +11,8 @@ Norms are L2 over the hidden dimension with eps = 1e-6 in denominators. Post-LN 
 `ProteinLM.block_parts`); their block ratio compares consecutive (normalised) streams.
 Parallel blocks (ProGen2) add both updates to h, so their MLP ratio is ‖m_l‖ / ‖h_l‖.
 Results are streamed: per (layer, part) a running sum of ratios and cosines, a running max
-and a count; nothing grows with the number of sequences.
+and a count; per sequence the same sums and count (`per_sequence=True`:
+`contributions_per_sequence.csv`, what an interval over sequences resamples).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class ContributionsAccumulator:
         self.lm, self.records, self.config = lm, records, config
         self.parts = ["block"] + (["attention", "mlp"] if lm.sublayers.get("kind") else [])
         self.stats = np.zeros((lm.n_layers, len(self.parts), 4))  # ratio sum, ratio max, cosine sum, n
+        self.per_seq = np.zeros((len(records), lm.n_layers, len(self.parts), 3))  # ratio sum, cosine sum, n
 
     @torch.no_grad()
     def add(self, rows: list[int]) -> None:
@@ -65,6 +67,8 @@ class ContributionsAccumulator:
         batch = lm.tokenize([r.id for r in recs], [r.sequence for r in recs])
         keep = (batch.residue_index >= 0).reshape(-1).nonzero().squeeze(1)  # residue tokens, found once
         n_tokens = len(keep)
+        owner = keep // batch.residue_index.shape[1]  # each residue token's row in the batch
+        per_row = torch.bincount(owner, minlength=len(rows)).cpu().numpy()
 
         def residues(x: torch.Tensor) -> torch.Tensor:
             return x.reshape(-1, x.shape[-1]).index_select(0, keep)
@@ -82,22 +86,37 @@ class ContributionsAccumulator:
                 pairs["mlp"] = (out["mlp"], out["mlp_base"])
             for p, part in enumerate(self.parts):
                 ratio, cosine = ratio_and_cosine(residues(pairs[part][0]), residues(pairs[part][1]))
-                found.append((layer, p, torch.stack([ratio.sum(), ratio.max(), cosine.sum()])))
+                by_row = torch.zeros(2, len(rows), dtype=ratio.dtype, device=ratio.device)
+                by_row[0].index_add_(0, owner, ratio)
+                by_row[1].index_add_(0, owner, cosine)
+                found.append((layer, p, torch.cat([torch.stack([ratio.sum(), ratio.max(), cosine.sum()]),
+                                                   by_row.reshape(-1)])))
             h = out["out"]
         if found:
             values = torch.stack([v for _, _, v in found]).cpu().numpy()
-            for (layer, p, _), (ratio_sum, ratio_max, cosine_sum) in zip(found, values):
+            for (layer, p, _), (ratio_sum, ratio_max, cosine_sum, *by_row) in zip(found, values):
                 s = self.stats[layer, p]
                 s[0] += float(ratio_sum)
                 s[1] = max(s[1], float(ratio_max))
                 s[2] += float(cosine_sum)
                 s[3] += n_tokens
+                ratios, cosines = np.array(by_row).reshape(2, len(rows))
+                self.per_seq[rows, layer, p] += np.stack([ratios, cosines, per_row], axis=1)
 
     def state_dict(self) -> dict:
-        return {"stats": self.stats.copy()}
+        return {"stats": self.stats.copy(), "per_seq": self.per_seq.copy()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.stats = np.array(state["stats"])
+        self.stats, self.per_seq = np.array(state["stats"]), np.array(state["per_seq"])
+
+    def per_sequence(self) -> pd.DataFrame:
+        """Per sequence, layer and part: `ratio_sum`, `cosine_sum` over its residue tokens and `n_tokens`."""
+        layers = range(self.lm.first_lens_layer, self.lm.n_layers)
+        rows = [{"sequence": rec.id, "layer": layer, "part": part, "ratio_sum": v[0], "cosine_sum": v[1],
+                 "n_tokens": int(v[2])}
+                for i, rec in enumerate(self.records) for layer in layers for p, part in enumerate(self.parts)
+                for v in (self.per_seq[i, layer, p],) if v[2] > 0]
+        return pd.DataFrame(rows, columns=["sequence", "layer", "part", "ratio_sum", "cosine_sum", "n_tokens"])
 
     def result(self) -> pd.DataFrame:
         rows = [{"layer": layer, "part": part, "ratio_mean": s[0] / s[3], "ratio_max": s[1],
@@ -112,8 +131,9 @@ class ContributionsAccumulator:
 
 def contributions(lm: ProteinLM, records: list[Record], plan: MaskingPlan | None = None,
                   config: ContributionsConfig | None = None, progress: bool = True, checkpoint=None,
-                  key=None) -> pd.DataFrame:
-    """Measurement M1: one row per (part, layer) in the `contributions.csv` format of SPEC §4."""
+                  key=None, per_sequence: bool = False):
+    """Measurement M1: one row per (part, layer) in the `contributions.csv` format of SPEC §4 (and,
+    with `per_sequence`, the per-sequence sums as a second table)."""
     acc = ContributionsAccumulator(lm, records, plan, config or ContributionsConfig())
     stream(acc, records, acc.config.batch_size, f"contributions {lm.info.name}", progress, checkpoint, key)
-    return acc.result()
+    return (acc.result(), acc.per_sequence()) if per_sequence else acc.result()

@@ -136,3 +136,11 @@ def glue_markdown(name: str, text: str) -> None:
     from myst_nb import glue
 
     glue(name, Markdown(text), display=False)
+
+
+def trained_only(table):
+    """`table` without the untrained twins' rows and the twin columns (for a chapter's tables of numbers;
+    its figures and verdicts show the twins)."""
+    if "twin_of" not in table:
+        return table
+    return table[table["twin_of"].isna()].drop(columns=["twin_of", "init_seed"], errors="ignore").reset_index(drop=True)

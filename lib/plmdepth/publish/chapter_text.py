@@ -168,3 +168,22 @@ def truncation_spearman_markdown(spearman: pd.DataFrame, shares: dict) -> str:
             weights.append(f"{model} {_share_at(share, r.three_quarters)} at ¾ and {_share_at(share, r.half)} at ½")
     return "\n".join(lines) + ("\n\nShare of the layers' weights (multiply-adds per token) the cuts keep: "
                                + "; ".join(weights) + "." if weights else "")
+
+
+# ---- untrained twins --------------------------------------------------------------------------
+
+def twins_sentence(table: pd.DataFrame) -> str:
+    """The caption's sentence on the untrained twins drawn in a depth figure (empty when there are
+    none): how many seeds, and which architectures run untrained only."""
+    if "twin_of" not in table or table["twin_of"].isna().all():
+        return ""
+    twins = table[table["twin_of"].notna()]
+    seeds = twins.groupby("twin_of")["init_seed"].nunique()
+    trained = set(table.loc[table["twin_of"].isna(), "model"])
+    alone = [m for m in seeds.index if m not in trained]
+    n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
+    text = (f"Dashed, with a pale band of the same colour: each model's untrained twins (the same architecture and "
+            f"config, freshly initialised by its own initialiser; mean and range over {n} seeds).")
+    if alone:
+        text += f" {', '.join(alone)}: architecture only, no training (\"(untrained)\")."
+    return text

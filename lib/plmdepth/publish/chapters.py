@@ -175,7 +175,9 @@ CHAPTERS: dict[str, Chapter] = {c.name: c for c in (
     Chapter("logit-lens", "logit_lens", lambda p: {
         "logit_lens": sequence_runs("logit_lens", p, vocab=p["vocab"]),
         "layer_skipping": sequence_runs("layer_skipping", p)},  # claim (b) reads the output change too
-        own={"vocab": Parameter("full", '"full" vocabulary or "amino_acids" (20 canonical, renormalised)')}),
+        own={"vocab": Parameter("full", '"full" vocabulary or "amino_acids" (20 canonical, renormalised)'),
+             "kl_direction": Parameter("kl", '"kl": KL(p_l ‖ p_L), Csordás et al.\'s and the paper\'s; "kl_reverse": '
+                                             "KL(p_L ‖ p_l), the tuned-lens code's")}),
     Chapter("cross-model", "cross_model", lambda p: {
         "logit_lens": sequence_runs("logit_lens", p),
         "layer_skipping": sequence_runs("layer_skipping", p),

@@ -5,6 +5,10 @@ here is turned into SVG by vl-convert (which bundles vega) before it reaches the
 
 Every chart is sized to fit the book's text column (about 768 px on desktop) at its
 natural size, with text at least 11 px, so that scaled down to a phone it stays legible.
+
+Untrained twins (rows with a `twin_of`, `Results.tables`) are drawn with the model they are the
+twin of, in its colour: a dashed line, the mean over their seeds, and a pale band, their range
+over seeds. An architecture run untrained only is named "<model> (untrained)".
 """
 
 from __future__ import annotations
@@ -83,6 +87,48 @@ def _baseline_layers(y_title) -> list:
     return [rule, left, right]
 
 
+TWIN_OPACITY = 0.12
+TWIN_DASH = [5, 3]
+
+
+def untrained_name(name: str) -> str:
+    return f"{name} (untrained)"
+
+
+def split_twins(frame: pd.DataFrame, metric: str, keys: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the trained models' rows, the twins' summary): per trained model (`model` = its name, or
+    "<name> (untrained)" when the frame has no trained rows of it) and `keys`, `metric` as the mean
+    over seeds and `<metric>_twin_min`, `<metric>_twin_max` their range, and `n_seeds`."""
+    if "twin_of" not in frame or frame["twin_of"].isna().all():
+        return frame, pd.DataFrame()
+    twins, trained = frame[frame["twin_of"].notna()], frame[frame["twin_of"].isna()]
+    summary = (twins.groupby(["twin_of", *keys], sort=False)[metric]
+               .agg(**{metric: "mean", f"{metric}_twin_min": "min", f"{metric}_twin_max": "max", "n_seeds": "count"})
+               .reset_index())
+    known = set(trained["model"])
+    summary["model"] = [m if m in known else untrained_name(m) for m in summary["twin_of"]]
+    return trained.drop(columns=["twin_of", "init_seed"], errors="ignore"), summary
+
+
+def _model_order(trained: pd.DataFrame, twins: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys([*trained["model"], *(twins["model"] if len(twins) else [])]))
+
+
+def _twin_layers(twins: pd.DataFrame, metric: str, x, y_title, color, extra=None) -> list:
+    """The twins' band (range over seeds) and dashed mean line, in `color`'s colours."""
+    if twins.empty:
+        return []
+    tooltip = ["model", alt.Tooltip(f"{metric}:Q", title="untrained mean", format=".3f"),
+               alt.Tooltip(f"{metric}_twin_min:Q", title="min", format=".3f"),
+               alt.Tooltip(f"{metric}_twin_max:Q", title="max", format=".3f"), "n_seeds:Q"]
+    detail = {"detail": extra} if extra else {}
+    band = alt.Chart(twins).mark_area(opacity=TWIN_OPACITY).encode(
+        x=x, y=alt.Y(f"{metric}_twin_min:Q", title=y_title), y2=f"{metric}_twin_max:Q", color=color, **detail)
+    line = alt.Chart(twins).mark_line(strokeDash=TWIN_DASH, strokeWidth=1.5).encode(
+        x=x, y=alt.Y(f"{metric}:Q", title=y_title), color=color, tooltip=tooltip, **detail)
+    return [band, line]
+
+
 def _reference_lines(metric: str) -> list:
     if metric.startswith("prob_l2"):
         return [_hline(L2_CEILING, "ceiling √2")]
@@ -92,15 +138,19 @@ def _reference_lines(metric: str) -> list:
 
 
 def _curve_layers(frame: pd.DataFrame, metric: str, y_title, y_scale=None) -> list:
-    """Band (if present), line with points, hollow markers for zero-by-construction points."""
+    """Band (if present), line with points, hollow markers for zero-by-construction points; the
+    untrained twins' band and dashed mean behind them."""
+    zero = zero_by_construction(frame)
+    _, twins = split_twins(frame[~zero], metric, ["relative_depth"])  # zero by construction: not averaged
+    frame, _ = split_twins(frame, metric, ["relative_depth"])
     zero = zero_by_construction(frame)
     drawn, hollow = frame[~zero], frame[zero]
     x = alt.X("relative_depth:Q", title="relative depth l / L", scale=alt.Scale(domain=[0, 1]))
-    color = alt.Color("model:N", title="model", sort=list(frame["model"].unique()))
+    color = alt.Color("model:N", title="model", sort=_model_order(frame, twins))
     y = alt.Y(f"{metric}:Q", title=y_title, **({"scale": y_scale} if y_scale is not None else {}))
     tooltip = (["model"] + [c for c in ("layer", "skipped") if c in frame]
                + [alt.Tooltip(f"{metric}:Q", format=".3f")])
-    layers = []
+    layers = _twin_layers(twins, metric, x, y_title, color)
     if f"{metric}_low" in frame and f"{metric}_high" in frame:
         layers.append(alt.Chart(drawn).mark_area(opacity=0.2).encode(
             x=x, y=alt.Y(f"{metric}_low:Q", title=y_title), y2=f"{metric}_high:Q", color=color))
@@ -146,7 +196,11 @@ def to_svg(chart: alt.Chart) -> str:
 def skip_heatmap(frame: pd.DataFrame, value: str = "effect_max", size: int = 170, columns: int = 3
                  ) -> alt.FacetChart:
     """Skipped block × affected block heat map of M2, one panel per model, on one colour scale
-    from 0 shared by every model."""
+    from 0 shared by every model. Twins of a trained model are left out (its other figures show
+    them); an architecture run untrained only is shown as the mean over its seeds."""
+    trained, twins = split_twins(frame, value, ["skipped", "affected"])
+    if len(twins):
+        frame = pd.concat([trained, twins[~twins["model"].isin(set(trained["model"]))]], ignore_index=True)
     order = list(frame["model"].unique())
     heat = alt.Chart().mark_rect().encode(
         x=alt.X("affected:O", title="affected block j", axis=alt.Axis(labelAngle=0)),
@@ -167,20 +221,43 @@ def skip_heatmap(frame: pd.DataFrame, value: str = "effect_max", size: int = 170
 CONTRIBUTION_PARTS = ["block", "attention", "mlp"]
 
 
+def with_twin_series(frame: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
+    """One frame for a faceted chart: the trained rows (`series` "trained") and the twins' summary
+    (`series` "twins", `split_twins`)."""
+    trained, twins = split_twins(frame, metric, keys)
+    return pd.concat([trained.assign(series="trained"), twins.assign(series="twins")], ignore_index=True)
+
+
+def _facet_twin_layers(data: pd.DataFrame, metric: str, x, y_title, color) -> list:
+    """`_twin_layers` for a faceted chart's shared data (`with_twin_series`); none without twins."""
+    if not (data["series"] == "twins").any():
+        return []
+    twins = alt.Chart().transform_filter("datum.series == 'twins'")
+    tooltip = ["model", alt.Tooltip(f"{metric}:Q", title="untrained mean", format=".3f"),
+               alt.Tooltip(f"{metric}_twin_min:Q", title="min", format=".3f"),
+               alt.Tooltip(f"{metric}_twin_max:Q", title="max", format=".3f"), "n_seeds:Q"]
+    return [twins.mark_area(opacity=TWIN_OPACITY).encode(
+                x=x, y=alt.Y(f"{metric}_twin_min:Q", title=y_title), y2=f"{metric}_twin_max:Q", color=color),
+            twins.mark_line(strokeDash=TWIN_DASH, strokeWidth=1.5).encode(
+                x=x, y=alt.Y(f"{metric}:Q", title=y_title), color=color, tooltip=tooltip)]
+
+
 def contribution_curves(frame: pd.DataFrame, value: str = "ratio_mean", width: int = 180,
                         height: int = 190) -> alt.FacetChart:
     """M1 per part (block | attention | mlp, in this order), one line per model, against
-    relative depth."""
+    relative depth (untrained twins dashed, with their range)."""
     parts = [p for p in CONTRIBUTION_PARTS if p in set(frame["part"])] + sorted(
         set(frame["part"]) - set(CONTRIBUTION_PARTS))
-    chart = alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("relative_depth:Q", title="relative depth (l+1) / L", scale=alt.Scale(domain=[0, 1])),
-        y=alt.Y(f"{value}:Q", title=metric_title(value)),
-        color=alt.Color("model:N", title="model", sort=list(frame["model"].unique()),
-                        legend=alt.Legend(orient="bottom", direction="horizontal")),
-        tooltip=["model", "layer", "part", alt.Tooltip(f"{value}:Q", format=".3f")],
-    ).properties(width=width, height=height).facet(
-        column=alt.Column("part:N", title=None, sort=parts), spacing=14)
+    data = with_twin_series(frame, value, ["part", "relative_depth"])
+    x = alt.X("relative_depth:Q", title="relative depth (l+1) / L", scale=alt.Scale(domain=[0, 1]))
+    y_title = metric_title(value)
+    color = alt.Color("model:N", title="model", sort=list(data["model"].unique()),
+                      legend=alt.Legend(orient="bottom", direction="horizontal"))
+    line = alt.Chart().transform_filter("datum.series == 'trained'").mark_line(point=True).encode(
+        x=x, y=alt.Y(f"{value}:Q", title=y_title), color=color,
+        tooltip=["model", "layer", "part", alt.Tooltip(f"{value}:Q", format=".3f")])
+    chart = alt.layer(*_facet_twin_layers(data, value, x, y_title, color), line, data=data).properties(
+        width=width, height=height).facet(column=alt.Column("part:N", title=None, sort=parts), spacing=14)
     return _configure(chart)
 
 
@@ -220,19 +297,28 @@ def variant_effect_curves(frame: pd.DataFrame, width: int = 150, height: int = 1
 
 def depth_efficiency_chart(frame: pd.DataFrame, width: int = 420, height: int = 240) -> alt.LayerChart:
     """Per model, the share of depth spent refining (1 - d*) against its number of blocks; models
-    that land on the same point share one label."""
-    labels = (frame.groupby(["blocks", "refining share of depth"], sort=False)["model"].agg(", ".join)
+    that land on the same point share one label. Untrained twins are hollow points in their trained
+    model's colour (an architecture run untrained only: in its own, "<model> (untrained)")."""
+    frame = frame.copy()
+    twin = frame["twin_of"].notna() if "twin_of" in frame else pd.Series(False, index=frame.index)
+    known = set(frame.loc[~twin, "model"])
+    frame["colour"] = [(t if t in known else untrained_name(t)) if is_twin else m
+                       for m, t, is_twin in zip(frame["model"], frame.get("twin_of", frame["model"]), twin)]
+    trained = frame[~twin]
+    labels = (trained.groupby(["blocks", "refining share of depth"], sort=False)["model"].agg(", ".join)
               .reset_index())
-    points = alt.Chart(frame).mark_point(filled=True, size=120, opacity=1).encode(
-        x=alt.X("blocks:Q", title="blocks L", scale=alt.Scale(zero=False, padding=30),
-                axis=alt.Axis(format="d", tickMinStep=1)),
-        y=alt.Y("refining share of depth:Q", title="share of depth spent refining, 1 − d*",
-                scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("model:N", title="model"),
-        tooltip=["model", "blocks", alt.Tooltip("refining from l / L:Q", format=".3f"), "tau", "kappa"])
+    x = alt.X("blocks:Q", title="blocks L", scale=alt.Scale(zero=False, padding=30),
+              axis=alt.Axis(format="d", tickMinStep=1))
+    y = alt.Y("refining share of depth:Q", title="share of depth spent refining, 1 − d*", scale=alt.Scale(domain=[0, 1]))
+    color = alt.Color("colour:N", title="model", sort=list(dict.fromkeys(frame["colour"])))
+    tooltip = ["model", "blocks", alt.Tooltip("refining from l / L:Q", format=".3f"), "tau", "kappa"]
+    points = alt.Chart(trained).mark_point(filled=True, size=120, opacity=1).encode(
+        x=x, y=y, color=color, tooltip=tooltip)
+    hollow = alt.Chart(frame[twin]).mark_point(filled=False, size=70, strokeWidth=1.5).encode(
+        x=x, y=y, color=color, tooltip=tooltip)
     text = alt.Chart(labels).mark_text(dy=-14, fontSize=12).encode(
         x="blocks:Q", y="refining share of depth:Q", text="model:N")
-    return _configure(alt.layer(points, text).properties(width=width, height=height))
+    return _configure(alt.layer(hollow, points, text).properties(width=width, height=height))
 
 
 def lens_curves(frame: pd.DataFrame, metric: str, x: str = "relative_depth", x_title: str = "relative depth l / L",
@@ -240,25 +326,27 @@ def lens_curves(frame: pd.DataFrame, metric: str, x: str = "relative_depth", x_t
                 ) -> alt.FacetChart:
     """Logit lens against tuned lens: one panel per model (two to a row, about 380 px wide in all, so
     that a phone shows it nearly at natural size), one line per `lens` value (any further series, such
-    as one skipped block, share the axes). `baselines` (columns model, predictor and `metric`:
+    as one skipped block, share the axes); a model's untrained twins in its panel, dashed with their
+    range, and an architecture run untrained only in a panel of its own. `baselines` (columns model, predictor and `metric`:
     `analysis.truncation.baseline_rules`) are drawn in each model's own panel as dashed rules labelled
     with the predictor's name ("unigram" at the left, any other at the right)."""
+    frame = with_twin_series(frame, metric, ["lens", x])
     models = list(frame["model"].unique())
     y_title = y_title or metric_title(metric)
     color = alt.Color("lens:N", title="readout", sort=["logit", "tuned", "skip block alone"],
                       legend=alt.Legend(orient="bottom", direction="horizontal"))
+    x_axis = alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(domain=[0, 1]),
+                   axis=alt.Axis(values=[0, 0.25, 0.5, 0.75, 1], format=".2~f"))
     lines = alt.Chart().mark_line(point=True).encode(
-        x=alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(domain=[0, 1]),
-                axis=alt.Axis(values=[0, 0.25, 0.5, 0.75, 1], format=".2~f")),
-        y=alt.Y(f"{metric}:Q", title=y_title),
-        color=color,
+        x=x_axis, y=alt.Y(f"{metric}:Q", title=y_title), color=color,
         tooltip=["model", "lens", "layer", alt.Tooltip(f"{metric}:Q", format=".3f")],
-    )
-    layers, data = [lines], frame
+    ).transform_filter("datum.series == 'trained'")
+    layers, data = [*_facet_twin_layers(frame, metric, x_axis, y_title, color), lines], frame
     if baselines is not None and len(baselines):  # in the facet's data, so that each panel draws its model's
         rules = baselines.loc[baselines["model"].isin(models), ["model", "predictor", metric]]
-        data = pd.concat([frame, rules.rename(columns={metric: "baseline_value"})], ignore_index=True)
-        layers = [lines.transform_filter("isValid(datum.lens)"), *_baseline_layers(y_title)]
+        data = pd.concat([frame, rules.rename(columns={metric: "baseline_value"}).assign(series="baseline")],
+                         ignore_index=True)
+        layers = [*layers[:-1], lines.transform_filter("isValid(datum.lens)"), *_baseline_layers(y_title)]
     chart = alt.layer(*layers, data=data).properties(width=width, height=height).facet(
         facet=alt.Facet("model:N", title=None, sort=models, header=alt.Header(labelFontSize=FONT + 1)),
         columns=min(2, len(models)), spacing=12)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from plmdepth.analysis.claims import (BEYOND, CLAIMS, NO_TWINS, NOT_TESTABLE, VERDICTS, ClaimParameters, claims,
@@ -132,6 +133,21 @@ def _listing(frame: pd.DataFrame, column: str, digits: int = 1) -> str:
     return ", ".join(f"{m} ({_percent(v, digits)})" for m, v in zip(frame["model"], frame[column]))
 
 
+def _kept_listing(frame: pd.DataFrame) -> str:
+    """"a (95.1% [93.0%, 97.2%]; untrained 60.3% (58.1%–62.0%))": the tuned lens's share kept at 3/4,
+    its interval, and the untrained twins' mean and range where they ran."""
+    parts = []
+    for _, r in frame.iterrows():
+        text = f"{r['model']} ({_percent(r['kept_tuned_3q'], 1)}"
+        if not pd.isna(r.get("kept_tuned_3q_low")):
+            text += f" [{_percent(r['kept_tuned_3q_low'], 1)}, {_percent(r['kept_tuned_3q_high'], 1)}]"
+        if not pd.isna(r.get("twins_kept_mean")):
+            text += (f"; untrained {_percent(r['twins_kept_mean'], 1)} ({_percent(r['twins_kept_low'], 1)}–"
+                     f"{_percent(r['twins_kept_high'], 1)})")
+        parts.append(text + ")")
+    return ", ".join(parts)
+
+
 def _span(values: pd.Series) -> str:
     low, high = _percent(values.min()), _percent(values.max())
     return low if low == high else f"{low}–{high}"
@@ -143,18 +159,22 @@ def _accuracy_paragraph(result: LensOrLayers) -> str:
         return ("**Not run.** No results folder of this build holds a `tuned_lens` measurement, so whether "
                 "\"late layers mainly refine\" survives a learned readout is not tested.")
     testable = table[table["verdict"] != NOT_TESTABLE]
-    keep, lose = testable[testable["verdict"] == "keeps"], testable[testable["verdict"] != "keeps"]
+    keep, lose = testable[testable["verdict"] == "keeps"], testable[testable["verdict"] == "loses"]
+    unsure = testable[testable["verdict"] == "inconclusive"]
     threshold = _percent(p.kept_threshold)
     out = [f"**The reading {result.verdict}.**" if result.verdict != NOT_TESTABLE else
            "**The reading cannot be tested in this build.**"]
     if len(keep):
         out.append(f"With a learned readout (the tuned lens), the model cut after three quarters of its blocks keeps "
-                   f"at least {threshold} of the full model's top-1 accuracy for {_listing(keep, 'kept_tuned_3q')}"
-                   + (f", and less for {_listing(lose, 'kept_tuned_3q')}." if len(lose) else "."))
+                   f"at least {threshold} of the full model's top-1 accuracy (the whole 95% interval) for "
+                   f"{_kept_listing(keep)}" + (f", and less for {_kept_listing(lose)}." if len(lose) else "."))
     elif len(lose):
         out.append(f"With a learned readout (the tuned lens), the model cut after three quarters of its blocks keeps "
-                   f"less than {threshold} of the full model's top-1 accuracy for every model: "
-                   f"{_listing(lose, 'kept_tuned_3q')}.")
+                   f"less than {threshold} of the full model's top-1 accuracy (the whole 95% interval) for "
+                   f"{'every model: ' if unsure.empty else ''}{_kept_listing(lose)}.")
+    if len(unsure):
+        out.append(f"Whether the cut keeps {threshold} cannot be told from the sequences for {_kept_listing(unsure)} "
+                   f"(the interval spans the threshold).")
     if len(testable):
         logit_ok = testable["kept_logit_3q"] >= p.kept_threshold
         tuned_ok = testable["verdict"] == "keeps"
@@ -218,10 +238,13 @@ def _spearman_paragraph(result: LensOrLayers) -> str:
     threshold = _percent(p.kept_threshold)
     head = {"keeps": "the cut keeps its Spearman ρ", "does not keep": "the cut does not keep its Spearman ρ",
             "keeps for some": "the cut keeps its Spearman ρ for some models and assays",
+            "inconclusive": "whether the cut keeps its Spearman ρ cannot be told from the variants",
             NOT_TESTABLE: "not testable in this build"}[result.spearman_verdict]
     out = [f"**Variant effects: {head}.**"]
     if len(testable):
-        pairs = "; ".join(f"{_pair(r)}: ρ {r.rho_full:.3f} full, {r.rho_3q:.3f} at ¾ ({_percent(r.kept_3q, 1)})"
+        pairs = "; ".join(f"{_pair(r)}: ρ {r.rho_full:.3f} full, {r.rho_3q:.3f} at ¾ ({_percent(r.kept_3q, 1)}"
+                          + (f" [{_percent(r.kept_3q_low, 1)}, {_percent(r.kept_3q_high, 1)}]"
+                             if not pd.isna(getattr(r, "kept_3q_low", np.nan)) else "") + f", {r.verdict})"
                           for r in testable.itertuples(index=False))
         out.append(f"Read through the final head (no translator is trained for these models), the model cut after "
                    f"three quarters of its layers keeps at least {threshold} of the full model's ρ for {len(keep)} "
@@ -267,7 +290,8 @@ def lens_or_layers_key_line(result: LensOrLayers) -> str:
     sp = result.spearman[result.spearman["verdict"] != NOT_TESTABLE]
     if len(sp):
         said = {"keeps": "keeps its Spearman ρ", "does not keep": "does not keep its Spearman ρ",
-                "keeps for some": "keeps its Spearman ρ for some"}[result.spearman_verdict]
+                "keeps for some": "keeps its Spearman ρ for some", "inconclusive": "is inconclusive on its Spearman ρ"
+                }[result.spearman_verdict]
         line += (f". For variant effects, the same cut **{said}**: at least {threshold} of it for "
                  f"{int((sp['verdict'] == 'keeps').sum())} of {len(sp)} testable (model, assay) pairs")
     elif not result.spearman.empty:
@@ -291,3 +315,23 @@ def write_pages(folders, book: Path, params: ClaimParameters | None = None,
                      f"{row['verdict']} | {row['why'] or '—'} |")
     (book / "claims.md").write_text("\n".join(lines) + "\n")
     return table
+
+
+def updates_markdown(table: pd.DataFrame) -> str:
+    """The contributions chapter's verdict (`analysis.claims.update_ratios`): per trained model the
+    late / early ratio of relative block updates with its interval and verdict, then its untrained
+    twins' mean and range and whether it lies beyond them."""
+    trained = with_twins(table)
+    testable = trained[trained["verdict"] != NOT_TESTABLE]
+    if testable.empty:
+        return "No model of this build has contributions with per-sequence sums to test.\n"
+    counts = ", ".join(f"{int((testable['verdict'] == v).sum())} {v}" for v in VERDICTS
+                       if (testable["verdict"] == v).any())
+    lines = [f"Later blocks change the stream less than earlier ones (the whole 95% interval of the ratio below 1) "
+             f"for **{int((testable['verdict'] == 'agrees').sum())} of {len(testable)}** models ({counts}):", "",
+             "| model | late/early relative update [95% interval] | verdict | untrained twins | beyond architecture? |",
+             "|---|---|---|---|---|"]
+    for _, row in testable.iterrows():
+        lines.append(f"| {row['model']} | {number_text(row)} | {row['verdict']} | {twins_text(row)} | "
+                     f"{row['architecture']} |")
+    return "\n".join(lines) + "\n"
