@@ -246,7 +246,7 @@ def test_lens_or_layers_survives_with_the_numbers_in_the_text(refining):
     assert "**Variant effects: the cut keeps its Spearman ρ for some models and assays.**" in text
     assert "for 1 of 2 testable (model, assay) pairs" in text
     assert "ve on `KEEP`: ρ 0.400 full, 0.380 at ¾ (95.0% [" in text
-    assert "ve on `LOSE`: ρ 0.200 full, -0.100 at ¾ (-50.0%)" in text
+    assert "ve on `LOSE`: ρ 0.200 full, -0.100 at ¾ (-50.0% [" in text
     assert "ve on `NOISE` (the full model's rho 0.020 (95% interval -0.050 to 0.090) is not above 0" in text
     assert "one-layer on `KEEP` (1 layer: the cut at 3/4 keeps every layer)" in text
     line = lens_or_layers_key_line(result)
