@@ -66,6 +66,7 @@ CHAPTERS["lens-or-layers"].own_table()
 # %% tags=["hide-input"]
 from plmdepth.analysis.truncation import baseline_rules, lens_and_skip_kl, with_accuracy_kept
 from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure
+from plmdepth.publish.chapter_text import twins_sentence
 from plmdepth.publish.figures import lens_curves
 from plmdepth.publish.provenance import run_caption
 
@@ -77,8 +78,9 @@ frame = with_accuracy_kept(result["tuned_lens"])
 caption = run_caption(result.folders, fasta, "tuned_lens", seed)
 held_out = result["tuned_lens_split"]
 n_held = int((held_out["split"] == "held_out").sum() / held_out["model"].nunique())
-glue_text("tl_run", caption + f" Read on the {n_held} held-out sequences of each model's seeded split.")
-kl_frame = lens_and_skip_kl(frame, skip_result["skip_output"])
+glue_text("tl_run", caption + f" Read on the {n_held} held-out sequences of each model's seeded split. "
+          + twins_sentence(frame))
+kl_frame = lens_and_skip_kl(frame, skip_result["skip_output"], kl_direction)
 publish_figure("fig-tuned-lens-kl", lens_curves(kl_frame, "kl", y_title=["KL to the full", "output [nats]"]),
                kl_frame)
 rules = baseline_rules(result["tuned_lens_baselines"], frame)  # each model's trivial baselines, in its panel
@@ -104,7 +106,8 @@ publish_figure("fig-truncation-variant-effects", truncation_spearman_curves(ve_t
 #
 # KL divergence from the model's output of each layer's distribution, read through the model's own
 # head (logit lens: the model cut after block l) and through the layer's trained affine translator
-# (tuned lens), $\mathrm{KL}(p_l \Vert p_L)$, against relative depth l / L, one panel per model; and,
+# (tuned lens), $\mathrm{KL}(p_l \Vert p_L)$ (the chapter's `kl_direction`; `kl_reverse` draws
+# $\mathrm{KL}(p_L \Vert p_l)$), against relative depth l / L, one panel per model; and,
 # on the same axes, of the output with only block s skipped (at s / L, from
 # {ref}`chapter-layer-skipping`; there the KL is $\mathrm{KL}(p_L \Vert p_{\setminus s})$, mean over
 # sequences, on all sequences of the plan). {glue:text}`tl_run`

@@ -132,3 +132,26 @@ def test_a_network_whose_initialiser_leaves_weights_is_refused():
     lm.network.__class__ = type("NotHF", (torch.nn.Module,), {"forward": lm.network.forward})
     with pytest.raises(ValueError, match="left trained weights in place"):
         untrained_twin(lm, 1)
+
+
+# ------------------------------------------------------------------ threshold sensitivity
+
+def test_threshold_sweep_names_the_verdicts_that_flip(tmp_path):
+    from plmdepth.analysis.sensitivity import stability, sweep
+    from plmdepth.publish.verdicts import sensitivity_markdown
+
+    # (b): KL at 3/4 depth (layer 4.5 of 6) / KL at layer 0: 0.15 / 4 for "low" (holds down to x0.5 = 0.125),
+    # 0.8 / 4 = 0.2 for "edge" (agrees at the default 0.25, disagrees at x0.5 and x0.75)
+    write_run(tmp_path, "low", **{**DEEP, "kl": [4.0, 3.0, 2.0, 0.8, 0.2, 0.1, 0.0]})
+    write_run(tmp_path, "edge", **{**DEEP, "kl": [4.0, 3.0, 2.0, 1.5, 1.0, 0.6, 0.0]})
+    table = sweep(sorted(tmp_path.iterdir()))
+    b = table[table["claim"] == "b"].pivot(index="model", columns="factor", values="verdict")
+    share = np.interp(0.75, np.arange(7) / 6, [4.0, 3.0, 2.0, 1.5, 1.0, 0.6, 0.0]) / 4
+    assert share == pytest.approx(0.2)
+    assert list(b.loc["edge"]) == ["disagrees", "disagrees", "agrees", "agrees", "agrees"]  # 0.125 0.1875 0.25 ...
+    assert (b.loc["low"] == "agrees").all()
+    stable = stability(table).set_index(["claim", "model"])
+    assert stable.loc[("b", "low"), "holds"] and not stable.loc[("b", "edge"), "holds"]
+    assert stable.loc[("b", "edge"), "flips"] == "disagrees at ×0.5; disagrees at ×0.75"
+    text = sensitivity_markdown(table)
+    assert "(b) edge (agrees): disagrees at ×0.5; disagrees at ×0.75" in text and "(b) low (agrees)" in text

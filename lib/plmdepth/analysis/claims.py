@@ -339,11 +339,12 @@ def _variant_replicates(run: Run, layers: np.ndarray) -> np.ndarray:
     return boot.pivot(index="replicate", columns="layer", values="spearman")[list(layers)].to_numpy(float)
 
 
-def claims(folders, params: ClaimParameters | None = None) -> pd.DataFrame:
+def claims(folders, params: ClaimParameters | None = None, runs: list[Run] | None = None) -> pd.DataFrame:
     """One row per (claim, model): the test number, its 95% interval, the paper's direction and the
-    verdict. Untrained twins get rows of their own (`twin_of` names their trained model)."""
+    verdict. Untrained twins get rows of their own (`twin_of` names their trained model). `runs`, the
+    folders already read (`read_runs`), spares reading them again."""
     params = params or ClaimParameters()
-    runs = read_runs(folders)
+    runs = read_runs(folders) if runs is None else runs
     rows = []
     for run in runs:
         rows += [r for r in (_claim_a(run, params), _claim_b(run, params), _claim_d(run, params),

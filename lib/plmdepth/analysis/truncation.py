@@ -285,13 +285,15 @@ def baseline_rules(baselines: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame
     return rows[["model", "predictor", "top1_accuracy", "accuracy_kept"]].reset_index(drop=True)
 
 
-def lens_and_skip_kl(lens: pd.DataFrame, skips: pd.DataFrame) -> pd.DataFrame:
-    """Both lenses' KL per layer (a `tuned_lens` table) and, as the lens "skip block alone" at layer s,
-    the output's KL when only block s is skipped (M3's `kl_mean`, a `skip_output` table): one frame
-    for one figure."""
-    columns = ["model", "lens", "layer", "relative_depth", "kl"]
+def lens_and_skip_kl(lens: pd.DataFrame, skips: pd.DataFrame, direction: str = "kl") -> pd.DataFrame:
+    """Both lenses' KL per layer (a `tuned_lens` table; `direction` "kl" = KL(p_l || p_L) or "kl_reverse"
+    = KL(p_L || p_l), as column `kl`) and, as the lens "skip block alone" at layer s, the output's KL
+    when only block s is skipped (M3's `kl_mean`, KL(p || p'), a `skip_output` table): one frame for
+    one figure (untrained twins keep their `twin_of`)."""
+    extra = [c for c in ("twin_of", "init_seed") if c in lens and c in skips]
+    columns = ["model", "lens", "layer", "relative_depth", "kl", *extra]
     skip_rows = skips.assign(lens="skip block alone", layer=skips["skipped"], kl=skips["kl_mean"])[columns]
-    return pd.concat([lens[columns], skip_rows], ignore_index=True)
+    return pd.concat([lens.assign(kl=lens[direction])[columns], skip_rows], ignore_index=True)
 
 
 def weight_shares(results: Results) -> dict[str, list[float]]:

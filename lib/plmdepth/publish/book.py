@@ -177,7 +177,8 @@ def git_state(root: Path | None = None) -> str:
 
 def write_generated_pages(version: str) -> None:
     """book/build_info.md (build date, version, git commit, models run), book/figures.md (figure
-    index), book/models.md, and book/key_results.md and book/claims.md (the claims' verdicts)."""
+    index), book/models.md, and book/key_results.md, book/claims.md and book/sensitivity.md (the claims' verdicts
+    and their threshold sweep)."""
     found = results_runs()
     rows = []
     for record in found:

@@ -205,6 +205,8 @@ CHAPTERS: dict[str, Chapter] = {c.name: c for c in (
         "layer_skipping": sequence_runs("layer_skipping", p, structure=False),
         "variant_effects": assay_runs(_read_chapter("variant-effects", p))},
         own={"vocab": Parameter("full", '"full" vocabulary or "amino_acids" (20 canonical, renormalised)'),
+             "kl_direction": Parameter("kl", '"kl": KL(p_l ‖ p_L), the logit lens\'s; "kl_reverse": KL(p_L ‖ p_l), '
+                                             "what the translators are trained on and the tuned-lens code reports"),
              "train_fraction": Parameter(0.5, "share of the sequences the translators are trained on (the rest "
                                               "is held out)"),
              "epochs": Parameter(50, "training epochs of the translators"),

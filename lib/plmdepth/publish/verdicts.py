@@ -4,7 +4,8 @@
 sentence of evidence; `key_results_markdown` is the front page's table and `verdict_markdown` a
 chapter's "Does this build agree?". `lens_or_layers_markdown` is {ref}`chapter-lens-or-layers`'s
 verdict and `lens_or_layers_key_line` the front page's line, from the same numbers
-(`analysis.truncation.lens_or_layers`). `write_pages` writes book/key_results.md and book/claims.md.
+(`analysis.truncation.lens_or_layers`). `write_pages` writes book/key_results.md, book/claims.md and
+book/sensitivity.md (`sensitivity_markdown`: the threshold sweep of `analysis.sensitivity`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 
 from plmdepth.analysis.claims import (BEYOND, CLAIMS, NO_TWINS, NOT_TESTABLE, VERDICTS, ClaimParameters, claims,
                                       with_twins)
+from plmdepth.analysis.sensitivity import SWEPT, counts, stability, sweep
 from plmdepth.analysis.truncation import LensOrLayers, TruncationParameters, lens_or_layers
 
 
@@ -314,7 +316,36 @@ def write_pages(folders, book: Path, params: ClaimParameters | None = None,
         lines.append(f"| ({row['claim']}) | {row['paper']} | {row['model']} | {row['number']} | {number_text(row)} | "
                      f"{row['verdict']} | {row['why'] or '—'} |")
     (book / "claims.md").write_text("\n".join(lines) + "\n")
+    (book / "sensitivity.md").write_text(sensitivity_markdown(sweep(folders, params=params, truncation=truncation)))
     return table
+
+
+def sensitivity_markdown(table: pd.DataFrame) -> str:
+    """Discussion's threshold sweep (`analysis.sensitivity.sweep`): per threshold and factor the verdict
+    counts, then the verdicts that hold across the sweep and those that flip."""
+    if table.empty:
+        return "*No verdict of this build uses a swept threshold.*\n"
+    counted = counts(table)
+    factors = sorted(counted["factor"].unique())
+    lines = ["| threshold (default) | " + " | ".join(f"×{f:g}" for f in factors) + " |",
+             "|---|" + "---|" * len(factors)]
+    for name, part in counted.groupby("threshold", sort=False):
+        cells = part.set_index("factor")
+        default = cells.loc[1.0, "value"] if 1.0 in cells.index else float("nan")
+        lines.append(f"| {SWEPT[name][0]}: `{name}` ({default:g}) | "
+                     + " | ".join(f"{cells.loc[f, 'value']:.3g}: {cells.loc[f, 'verdicts']}" if f in cells.index
+                                  else "—" for f in factors) + " |")
+    stable = stability(table)
+    holds, flips = stable[stable["holds"]], stable[~stable["holds"]]
+    label = lambda r: f"({r['claim']}) {r['model']} ({r['default']})" if len(r["claim"]) == 1 else \
+        f"lens or layers: {r['model']} ({r['default']})"  # noqa: E731
+    text = ["", f"Each threshold multiplied by {', '.join(f'{f:g}' for f in factors)}, the others at their defaults; "
+            "cells: the threshold's value and the testable trained models' verdicts."]
+    text.append("**Verdicts that hold across the sweep:** " + (", ".join(label(r) for _, r in holds.iterrows())
+                                                              if len(holds) else "none") + ".")
+    text.append("**Verdicts that flip:** " + ("; ".join(f"{label(r)}: {r['flips']}" for _, r in flips.iterrows())
+                                             if len(flips) else "none") + ".")
+    return "\n".join(lines) + "\n" + "\n\n".join(text) + "\n"
 
 
 def updates_markdown(table: pd.DataFrame) -> str:
