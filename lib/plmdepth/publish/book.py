@@ -188,9 +188,9 @@ def write_generated_pages(version: str) -> None:
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     state = git_state()
     source = f"git {state}" if state.startswith("commit") else state
-    info = [f"*Built {date} from plmdepth {version} ({source}).*", ""]
+    info = ["(build-info)=", f"*Built {date} from plmdepth {version} ({source}).*", ""]
     if rows:
-        info += ["Models run in this build:", "",
+        info += [measurement_time_sentence(found), "", "Models run in this build:", "",
                  "| model | objective | blocks | weights | measurements | results folder |",
                  "|---|---|---|---|---|---|", *rows, ""]
     book = paths.book_dir()
@@ -199,6 +199,22 @@ def write_generated_pages(version: str) -> None:
     (book / "models.md").write_text(model_table_page(found))
     # book/key_results.md (front page) and book/claims.md (Discussion): the paper's claims tested
     verdicts.write_pages(found.folders, book)
+
+
+def measurement_time_sentence(found: Results) -> str:
+    """How long this build's measurements took (run.json's `wall_time_s`), and how much of it the untrained
+    twins (twins of trained models, and architectures run untrained only) took."""
+    total = twins = 0.0
+    for record in found:
+        seconds = sum(float(e.get("wall_time_s") or 0) for e in record.measurements.values())
+        total += seconds
+        twins += seconds if record.model.twin_of else 0.0
+    if total <= 0:
+        return ""
+    share = f" ({twins / total:.0%})" if twins else ""
+    return (f"The measurements of this build took {total / 60:.1f} min of computation in all, the untrained twins "
+            f"{twins / 60:.1f} min of it{share} (recorded in each run.json; a measurement reused from an earlier "
+            f"build counts with the time it took then).")
 
 
 def results_runs() -> Results:
