@@ -38,9 +38,12 @@ def test_chapter_on_a_local_folder_adds_its_results_and_reuses_cache(tmp_path, m
     folder = tmp_path / "my_esm"
     tiny_esm_hf(seed=9, max_positions=256).save_pretrained(folder)
     results = tmp_path / "results"
-    params = {"models": "iglm-s", "structure_models": "", "n_sequences": 6, "results_dir": str(results)}
+    params = {"models": "iglm-s", "structure_models": "", "n_sequences": 6, "results_dir": str(results),
+              "twin_seeds": 1, "untrained_models": "esm2_t6_8M"}
     out = run_chapter("layer-skipping", params, add_models=str(folder), output=tmp_path / "chapter.ipynb")
-    assert {p.name for p in results.iterdir()} == {"iglm-s", "my_esm"}
+    # each model and its untrained twin (seed 0); ESM-2 8M from its published config alone, untrained
+    assert {p.name for p in results.iterdir()} == {"iglm-s", "my_esm", "iglm-s@random0", "my_esm@random0",
+                                                  "esm2_t6_8M@random0"}
     nb = nbformat.read(out, as_version=4)
     svgs = [o for c in nb.cells for o in c.get("outputs", [])
             if "application/papermill.record/image/svg+xml" in o.get("data", {})]
@@ -59,3 +62,9 @@ def test_chapter_on_a_local_folder_adds_its_results_and_reuses_cache(tmp_path, m
     assert run_json["model"]["n_layers"] == 3
     assert {p.name for p in (tmp_path / "figures").glob("*.svg")} == {
         "fig-skip-effect.svg", "fig-skip-output.svg", "fig-skip-kl.svg"}
+    # the twins are drawn (dashed, with their range) and named in the caption; the heat map shows the
+    # architecture run untrained only as a panel of its own
+    assert 'stroke-dasharray="5,3"' in (tmp_path / "figures" / "fig-skip-output.svg").read_text()
+    assert "esm2_t6_8M (untrained)" in (tmp_path / "figures" / "fig-skip-effect.svg").read_text()
+    texts = json.dumps([o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])])
+    assert "untrained twins" in texts and "initialiser; one seed" in texts

@@ -116,7 +116,7 @@ def test_a_diffusion_model_has_one_name_in_every_chapter(tmp_path, monkeypatch):
     figures = tmp_path / "figures"
     monkeypatch.setenv("PLMDEPTH_FIGURES", str(figures))
     common = {"models": str(folder), "diffusion_ratios": [0.15, 0.5], "structure_models": "", "n_sequences": 6,
-              "results_dir": str(tmp_path / "results")}
+              "results_dir": str(tmp_path / "results"), "twin_seeds": 0, "untrained_models": ""}
     variant_effects = {"models": str(folder), "assays": "A4_HUMAN_Seuma_2022_subset", "max_variants": 8,
                        "n_bootstrap": 5}
     own = {"variant-effects": variant_effects, "lens-or-layers": {"epochs": 2, "variant_effects": variant_effects}}

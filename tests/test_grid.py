@@ -26,7 +26,11 @@ def test_every_chapter_has_jobs_and_each_folder_measurement_is_one_job():
     assert len(keys) == len(set(keys))
     models = shared_parameters()["models"].split(",")
     logit = {j.request.folder.name for j in per_chapter["logit-lens"]}
-    assert logit == set(models) | {"proteinmpnn"}  # structure models run on their own chains
+    trained = set(models) | {"proteinmpnn"}  # structure models run on their own chains
+    twins = {f"{m}@random{k}" for m in trained | {"esm2_t6_8M", "esm2_t12_35M"} for k in range(3)}
+    assert logit == trained | twins  # every model's untrained twins, and the architectures run untrained only
+    tuned = {j.request.folder.name for j in per_chapter["lens-or-layers"] if j.request.measurement == "tuned_lens"}
+    assert tuned == set(models) | {f"{m}@random{k}" for m in models for k in range(3)}  # no untrained-only models
     # the cross-model chapter reads the same logit-lens runs as the logit-lens chapter
     assert {j.name for j in per_chapter["logit-lens"]} <= {j.name for j in per_chapter["cross-model"]}
     # variant effects keep the chapter's own models and sets
@@ -37,7 +41,7 @@ def test_every_chapter_has_jobs_and_each_folder_measurement_is_one_job():
 
 
 def test_a_changed_shared_parameter_reaches_the_chapters_that_do_not_set_it():
-    config = {**shared_parameters(), "models": "iglm-s", "n_sequences": 7}
+    config = {**shared_parameters(), "models": "iglm-s", "n_sequences": 7, "twin_seeds": 0}
     jobs, per_chapter = grid.jobs(config)
     assert {j.request.model.argument for j in per_chapter["logit-lens"]} == {"iglm-s", "proteinmpnn"}
     assert all(j.request.inputs.n_sequences == 7 for j in per_chapter["logit-lens"])
@@ -45,7 +49,7 @@ def test_a_changed_shared_parameter_reaches_the_chapters_that_do_not_set_it():
     assert {j.request.model.argument for j in per_chapter["variant-effects"]} == {"unirep-64", "unirep-256",
                                                                                   "unirep-1900"}
     assert grid.injected("logit-lens", grid.chapter_parameters("logit-lens", config)) == {
-        "models": "iglm-s", "n_sequences": 7}
+        "models": "iglm-s", "n_sequences": 7, "twin_seeds": 0}
 
 
 def test_chapters_asking_for_one_run_with_different_parameters_are_refused():
@@ -65,9 +69,11 @@ def test_defaults_spelled_out_or_not_make_one_run():
 
 
 def test_diffusion_models_get_one_job_per_masking_ratio():
-    params = {**shared_parameters(), "models": "dplm_150m", "structure_models": "", "diffusion_ratios": [0.15, 0.5]}
+    params = {**shared_parameters(), "models": "dplm_150m", "structure_models": "", "diffusion_ratios": [0.15, 0.5],
+              "twin_seeds": 1, "untrained_models": ""}
     reqs = sequence_runs("logit_lens", params)
-    assert [r.folder.name for r in reqs] == ["dplm_150m@mask0.15", "dplm_150m@mask0.5"]
+    assert [r.folder.name for r in reqs] == ["dplm_150m@mask0.15", "dplm_150m@mask0.5", "dplm_150m@random0@mask0.15",
+                                             "dplm_150m@random0@mask0.5"]
     again = RunRequest.from_json(json.loads(json.dumps(reqs[1].to_json())))
     assert again == reqs[1] and again.mask_fraction == 0.5
 

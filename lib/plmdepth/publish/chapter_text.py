@@ -182,8 +182,9 @@ def twins_sentence(table: pd.DataFrame) -> str:
     trained = set(table.loc[table["twin_of"].isna(), "model"])
     alone = [m for m in seeds.index if m not in trained]
     n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
+    over = "one seed" if n == "1" else f"{n} seeds: mean and range"
     text = (f"Dashed, with a pale band of the same colour: each model's untrained twins (the same architecture and "
-            f"config, freshly initialised by its own initialiser; mean and range over {n} seeds).")
+            f"config, freshly initialised by its own initialiser; {over}).")
     if alone:
         text += f" {', '.join(alone)}: architecture only, no training (\"(untrained)\")."
     return text

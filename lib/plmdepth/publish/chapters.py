@@ -60,11 +60,12 @@ def twin_seeds(p: dict) -> list[int]:
 
 
 def sequence_runs(measurement: str, p: dict, structure: bool = True, mask_fraction: float | None = None,
-                  **params) -> list[RunRequest]:
+                  untrained: bool = True, **params) -> list[RunRequest]:
     """`measurement` of every model of the chapter on its FASTA file (and of its structure models on
     the chains of their structures): a diffusion model once per ratio of `diffusion_ratios`, every
     model at `mask_fraction` when it is given. Every model's untrained twins follow it (one per seed
-    of `twin_seeds`), and the architectures of `untrained_models` run as twins only. `params` are the
+    of `twin_seeds`), and the architectures of `untrained_models` run as twins only (with `untrained`:
+    they stand for the paper's Figs. 1-4, which the tuned lens is not part of). `params` are the
     measurement's own."""
     specs = [(spec, p["fasta"]) for spec in resolved(p["models"], p["diffusion_models"])]
     if structure and model_list(p.get("structure_models")):
@@ -73,7 +74,8 @@ def sequence_runs(measurement: str, p: dict, structure: bool = True, mask_fracti
         specs += [(spec, p["structure_fasta"]) for spec in resolved(p["structure_models"])]
     seeds = twin_seeds(p)
     specs = [(s, data) for spec, data in specs for s in (spec, *(twin(spec, k) for k in seeds))]
-    specs += [(twin(spec, k), p["fasta"]) for spec in resolved(p.get("untrained_models")) for k in seeds]
+    if untrained:
+        specs += [(twin(spec, k), p["fasta"]) for spec in resolved(p.get("untrained_models")) for k in seeds]
     out = []
     for spec, data in specs:
         ratios = ([mask_fraction] if mask_fraction is not None else
@@ -200,9 +202,9 @@ CHAPTERS: dict[str, Chapter] = {c.name: c for c in (
                  "n_bootstrap": Parameter(200, "bootstrap resamples of the variants for the 95% intervals"),
                  "batch_size": Parameter(64, "sequences per forward pass")}),
     Chapter("lens-or-layers", "lens_or_layers", lambda p: {
-        "tuned_lens": sequence_runs("tuned_lens", p, structure=False, vocab=p["vocab"],
+        "tuned_lens": sequence_runs("tuned_lens", p, structure=False, untrained=False, vocab=p["vocab"],
                                     train_fraction=p["train_fraction"], epochs=p["epochs"]),
-        "layer_skipping": sequence_runs("layer_skipping", p, structure=False),
+        "layer_skipping": sequence_runs("layer_skipping", p, structure=False, untrained=False),
         "variant_effects": assay_runs(_read_chapter("variant-effects", p))},
         own={"vocab": Parameter("full", '"full" vocabulary or "amino_acids" (20 canonical, renormalised)'),
              "kl_direction": Parameter("kl", '"kl": KL(p_l ‖ p_L), the logit lens\'s; "kl_reverse": KL(p_L ‖ p_l), '
