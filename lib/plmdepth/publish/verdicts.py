@@ -307,7 +307,12 @@ def write_pages(folders, book: Path, params: ClaimParameters | None = None,
     for Discussion), from the results folders of this build; returns the claims table."""
     table = claims(folders, params)
     intro = ("Verdicts of this build, from its results folders (tests defined in {ref}`methods-claims`; "
-             "every model's numbers in {ref}`discussion`):\n\n")
+             "every model's numbers in {ref}`discussion`). Each test number carries its 95% bootstrap interval "
+             "over sequences; a model *agrees* or *disagrees* only when the whole interval lies on one side of "
+             "the threshold, and is *inconclusive* otherwise. *Untrained twins*: the same measurement on the "
+             "model's architecture freshly initialised (mean and range over seeds, {ref}`methods-twins`); "
+             "*beyond architecture* when the trained model's interval lies beyond that whole range on the "
+             "paper's side.\n\n")
     key_line = lens_or_layers_key_line(lens_or_layers(folders, truncation))
     (book / "key_results.md").write_text(intro + key_results_markdown(table) + "\n" + key_line)
     lines = ["| claim | cf. paper | model | test number | value [95% interval] | verdict | detail |",
