@@ -56,17 +56,21 @@ CHAPTERS["logit-lens"].own_table()
 # %% tags=["hide-input"]
 from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure, trained_only
 from plmdepth.publish.chapter_text import twins_sentence
-from plmdepth.publish.figures import depth_curves
+from plmdepth.publish.figures import depth_curves, lens_curves
 from plmdepth.publish.provenance import run_caption
 from plmdepth.analysis.claims import ClaimParameters, claims
 from plmdepth.publish.verdicts import verdict_markdown
 
-result = collect_chapter("logit-lens", globals())["logit_lens"]
+runs = collect_chapter("logit-lens", globals())
+result = runs["logit_lens"]
 frame = result["logit_lens"]
 glue_text("logit_lens_run", run_caption(result.folders, fasta, "logit_lens", seed) + " " + twins_sentence(frame))
-for metric, label in ((kl_direction, "fig-logit-lens-kl"), ("top1_agreement", "fig-logit-lens-agreement"),
-                      ("top1_accuracy", "fig-logit-lens-accuracy")):
+for metric, label in ((kl_direction, "fig-logit-lens-kl"), ("top1_agreement", "fig-logit-lens-agreement")):
     publish_figure(label, depth_curves(frame, metric), frame)
+# top-1 accuracy per model, against the trivial baselines of its tuned-lens run (its panel's dashed rules)
+accuracy = frame.assign(lens="logit")
+rules = runs["tuned_lens"]["tuned_lens_baselines"]
+publish_figure("fig-logit-lens-accuracy", lens_curves(accuracy, "top1_accuracy", baselines=rules), accuracy)
 
 # %% [markdown]
 # ```{glue:figure} fig_logit_lens_kl
@@ -96,8 +100,11 @@ for metric, label in ((kl_direction, "fig-logit-lens-kl"), ("top1_agreement", "f
 # :name: fig-logit-lens-accuracy
 #
 # Top-1 accuracy of each layer's logit-lens prediction against the true residue, against
-# relative depth; the dashed line is chance over the 20 amino acids (1/20).
-# {glue:text}`logit_lens_run`
+# relative depth, one panel per model. Dashed rules: the trivial baselines of
+# {ref}`methods-trivial-baselines` on the same kind of positions, "unigram" (the most frequent
+# residue) and "position" (the most frequent residue at that position), estimated on the tuned
+# lens's training split and read on its held-out split ({ref}`chapter-lens-or-layers`; the curves
+# here are read on every sequence). {glue:text}`logit_lens_run`
 # ```
 #
 # ```{glue:md} links_fig_logit_lens_accuracy

@@ -32,7 +32,11 @@ def test_every_chapter_has_jobs_and_each_folder_measurement_is_one_job():
     tuned = {j.request.folder.name for j in per_chapter["lens-or-layers"] if j.request.measurement == "tuned_lens"}
     assert tuned == set(models) | {f"{m}@random{k}" for m in models for k in range(3)}  # no untrained-only models
     # the cross-model chapter reads the same logit-lens runs as the logit-lens chapter
-    assert {j.name for j in per_chapter["logit-lens"]} <= {j.name for j in per_chapter["cross-model"]}
+    assert ({j.name for j in per_chapter["logit-lens"] if j.request.measurement == "logit_lens"}
+            <= {j.name for j in per_chapter["cross-model"]})
+    # and the lens-or-layers chapter's tuned-lens runs (their trivial baselines)
+    assert ({j.name for j in per_chapter["logit-lens"] if j.request.measurement == "tuned_lens"}
+            == {j.name for j in per_chapter["lens-or-layers"] if j.request.measurement == "tuned_lens"})
     # variant effects keep the chapter's own models and sets
     ve = per_chapter["variant-effects"]
     assert [j.request.model.argument for j in ve] == ["unirep-64", "unirep-256", "unirep-1900"]
@@ -48,7 +52,11 @@ def test_a_changed_shared_parameter_reaches_the_chapters_that_do_not_set_it():
     # the variant-effects chapter sets its own models: the shared list does not replace them
     assert {j.request.model.argument for j in per_chapter["variant-effects"]} == {"unirep-64", "unirep-256",
                                                                                   "unirep-1900"}
-    assert grid.injected("logit-lens", grid.chapter_parameters("logit-lens", config)) == {
+    injected = grid.injected("logit-lens", grid.chapter_parameters("logit-lens", config))
+    assert {k: v for k, v in injected.items() if k != "lens_or_layers"} == {
+        "models": "iglm-s", "n_sequences": 7, "twin_seeds": 0}
+    # the chapter it reads (lens-or-layers, for the trivial baselines) sees the same changes
+    assert {k: injected["lens_or_layers"][k] for k in ("models", "n_sequences", "twin_seeds")} == {
         "models": "iglm-s", "n_sequences": 7, "twin_seeds": 0}
 
 

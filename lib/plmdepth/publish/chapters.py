@@ -94,6 +94,13 @@ def assay_runs(p: dict) -> list[RunRequest]:
             for spec in resolved(p["models"], p["diffusion_models"])]
 
 
+def tuned_runs(p: dict) -> list[RunRequest]:
+    """The tuned lens of every model of the lens-or-layers chapter with parameters `p` (their twins too;
+    not the architectures run untrained only, nor the structure models)."""
+    return sequence_runs("tuned_lens", p, structure=False, untrained=False, vocab=p["vocab"],
+                         train_fraction=p["train_fraction"], epochs=p["epochs"])
+
+
 @dataclass(frozen=True)
 class Parameter:
     """One of a chapter's own parameters: its default and what it means."""
@@ -176,10 +183,14 @@ CHAPTERS: dict[str, Chapter] = {c.name: c for c in (
              "aggregate": Parameter("effect_max", '"effect_max" (the paper\'s) or "effect_mean"')}),
     Chapter("logit-lens", "logit_lens", lambda p: {
         "logit_lens": sequence_runs("logit_lens", p, vocab=p["vocab"]),
-        "layer_skipping": sequence_runs("layer_skipping", p)},  # claim (b) reads the output change too
+        "layer_skipping": sequence_runs("layer_skipping", p),  # claim (b) reads the output change too
+        "tuned_lens": tuned_runs(_read_chapter("lens-or-layers", p))},  # its trivial baselines, for accuracy
         own={"vocab": Parameter("full", '"full" vocabulary or "amino_acids" (20 canonical, renormalised)'),
              "kl_direction": Parameter("kl", '"kl": KL(p_l ‖ p_L), Csordás et al.\'s and the paper\'s; "kl_reverse": '
-                                             "KL(p_L ‖ p_l), the tuned-lens code's")}),
+                                             "KL(p_L ‖ p_l), the tuned-lens code's"),
+             "lens_or_layers": Parameter({}, "the lens-or-layers chapter's parameters where they differ from its "
+                                             "defaults (its tuned-lens runs hold the trivial baselines)")},
+        reads=("lens-or-layers", "lens_or_layers")),
     Chapter("cross-model", "cross_model", lambda p: {
         "logit_lens": sequence_runs("logit_lens", p),
         "layer_skipping": sequence_runs("layer_skipping", p),
@@ -202,8 +213,7 @@ CHAPTERS: dict[str, Chapter] = {c.name: c for c in (
                  "n_bootstrap": Parameter(200, "bootstrap resamples of the variants for the 95% intervals"),
                  "batch_size": Parameter(64, "sequences per forward pass")}),
     Chapter("lens-or-layers", "lens_or_layers", lambda p: {
-        "tuned_lens": sequence_runs("tuned_lens", p, structure=False, untrained=False, vocab=p["vocab"],
-                                    train_fraction=p["train_fraction"], epochs=p["epochs"]),
+        "tuned_lens": tuned_runs(p),
         "layer_skipping": sequence_runs("layer_skipping", p, structure=False, untrained=False),
         "variant_effects": assay_runs(_read_chapter("variant-effects", p))},
         own={"vocab": Parameter("full", '"full" vocabulary or "amino_acids" (20 canonical, renormalised)'),
