@@ -89,6 +89,14 @@ def _baseline_layers(y_title) -> list:
 
 TWIN_OPACITY = 0.12
 TWIN_DASH = [5, 3]
+TRAINED, UNTRAINED = "trained", "untrained twins (mean, range)"
+
+
+def _dash(kind: str):
+    """The line style of trained curves (solid) and twins (dashed), with a legend of its own."""
+    return alt.StrokeDash("kind:N", title=None, scale=alt.Scale(domain=[TRAINED, UNTRAINED], range=[[1, 0], TWIN_DASH]),
+                          legend=alt.Legend(orient="bottom", direction="horizontal", symbolType="stroke",
+                                            symbolStrokeColor="#555", symbolStrokeWidth=2, symbolSize=400))
 
 
 def untrained_name(name: str) -> str:
@@ -124,8 +132,9 @@ def _twin_layers(twins: pd.DataFrame, metric: str, x, y_title, color, extra=None
     detail = {"detail": extra} if extra else {}
     band = alt.Chart(twins).mark_area(opacity=TWIN_OPACITY).encode(
         x=x, y=alt.Y(f"{metric}_twin_min:Q", title=y_title), y2=f"{metric}_twin_max:Q", color=color, **detail)
-    line = alt.Chart(twins).mark_line(strokeDash=TWIN_DASH, strokeWidth=1.5).encode(
-        x=x, y=alt.Y(f"{metric}:Q", title=y_title), color=color, tooltip=tooltip, **detail)
+    line = alt.Chart(twins.assign(kind=UNTRAINED)).mark_line(strokeWidth=1.5).encode(
+        x=x, y=alt.Y(f"{metric}:Q", title=y_title), color=color, strokeDash=_dash(UNTRAINED), tooltip=tooltip,
+        **detail)
     return [band, line]
 
 
@@ -154,7 +163,10 @@ def _curve_layers(frame: pd.DataFrame, metric: str, y_title, y_scale=None) -> li
     if f"{metric}_low" in frame and f"{metric}_high" in frame:
         layers.append(alt.Chart(drawn).mark_area(opacity=0.2).encode(
             x=x, y=alt.Y(f"{metric}_low:Q", title=y_title), y2=f"{metric}_high:Q", color=color))
-    layers.append(alt.Chart(drawn).mark_line(point=True).encode(x=x, y=y, color=color, tooltip=tooltip))
+    dash = {"strokeDash": _dash(TRAINED)} if len(twins) else {}  # points apart: a legend of line styles needs it
+    trained = alt.Chart(drawn.assign(kind=TRAINED))
+    layers += [trained.mark_line().encode(x=x, y=y, color=color, tooltip=tooltip, **dash),
+               trained.mark_point(filled=True, opacity=1).encode(x=x, y=y, color=color, tooltip=tooltip)]
     if len(hollow):
         layers.append(alt.Chart(hollow).mark_point(filled=False, size=60, strokeWidth=1.5).encode(
             x=x, y=y, color=color, tooltip=tooltip))
@@ -225,7 +237,8 @@ def with_twin_series(frame: pd.DataFrame, metric: str, keys: list[str]) -> pd.Da
     """One frame for a faceted chart: the trained rows (`series` "trained") and the twins' summary
     (`series` "twins", `split_twins`)."""
     trained, twins = split_twins(frame, metric, keys)
-    return pd.concat([trained.assign(series="trained"), twins.assign(series="twins")], ignore_index=True)
+    return pd.concat([trained.assign(series="trained", kind=TRAINED), twins.assign(series="twins", kind=UNTRAINED)],
+                     ignore_index=True)
 
 
 def _facet_twin_layers(data: pd.DataFrame, metric: str, x, y_title, color) -> list:
@@ -238,8 +251,8 @@ def _facet_twin_layers(data: pd.DataFrame, metric: str, x, y_title, color) -> li
                alt.Tooltip(f"{metric}_twin_max:Q", title="max", format=".3f"), "n_seeds:Q"]
     return [twins.mark_area(opacity=TWIN_OPACITY).encode(
                 x=x, y=alt.Y(f"{metric}_twin_min:Q", title=y_title), y2=f"{metric}_twin_max:Q", color=color),
-            twins.mark_line(strokeDash=TWIN_DASH, strokeWidth=1.5).encode(
-                x=x, y=alt.Y(f"{metric}:Q", title=y_title), color=color, tooltip=tooltip)]
+            twins.mark_line(strokeWidth=1.5).encode(
+                x=x, y=alt.Y(f"{metric}:Q", title=y_title), color=color, strokeDash=_dash(UNTRAINED), tooltip=tooltip)]
 
 
 def contribution_curves(frame: pd.DataFrame, value: str = "ratio_mean", width: int = 180,
@@ -253,10 +266,12 @@ def contribution_curves(frame: pd.DataFrame, value: str = "ratio_mean", width: i
     y_title = metric_title(value)
     color = alt.Color("model:N", title="model", sort=list(data["model"].unique()),
                       legend=alt.Legend(orient="bottom", direction="horizontal"))
-    line = alt.Chart().transform_filter("datum.series == 'trained'").mark_line(point=True).encode(
-        x=x, y=alt.Y(f"{value}:Q", title=y_title), color=color,
-        tooltip=["model", "layer", "part", alt.Tooltip(f"{value}:Q", format=".3f")])
-    chart = alt.layer(*_facet_twin_layers(data, value, x, y_title, color), line, data=data).properties(
+    dash = {"strokeDash": _dash(TRAINED)} if (data["series"] == "twins").any() else {}
+    trained = alt.Chart().transform_filter("datum.series == 'trained'")
+    encoding = dict(x=x, y=alt.Y(f"{value}:Q", title=y_title), color=color,
+                    tooltip=["model", "layer", "part", alt.Tooltip(f"{value}:Q", format=".3f")])
+    line = [trained.mark_line().encode(**encoding, **dash), trained.mark_point(filled=True, opacity=1).encode(**encoding)]
+    chart = alt.layer(*_facet_twin_layers(data, value, x, y_title, color), *line, data=data).properties(
         width=width, height=height).facet(column=alt.Column("part:N", title=None, sort=parts), spacing=14)
     return _configure(chart)
 
@@ -337,16 +352,17 @@ def lens_curves(frame: pd.DataFrame, metric: str, x: str = "relative_depth", x_t
                       legend=alt.Legend(orient="bottom", direction="horizontal"))
     x_axis = alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(domain=[0, 1]),
                    axis=alt.Axis(values=[0, 0.25, 0.5, 0.75, 1], format=".2~f"))
-    lines = alt.Chart().mark_line(point=True).encode(
-        x=x_axis, y=alt.Y(f"{metric}:Q", title=y_title), color=color,
-        tooltip=["model", "lens", "layer", alt.Tooltip(f"{metric}:Q", format=".3f")],
-    ).transform_filter("datum.series == 'trained'")
-    layers, data = [*_facet_twin_layers(frame, metric, x_axis, y_title, color), lines], frame
+    dash = {"strokeDash": _dash(TRAINED)} if (frame["series"] == "twins").any() else {}
+    encoding = dict(x=x_axis, y=alt.Y(f"{metric}:Q", title=y_title), color=color,
+                    tooltip=["model", "lens", "layer", alt.Tooltip(f"{metric}:Q", format=".3f")])
+    trained = alt.Chart().transform_filter("datum.series == 'trained'")
+    lines = [trained.mark_line().encode(**encoding, **dash), trained.mark_point(filled=True, opacity=1).encode(**encoding)]
+    layers, data = [*_facet_twin_layers(frame, metric, x_axis, y_title, color), *lines], frame
     if baselines is not None and len(baselines):  # in the facet's data, so that each panel draws its model's
         rules = baselines.loc[baselines["model"].isin(models), ["model", "predictor", metric]]
         data = pd.concat([frame, rules.rename(columns={metric: "baseline_value"}).assign(series="baseline")],
                          ignore_index=True)
-        layers = [*layers[:-1], lines.transform_filter("isValid(datum.lens)"), *_baseline_layers(y_title)]
+        layers = [*layers, *_baseline_layers(y_title)]
     chart = alt.layer(*layers, data=data).properties(width=width, height=height).facet(
         facet=alt.Facet("model:N", title=None, sort=models, header=alt.Header(labelFontSize=FONT + 1)),
         columns=min(2, len(models)), spacing=12)
