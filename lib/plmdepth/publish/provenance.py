@@ -21,22 +21,33 @@ def run_caption(folders: list[str | Path], fasta: str, measurement: str, seed: i
 
     The data file of each run is read from its run.json (`fasta` is the fallback), so a chapter
     whose models ran on different data (ProteinMPNN on structures) names each file with its models.
+    Untrained twins are named once, by their seeds (and an architecture run untrained only as
+    "<name> untrained").
     """
     runs = _runs(folders)
-    names = ", ".join(dict.fromkeys(record.model.display for record, _ in runs))
+    trained = {record.model.display for record, _ in runs if not record.model.twin_of}
+
+    def name(record) -> str:
+        twin_of = record.model.twin_of
+        return record.model.display if not twin_of else None if twin_of in trained else f"{twin_of} untrained"
+
+    names = ", ".join(n for n in dict.fromkeys(name(record) for record, _ in runs) if n)
+    seeds = sorted({record.model.init_seed for record, _ in runs if record.model.twin_of})
+    twins = f"; untrained twins of each, seeds {', '.join(map(str, seeds))}" if seeds else ""
     by_data: dict[str, dict] = {}
     for record, run in runs:
         meas = run["measurements"][measurement]
         data = by_data.setdefault(Path(meas.get("fasta") or meas.get("reference") or fasta).name,
                                   {"models": {}, "counts": set()})
-        data["models"][record.model.display] = None
+        if name(record):
+            data["models"][name(record)] = None
         data["counts"].add(meas["n_sequences"])
     parts = []
-    for name, data in by_data.items():
+    for file, data in by_data.items():
         n_text = " / ".join(str(c) for c in sorted(data["counts"]))
         models = f"{', '.join(data['models'])}: " if len(by_data) > 1 else ""
-        parts.append(f"{name} ({models}{n_text} {unit})" if models else f"{name}, {n_text} {unit}")
-    return f"Models: {names}. Data: {'; '.join(parts)}; seed {seed}."
+        parts.append(f"{file} ({models}{n_text} {unit})" if models else f"{file}, {n_text} {unit}")
+    return f"Models: {names}{twins}. Data: {'; '.join(parts)}; seed {seed}."
 
 
 def _inputs(meas: dict) -> str:
