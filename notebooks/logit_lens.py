@@ -101,7 +101,7 @@ publish_figure("fig-logit-lens-accuracy", lens_curves(accuracy, "top1_accuracy",
 #
 # Top-1 accuracy of each layer's logit-lens prediction against the true residue, against
 # relative depth, one panel per model. Dashed rules: the trivial baselines of
-# {ref}`methods-trivial-baselines` on the same kind of positions, "unigram" (the most frequent
+# {ref}`Methods <methods-trivial-baselines>` on the same kind of positions, "unigram" (the most frequent
 # residue) and "position" (the most frequent residue at that position), estimated on the tuned
 # lens's training split and read on its held-out split ({ref}`chapter-lens-or-layers`; the curves
 # here are read on every sequence). {glue:text}`logit_lens_run`

@@ -310,7 +310,7 @@ def write_pages(folders, book: Path, params: ClaimParameters | None = None,
              "every model's numbers in {ref}`discussion`). Each test number carries its 95% bootstrap interval "
              "over sequences; a model *agrees* or *disagrees* only when the whole interval lies on one side of "
              "the threshold, and is *inconclusive* otherwise. *Untrained twins*: the same measurement on the "
-             "model's architecture freshly initialised (mean and range over seeds, {ref}`methods-twins`); "
+             "model's architecture freshly initialised (mean and range over seeds, {ref}`Methods <methods-twins>`); "
              "*beyond architecture* when the trained model's interval lies beyond that whole range on the "
              "paper's side.\n\n")
     key_line = lens_or_layers_key_line(lens_or_layers(folders, truncation))
