@@ -113,7 +113,8 @@ def test_changing_a_results_csv_changes_the_verdict_sentence(results, tmp_path):
     after = verdict_markdown(after_table, "a")
     assert after != before and "**mixed**" in after and "1 of 2 testable disagree: deep (5.26 [" in after
     key = key_results_markdown(after_table)
-    assert "| **(a) Later blocks depend less on earlier computations** (Fig. 1): **mixed** | deep | 5.26 [" in key
+    assert "**(a) Later blocks depend less on earlier computations** (Fig. 1): **mixed**" in key
+    assert "| deep | 5.26 [" in key and "| shallow | 0.80 [" in key
 
 
 def test_thresholds_are_parameters(results):

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from plmdepth.analysis.claims import (BEYOND, CLAIMS, NO_TWINS, NOT_TESTABLE, VERDICTS, ClaimParameters, claims,
-                                      with_twins)
+from plmdepth.analysis.claims import (BEYOND, CLAIMS, NO_TWINS, NOT_BEYOND, NOT_TESTABLE, VERDICTS, ClaimParameters,
+                                      claims, with_twins)
 from plmdepth.analysis.sensitivity import SWEPT, counts, stability, sweep
 from plmdepth.analysis.truncation import LensOrLayers, TruncationParameters, lens_or_layers
 
@@ -46,8 +46,9 @@ def number_text(row) -> str:
     return text
 
 
-def twins_text(row) -> str:
-    """The untrained twins' number: mean and range over seeds ("0.93 (0.89–0.98, 3 seeds)")."""
+def twins_text(row, seeds: bool = True) -> str:
+    """The untrained twins' number: mean and range over seeds ("0.93 (0.89–0.98), 3 seeds"; without
+    `seeds`, the count left to a table's header)."""
     row = row if isinstance(row, dict) else dict(row)
     if not row.get("twins_n"):
         return "—"
@@ -57,7 +58,11 @@ def twins_text(row) -> str:
     text = one("twins")
     if row["claim"] == "b" and not pd.isna(row.get("twins_second_mean")):
         text = f"share {text}; ratio {one('twins_second')}"
-    return f"{text}, {int(row['twins_n'])} seeds"
+    return f"{text}, {int(row['twins_n'])} seeds" if seeds else text
+
+
+def _beyond(row) -> str:
+    return {BEYOND: "yes", NOT_BEYOND: "no"}.get(row["architecture"], "—") if row["verdict"] != NOT_TESTABLE else "—"
 
 
 def _combined(verdicts: list[str]) -> str:
@@ -98,21 +103,31 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def key_results_markdown(table: pd.DataFrame) -> str:
-    """The front page's claims table: per claim its verdict, then per trained model the test number
-    with its 95% interval, the verdict, the untrained twins' number and the beyond-architecture verdict."""
+    """The front page's claims: per claim its verdict, then per trained model the test number with its
+    95% interval, the verdict, the untrained twins' number and whether it lies beyond them."""
     verdicts = dict(zip(CLAIMS, summary(table)["verdict"]))
     trained = with_twins(table)
-    lines = ["| claim of the paper | model | test number [95% interval] | verdict | untrained twins | "
-             "beyond architecture? |", "|---|---|---|---|---|---|"]
+    out = []
     for claim, (statement, figure) in CLAIMS.items():
         part = trained[trained["claim"] == claim]
-        head = f"**({claim}) {statement}** ({figure}): **{verdicts[claim]}**"
+        out.append(f"**({claim}) {statement}** ({figure}): **{verdicts[claim]}**")
         if part.empty:
-            lines.append(f"| {head} | — | — | {NOT_TESTABLE} | — | — |")
-        for i, (_, row) in enumerate(part.iterrows()):
-            lines.append(f"| {head if i == 0 else ''} | {row['model']} | {number_text(row)} | {row['verdict']} | "
-                         f"{twins_text(row)} | {row['architecture'] if row['verdict'] != NOT_TESTABLE else '—'} |")
-    return "\n".join(lines) + "\n"
+            out += ["", f"No model of this build can test it (no results for it).", ""]
+            continue
+        testable = part[part["verdict"] != NOT_TESTABLE]
+        seeds = int(testable["twins_n"].max()) if len(testable) else 0
+        twins = f"untrained twins: mean (range over {seeds} seeds)" if seeds else "untrained twins"
+        out += ["", f"| model | {part['number'].iloc[0]} [95% interval] | verdict | {twins} | beyond architecture? |",
+                "|---|---|---|---|---|"]
+        for _, row in testable.iterrows():
+            out.append(f"| {row['model']} | {number_text(row)} | {row['verdict']} | {twins_text(row, seeds=False)} | "
+                       f"{_beyond(row)} |")
+        untested = part[part["verdict"] == NOT_TESTABLE]
+        out.append("")
+        if len(untested):
+            out += ["Not testable here: " + "; ".join(f"{m} ({w})" for m, w in zip(untested["model"], untested["why"]))
+                    + ".", ""]
+    return "\n".join(out) + "\n"
 
 
 def verdict_markdown(table: pd.DataFrame, claim_ids: str) -> str:
