@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from plmdepth.results import Results
 from plmdepth.analysis.claims import output_profile, read_runs
 
 
@@ -26,7 +27,8 @@ def depth_efficiency(folders, params: EfficiencyParameters | None = None) -> pd.
     (blocks whose effect is zero by construction excluded). 1 - d* is the share of depth spent refining."""
     params = params or EfficiencyParameters()
     rows = []
-    for run in read_runs(folders):
+    order = {r.model.display: i for i, r in enumerate(Results(folders))}  # the chapter's model order
+    for run in sorted(read_runs(folders), key=lambda run: order.get(run.name, len(order))):
         lens, output = run.tables.get("logit_lens"), output_profile(run)
         if lens is None or output is None:
             continue

@@ -4,7 +4,9 @@ The thresholds of the claims' tests (`ClaimParameters`: `kl_share` of (b), `dip`
 `last_quarter_share` of (e)) and of the lens-or-layers verdict (`TruncationParameters.kept_threshold`)
 were chosen by hand. `sweep(folders)` recomputes every verdict of the trained models with each
 threshold multiplied by each of `FACTORS` (the others at their defaults) and returns one row per
-(threshold, factor, claim, model) with the verdict; `stability` says, per (claim, model), whether
+(threshold, factor, claim, model) with the verdict (`kept_threshold`, a share kept, is swept through
+the share it allows to be lost: 1 - (1 - kept_threshold) x factor, so that it stays below 1);
+`stability` says, per (claim, model), whether
 its verdict is the same across the whole sweep of the thresholds its test uses. The thresholds
 that are part of a claim's statement (ratio < 1, difference < 0, at least one dip) are not swept.
 """
@@ -35,7 +37,7 @@ def sweep(folders, factors=FACTORS, params: ClaimParameters | None = None,
     for name, (_, uses) in SWEPT.items():
         for factor in factors:
             if name == "kept_threshold":
-                value = truncation.kept_threshold * factor
+                value = 1 - (1 - truncation.kept_threshold) * factor  # the share allowed to be lost, scaled
                 table = truncation_accuracy(folders, replace(truncation, kept_threshold=value))
                 part = table.assign(claim=uses)[["claim", "model", "verdict"]]
             else:

@@ -359,8 +359,9 @@ def sensitivity_markdown(table: pd.DataFrame) -> str:
     holds, flips = stable[stable["holds"]], stable[~stable["holds"]]
     label = lambda r: f"({r['claim']}) {r['model']} ({r['default']})" if len(r["claim"]) == 1 else \
         f"lens or layers: {r['model']} ({r['default']})"  # noqa: E731
-    text = ["", f"Each threshold multiplied by {', '.join(f'{f:g}' for f in factors)}, the others at their defaults; "
-            "cells: the threshold's value and the testable trained models' verdicts."]
+    text = ["", f"Each threshold multiplied by {', '.join(f'{f:g}' for f in factors)} (`kept_threshold` through the "
+            "share it allows to be lost, 1 − `kept_threshold`), the others at their defaults; cells: the threshold's "
+            "value and the testable trained models' verdicts."]
     text.append("**Verdicts that hold across the sweep:** " + (", ".join(label(r) for _, r in holds.iterrows())
                                                               if len(holds) else "none") + ".")
     text.append("**Verdicts that flip:** " + ("; ".join(f"{label(r)}: {r['flips']}" for _, r in flips.iterrows())
