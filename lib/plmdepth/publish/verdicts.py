@@ -379,11 +379,13 @@ def updates_markdown(table: pd.DataFrame) -> str:
         return "No model of this build has contributions with per-sequence sums to test.\n"
     counts = ", ".join(f"{int((testable['verdict'] == v).sum())} {v}" for v in VERDICTS
                        if (testable["verdict"] == v).any())
+    seeds = int(testable["twins_n"].max())
+    twins = f"untrained twins: mean (range over {seeds} seeds)" if seeds else "untrained twins"
     lines = [f"Later blocks change the stream less than earlier ones (the whole 95% interval of the ratio below 1) "
              f"for **{int((testable['verdict'] == 'agrees').sum())} of {len(testable)}** models ({counts}):", "",
-             "| model | late/early relative update [95% interval] | verdict | untrained twins | beyond architecture? |",
+             f"| model | late/early relative update [95% interval] | verdict | {twins} | beyond architecture? |",
              "|---|---|---|---|---|"]
     for _, row in testable.iterrows():
-        lines.append(f"| {row['model']} | {number_text(row)} | {row['verdict']} | {twins_text(row)} | "
-                     f"{row['architecture']} |")
+        lines.append(f"| {row['model']} | {number_text(row)} | {row['verdict']} | {twins_text(row, seeds=False)} | "
+                     f"{_beyond(row)} |")
     return "\n".join(lines) + "\n"
