@@ -384,7 +384,7 @@ class Bench:
         from plmdepth.probes.measurements import MEASUREMENTS
 
         m = MEASUREMENTS["logit_lens"]
-        table = m.compute(lm, records, plan, m.config(n_bootstrap=0), progress=False)
+        table, *_ = m.compute(lm, records, plan, m.config(n_bootstrap=0), progress=False)  # then its per-sequence sums
         return {k: table[k].to_numpy() for k in ("kl", "top1_agreement", "top1_accuracy")}
 
     @staticmethod
@@ -392,7 +392,7 @@ class Bench:
         from plmdepth.probes.measurements import MEASUREMENTS
 
         m = MEASUREMENTS["layer_skipping"]
-        effect, output = m.compute(lm, records, plan, m.config(), progress=False)
+        effect, output, *_ = m.compute(lm, records, plan, m.config(), progress=False)
         return {"effect_mean": effect["effect_mean"].to_numpy(), "effect_max": effect["effect_max"].to_numpy(),
                 "prob_l2_mean": output["prob_l2_mean"].to_numpy(), "kl_mean": output["kl_mean"].to_numpy()}
 
@@ -401,7 +401,7 @@ class Bench:
         from plmdepth.probes.measurements import MEASUREMENTS
 
         m = MEASUREMENTS["contributions"]
-        table = m.compute(lm, records, plan, m.config(), progress=False)
+        table, *_ = m.compute(lm, records, plan, m.config(), progress=False)
         return {"ratio_mean": table["ratio_mean"].to_numpy(), "ratio_max": table["ratio_max"].to_numpy(),
                 "cosine_mean": table["cosine_mean"].to_numpy()}
 
