@@ -54,11 +54,13 @@ def metric_title(metric: str):
     return METRIC_TITLES.get(metric, metric.replace("_", " "))
 
 
-def _configure(chart):
-    """Legible text and opaque legend symbols (bands are pale)."""
+def _configure(chart, legend_below: bool = False):
+    """Legible text and opaque legend symbols (bands are pale); `legend_below` puts the legends under
+    the plot (in rows of up to four entries), leaving the plot the full width on a phone."""
+    below = {"orient": "bottom", "direction": "horizontal", "columns": 4} if legend_below else {}
     return (chart.configure_axis(labelFontSize=FONT, titleFontSize=FONT + 1)
             .configure_legend(labelFontSize=FONT, titleFontSize=FONT + 1, symbolOpacity=1,
-                              labelLimit=200)
+                              labelLimit=200, **below)
             .configure_header(labelFontSize=FONT + 1, titleFontSize=FONT + 1)
             .configure_title(fontSize=FONT + 2)
             .configure_text(fontSize=FONT))
@@ -184,7 +186,7 @@ def depth_curves(frame: pd.DataFrame, metric: str, title: str | None = None, wid
     chart = alt.layer(*_curve_layers(frame, metric, metric_title(metric)),
                       *_reference_lines(metric)).properties(width=width, height=height)
     chart = chart.properties(title=title) if title else chart
-    return _configure(chart)
+    return _configure(chart, legend_below="twin_of" in frame)
 
 
 def skip_output_curves(frame: pd.DataFrame, metrics=("prob_l2_max", "prob_l2_mean"), width: int = 255,
@@ -195,7 +197,7 @@ def skip_output_curves(frame: pd.DataFrame, metrics=("prob_l2_max", "prob_l2_mea
     panels = [alt.layer(*_curve_layers(frame, m, _L2_AXIS if i == 0 else None, scale), *_reference_lines(m))
               .properties(width=width, height=height, title=_L2_PANELS.get(m, m))
               for i, m in enumerate(metrics)]
-    return _configure(alt.hconcat(*panels, spacing=12).resolve_scale(y="shared"))
+    return _configure(alt.hconcat(*panels, spacing=12).resolve_scale(y="shared"), legend_below=True)
 
 
 def to_svg(chart: alt.Chart) -> str:
