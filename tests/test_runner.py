@@ -169,11 +169,16 @@ def test_diffusion_model_gets_one_folder_and_one_curve_per_masking_ratio(esm_fol
 
     params = {**shared_parameters(), "models": str(esm_folder), "fasta": str(fasta_file), "structure_models": "",
               "results_dir": str(tmp_path / "r"), "diffusion_models": str(esm_folder), "diffusion_ratios": [0.15, 0.5],
-              "n_sequences": None}
+              "n_sequences": None, "twin_seeds": 1, "untrained_models": ""}
     result = collect(sequence_runs("logit_lens", params))
-    assert [f.name for f in result.folders] == ["tiny_esm@mask0.15", "tiny_esm@mask0.5"]
+    assert [f.name for f in result.folders] == ["tiny_esm@mask0.15", "tiny_esm@mask0.5", "tiny_esm@random0@mask0.15",
+                                                "tiny_esm@random0@mask0.5"]  # and its untrained twin, a diffusion model
     table = result["logit_lens"]
-    assert list(dict.fromkeys(table["model"])) == ["tiny_esm (mask 0.15)", "tiny_esm (mask 0.5)"]
+    assert list(dict.fromkeys(table["model"])) == ["tiny_esm (mask 0.15)", "tiny_esm (mask 0.5)",
+                                                   "tiny_esm (untrained, seed 0) (mask 0.15)",
+                                                   "tiny_esm (untrained, seed 0) (mask 0.5)"]
+    assert list(dict.fromkeys(table["twin_of"].dropna())) == ["tiny_esm (mask 0.15)", "tiny_esm (mask 0.5)"]
+    table = table[table["twin_of"].isna()]
     n = table.groupby("model", sort=False)["n_positions"].first().tolist()
     assert n[1] > 2 * n[0]
     plan = json.loads((result.folders[1] / "plan.json").read_text())
