@@ -90,6 +90,9 @@ def _run(args) -> int:
                                dtype=args.dtype, **options, **params)
     folder = run(request, force=args.force)
     for name, table in read_record(folder).tables(measurement).items():
+        if name.endswith("_per_sequence"):  # the sums intervals resample: named, not printed
+            print(f"== {folder / name}.csv ({len(table)} rows: per-sequence sums)")
+            continue
         print(f"== {folder / name}.csv")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", max_rows=80))
     return 0
