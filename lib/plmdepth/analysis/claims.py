@@ -119,19 +119,6 @@ def late_early(values: np.ndarray) -> np.ndarray:
         return values[..., -half:].mean(-1) / values[..., :half].mean(-1)
 
 
-def late_early_ratio(profile: pd.Series) -> float:
-    """`late_early` of a profile indexed by block."""
-    return float(late_early(profile.sort_index().to_numpy()))
-
-
-def skip_profile(run: Run, column: str = "effect_mean") -> pd.Series | None:
-    """e(s): the mean M2 effect of skipping block s on every later block, for the blocks with one."""
-    table = run.tables.get("skip_effect")
-    if table is None or table.empty:
-        return None
-    return table.groupby("skipped")[column].mean()
-
-
 def output_profile(run: Run) -> pd.Series | None:
     """M3's `prob_l2_mean` per skipped block, without the blocks whose effect is zero by construction."""
     table = run.tables.get("skip_output")
