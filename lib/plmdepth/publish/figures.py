@@ -124,20 +124,16 @@ def _model_order(trained: pd.DataFrame, twins: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys([*trained["model"], *(twins["model"] if len(twins) else [])]))
 
 
-def _twin_layers(twins: pd.DataFrame, metric: str, x, y_title, color, extra=None) -> list:
-    """The twins' band (range over seeds) and dashed mean line, in `color`'s colours."""
-    if twins.empty:
-        return []
+def _twin_layers(twins: alt.Chart, metric: str, x, y_title, color) -> list:
+    """The twins' band (range over seeds) and dashed mean line, in `color`'s colours; `twins` is a chart
+    of their summary (`split_twins`, with `kind`), its own data or a filter of a facet's."""
     tooltip = ["model", alt.Tooltip(f"{metric}:Q", title="untrained mean", format=".3f"),
                alt.Tooltip(f"{metric}_twin_min:Q", title="min", format=".3f"),
                alt.Tooltip(f"{metric}_twin_max:Q", title="max", format=".3f"), "n_seeds:Q"]
-    detail = {"detail": extra} if extra else {}
-    band = alt.Chart(twins).mark_area(opacity=TWIN_OPACITY).encode(
-        x=x, y=alt.Y(f"{metric}_twin_min:Q", title=y_title), y2=f"{metric}_twin_max:Q", color=color, **detail)
-    line = alt.Chart(twins.assign(kind=UNTRAINED)).mark_line(strokeWidth=1.5).encode(
-        x=x, y=alt.Y(f"{metric}:Q", title=y_title), color=color, strokeDash=_dash(UNTRAINED), tooltip=tooltip,
-        **detail)
-    return [band, line]
+    return [twins.mark_area(opacity=TWIN_OPACITY).encode(
+                x=x, y=alt.Y(f"{metric}_twin_min:Q", title=y_title), y2=f"{metric}_twin_max:Q", color=color),
+            twins.mark_line(strokeWidth=1.5).encode(
+                x=x, y=alt.Y(f"{metric}:Q", title=y_title), color=color, strokeDash=_dash(UNTRAINED), tooltip=tooltip)]
 
 
 def _reference_lines(metric: str) -> list:
@@ -161,7 +157,7 @@ def _curve_layers(frame: pd.DataFrame, metric: str, y_title, y_scale=None) -> li
     y = alt.Y(f"{metric}:Q", title=y_title, **({"scale": y_scale} if y_scale is not None else {}))
     tooltip = (["model"] + [c for c in ("layer", "skipped") if c in frame]
                + [alt.Tooltip(f"{metric}:Q", format=".3f")])
-    layers = _twin_layers(twins, metric, x, y_title, color)
+    layers = _twin_layers(alt.Chart(twins.assign(kind=UNTRAINED)), metric, x, y_title, color) if len(twins) else []
     if f"{metric}_low" in frame and f"{metric}_high" in frame:
         layers.append(alt.Chart(drawn).mark_area(opacity=0.2).encode(
             x=x, y=alt.Y(f"{metric}_low:Q", title=y_title), y2=f"{metric}_high:Q", color=color))
@@ -247,14 +243,7 @@ def _facet_twin_layers(data: pd.DataFrame, metric: str, x, y_title, color) -> li
     """`_twin_layers` for a faceted chart's shared data (`with_twin_series`); none without twins."""
     if not (data["series"] == "twins").any():
         return []
-    twins = alt.Chart().transform_filter("datum.series == 'twins'")
-    tooltip = ["model", alt.Tooltip(f"{metric}:Q", title="untrained mean", format=".3f"),
-               alt.Tooltip(f"{metric}_twin_min:Q", title="min", format=".3f"),
-               alt.Tooltip(f"{metric}_twin_max:Q", title="max", format=".3f"), "n_seeds:Q"]
-    return [twins.mark_area(opacity=TWIN_OPACITY).encode(
-                x=x, y=alt.Y(f"{metric}_twin_min:Q", title=y_title), y2=f"{metric}_twin_max:Q", color=color),
-            twins.mark_line(strokeWidth=1.5).encode(
-                x=x, y=alt.Y(f"{metric}:Q", title=y_title), color=color, strokeDash=_dash(UNTRAINED), tooltip=tooltip)]
+    return _twin_layers(alt.Chart().transform_filter("datum.series == 'twins'"), metric, x, y_title, color)
 
 
 def contribution_curves(frame: pd.DataFrame, value: str = "ratio_mean", width: int = 180,
