@@ -37,7 +37,7 @@ def cut_layer(blocks: int, depth: float) -> int:
 
 def _measured(folders, measurement: str):
     """(record, table) of every results folder of a trained model that holds `measurement`, in the order
-    of `folders` (a chapter's model order); untrained twins are read by `_twin_numbers`."""
+    of `folders` (a chapter's model order); untrained twins are read by `_twin_kept`."""
     for record in Results(folders).of(measurement):
         if not record.model.twin_of:
             yield record, record.table(measurement)
@@ -56,9 +56,9 @@ def _kept_replicates(run, blocks: int, three: int, n_resamples: int) -> np.ndarr
         return (means.column(("tuned", three)) / means.column(("logit", blocks)))[1:]
 
 
-def _twin_numbers(folders, column: str, params: TruncationParameters) -> pd.DataFrame:
-    """Per trained model (`twin_of`), its untrained twins' `column` of `truncation_accuracy`: mean and
-    range over seeds."""
+def _twin_kept(folders) -> pd.DataFrame:
+    """Per trained model (`twin_of`), its untrained twins' `kept_tuned_3q` (the share of top-1 accuracy the
+    cut at 3/4 keeps through the tuned lens): mean and range over seeds."""
     twins = [r.folder for r in Results(folders).of("tuned_lens") if r.model.twin_of]
     if not twins:
         return pd.DataFrame(columns=["twin_of", "mean", "low", "high", "n"])
@@ -134,7 +134,7 @@ def truncation_accuracy(folders, params: TruncationParameters | None = None) -> 
                "kept_logit_3q", "kept_tuned_3q", "kept_tuned_3q_low", "kept_tuned_3q_high", "baseline",
                "baseline_accuracy", "gap_kept_logit_3q", "gap_kept_tuned_3q", "verdict", "why", "seconds"]
     table = pd.DataFrame(rows, columns=columns)
-    twins = _twin_numbers(folders, "kept_tuned_3q", params).set_index("twin_of")
+    twins = _twin_kept(folders).set_index("twin_of")
     for stat in ("mean", "low", "high", "n"):
         table[f"twins_kept_{stat}"] = table["model"].map(twins[stat]) if len(twins) else np.nan
     return table
