@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -210,16 +211,20 @@ def test_a_measurement_job_depends_on_the_library_code_its_numbers_come_from():
     assert all((paths.project_root() / f).is_file() for f in files)
 
 
-def test_the_workflow_gives_a_measurement_job_its_data_and_code_as_inputs(tmp_path):
+def test_the_workflow_gives_a_folder_job_its_data_and_code_as_inputs(tmp_path):
     """Snakemake reruns a job when an input's content changes (it compares checksums with the last
-    run's), so these inputs are what makes a changed model wrapper or probe recompute."""
+    run's), so these inputs are what makes a changed model wrapper or probe recompute. One job
+    makes every measurement of a results folder."""
     target = tmp_path / "results" / "iglm-s" / "logit_lens.csv"
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--nolock", "--cores", "1", "--config",
                            f"results_dir={tmp_path / 'results'}", f"logs_dir={tmp_path / 'logs'}", "models=iglm-s",
                            "--", str(target)], cwd=paths.project_root(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    job = re.search(r"rule measure_logit_lens:\n\s+input: (.*)\n", proc.stdout + proc.stderr)
+    job = re.search(r"rule measure_iglm_s:\n\s+input: (.*)\n\s+output: (.*)\n", proc.stdout + proc.stderr)
     assert job, (proc.stdout + proc.stderr)[-3000:]
-    inputs = job.group(1).split(", ")
-    request = {j.name: j for j in grid.jobs(shared_parameters())[0]}["iglm-s/logit_lens"].request
-    assert sorted(inputs) == sorted([str(request.data), *grid.code_files(request)])
+    inputs, outputs = job.group(1).split(", "), job.group(2).split(", ")
+    jobs = [j for j in grid.jobs(shared_parameters())[0] if j.request.folder.name == "iglm-s"]
+    assert {j.request.measurement for j in jobs} >= {"logit_lens", "layer_skipping", "tuned_lens", "contributions"}
+    assert sorted(inputs) == sorted({str(jobs[0].request.data), *(f for j in jobs for f in grid.code_files(j.request))})
+    assert {Path(o).name for o in outputs} == {Path(o).name for j in jobs for o in j.outputs}
+    assert len(re.findall(r"rule measure_", proc.stdout + proc.stderr)) == 1  # one job for the folder

@@ -247,3 +247,28 @@ def test_results_files_get_the_permissions_of_ordinary_new_files(tmp_path):
     finally:
         os.umask(old)
     assert oct((tmp_path / "r" / "x.csv").stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_a_list_of_requests_loads_each_model_once_and_equals_separate_runs(esm_folder, fasta_file, tmp_path,
+                                                                          monkeypatch):
+    """`run-request` given a JSON list (a workflow job: every measurement of one results folder)
+    loads the model once; its tables are byte-identical to one process per measurement."""
+    from plmdepth import runner
+    from plmdepth.requests import RunRequest
+
+    names = ("logit_lens", "layer_skipping", "contributions")
+    separate, together = tmp_path / "separate", tmp_path / "together"
+    for name in names:
+        runner.run(RunRequest.build(name, str(esm_folder), fasta_file, out=separate), progress=False)
+    loads = []
+    real = runner.load_model
+    monkeypatch.setattr(runner, "load_model", lambda *a, **k: (loads.append(a), real(*a, **k))[1])
+    requests = [RunRequest.build(name, str(esm_folder), fasta_file, out=together) for name in names]
+    folders = runner.run_all(requests, progress=False)
+    assert len(loads) == 1 and folders == [together / "tiny_esm"] * 3
+    tables = sorted(p.name for p in (separate / "tiny_esm").glob("*.csv"))
+    assert tables == sorted(p.name for p in (together / "tiny_esm").glob("*.csv")) and len(tables) >= 6
+    for name in tables:
+        assert (separate / "tiny_esm" / name).read_bytes() == (together / "tiny_esm" / name).read_bytes(), name
+    recorded = json.loads((together / "tiny_esm" / "run.json").read_text())["measurements"]
+    assert set(recorded) == set(names)

@@ -17,7 +17,7 @@ from plmdepth.probes.variant_scoring import SCORINGS
 from plmdepth.publish import BookError
 from plmdepth.requests import RunRequest
 from plmdepth.results import read_record
-from plmdepth.runner import run
+from plmdepth.runner import run, run_all
 from plmdepth.weights import WeightsError
 
 MEASUREMENT_NAMES = [name.replace("_", "-") for name in MEASUREMENTS]  # logit-lens, layer-skipping, ...
@@ -99,9 +99,15 @@ def _run(args) -> int:
 
 
 def _run_request(args) -> int:
-    """Run one `RunRequest` given as JSON on stdin (`RunRequest.to_json`); print its results folder
-    as JSON (how a workflow job and the second environment run it, see `second_env`)."""
-    folder = run(RunRequest.from_json(json.loads(sys.stdin.read())), progress=not args.no_progress)
+    """Run one `RunRequest` given as JSON on stdin (`RunRequest.to_json`), or a JSON list of them
+    (each model loaded once, `runner.run_all`); print the results folder (or folders) as JSON. How
+    a workflow job (every measurement of one results folder) and the second environment run."""
+    given = json.loads(sys.stdin.read())
+    if isinstance(given, list):
+        folders = run_all([RunRequest.from_json(r) for r in given], progress=not args.no_progress)
+        print(json.dumps({"results_folders": [str(f) for f in dict.fromkeys(folders)]}))
+        return 0
+    folder = run(RunRequest.from_json(given), progress=not args.no_progress)
     print(json.dumps({"results_folder": str(folder)}))
     return 0
 
@@ -222,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     _assay_options(p)
     p.set_defaults(func=_run, measurement="variant-effects")
 
-    p = sub.add_parser("run-request", help="run one JSON request read from stdin (how the second environment "
-                                           "and the workflow's jobs run)")
+    p = sub.add_parser("run-request", help="run one JSON request (or a JSON list of them) read from stdin (how "
+                                           "the second environment and the workflow's jobs run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_request)
 

@@ -141,11 +141,14 @@ def writable(folder: Path) -> None:
                                  "--out or make it writable.")
 
 
-def run(request: RunRequest, lm: ProteinLM | None = None, force: bool = False, progress: bool = True) -> Path:
+def run(request: RunRequest, lm: ProteinLM | None = None, force: bool = False, progress: bool = True,
+        loaded: dict | None = None) -> Path:
     """Compute (or reuse) `request`; returns the results folder.
 
     `lm` is the request's model already loaded (or a `ProteinLM` built by hand, whose request has no
-    spec); otherwise the model is loaded here, after the inputs are read and checked."""
+    spec); otherwise the model is loaded here, after the inputs are read and checked, or taken from
+    `loaded` (models loaded by earlier requests of one process, by model, device and dtype: see
+    `run_all`), where it is also kept."""
     measure = request.measure
     config = request.config()
     reading = cached_only()  # a chapter run by the workflow: it reads, on any machine
@@ -161,7 +164,7 @@ def run(request: RunRequest, lm: ProteinLM | None = None, force: bool = False, p
         writable(Path(request.out))
     if lm is None and second_env.needed(request.model):
         return _run_in_second_env(request, progress)
-    lm = lm if lm is not None else load_model(request.model, device=request.device, dtype=request.dtype)
+    lm = lm if lm is not None else _load(request, loaded)
     argument = request.model.argument if request.model is not None else lm.info.name  # built by hand: no spec
     folder = results_folder(request.out, lm, request.mask_fraction)
     writable(folder)
@@ -189,6 +192,26 @@ def run(request: RunRequest, lm: ProteinLM | None = None, force: bool = False, p
     entry = {**_entry(lm, key, config, prepared, tables, wall), "request": asked}
     _save(folder, lm, argument, measure.name, entry, tables, run_info)
     return folder
+
+
+def _load(request: RunRequest, loaded: dict | None) -> ProteinLM:
+    """The request's model: from `loaded` when an earlier request of this process loaded it."""
+    key = (request.model, str(request.device), str(request.dtype))
+    if loaded is not None and key in loaded:
+        return loaded[key]
+    lm = load_model(request.model, device=request.device, dtype=request.dtype)
+    if loaded is not None:
+        loaded.clear()  # one model in memory at a time
+        loaded[key] = lm
+    return lm
+
+
+def run_all(requests: list[RunRequest], force: bool = False, progress: bool = True) -> list[Path]:
+    """`run` every request in one process, each model loaded once for all the requests that use it
+    (a workflow job: every measurement of one results folder). Finished runs are kept when a later
+    one fails."""
+    loaded: dict = {}
+    return [run(request, force=force, progress=progress, loaded=loaded) for request in requests]
 
 
 def measure(measurement: str, model: "str | ModelSpec | ProteinLM", data: str | Path, force: bool = False,

@@ -78,6 +78,52 @@ class Job:
         return f"{self.request.folder.name}/{self.request.measurement}"
 
 
+@dataclass(frozen=True)
+class FolderJob:
+    """Every measurement of one results folder: one workflow job, one process, the model loaded once."""
+
+    jobs: tuple[Job, ...]
+
+    @property
+    def folder(self):
+        return self.jobs[0].request.folder
+
+    @property
+    def outputs(self) -> list[str]:
+        return [out for job in self.jobs for out in job.outputs]
+
+    @property
+    def measurements(self) -> list[str]:
+        return [job.request.measurement for job in self.jobs]
+
+    @property
+    def rule(self) -> str:
+        """A Snakemake rule name for the folder (letters, digits and underscores)."""
+        return "measure_" + re.sub(r"\W", "_", self.folder.name)
+
+    def to_json(self) -> str:
+        """The requests as one JSON list (what `python -m plmdepth run-request` reads)."""
+        return json.dumps([job.request.to_json() for job in self.jobs], sort_keys=True, default=str)
+
+    def code_files(self) -> list[str]:
+        return sorted({f for job in self.jobs for f in code_files(job.request)})
+
+    def resources(self, dtype: str = "float32", gpu: bool = False) -> dict:
+        """`resources` of its measurements run one after another: the largest of each, the runtimes summed."""
+        each = [resources(job.request, dtype, gpu) for job in self.jobs]
+        out = {key: max(r.get(key, 0) for r in each) for key in set().union(*each)}
+        out["runtime"] = sum(r["runtime"] for r in each)
+        return out
+
+
+def folder_jobs(jobs: list[Job]) -> list[FolderJob]:
+    """`jobs` grouped by results folder (in order of first appearance)."""
+    by_folder: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_folder.setdefault(str(job.request.folder), []).append(job)
+    return [FolderJob(tuple(group)) for group in by_folder.values()]
+
+
 def jobs(config: dict | None = None, chapters=None) -> tuple[list[Job], dict[str, list[Job]]]:
     """The jobs of the chapters (all by default) and, per chapter, the jobs it reads.
 
