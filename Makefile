@@ -11,7 +11,7 @@ ESM_VENV  := .venv-esm
 ESM_PY    := $(ESM_VENV)/bin/python
 ESM_STAMP := $(ESM_VENV)/.installed
 
-.PHONY: book test chapter models clean esm-env
+.PHONY: book test test-fast chapter models clean esm-env
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,7 +42,15 @@ test: $(STAMP) $(ESM_STAMP)
 	bash scripts/install_browser.sh
 	$(PY) -m pytest -q
 
+# the unit tests alone (no book, no shipped weights, no browser, no SLURM, none over 20 s): about 2 minutes
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not book and not shipped and not browser and not slurm and not slow"
+
 # make chapter CHAPTER=layer-skipping MODEL=facebook/esm2_t12_35M_UR50D   (adds a model to the chapter)
+# the unit tests alone (no book, no shipped weights, no browser, no SLURM, none over 20 s): about 2 minutes
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not book and not shipped and not browser and not slurm and not slow"
+
 # make chapter CHAPTER=logit-lens MODELS=esm2_t6_8M,antiberty             (replaces the chapter's models)
 chapter: $(STAMP)
 	$(PY) -m plmdepth chapter $(CHAPTER) $(if $(MODEL),--add-model $(MODEL)) $(if $(MODELS),--models $(MODELS))

@@ -60,16 +60,18 @@ CHAPTERS["layer-skipping"].own_table()
 
 # %% tags=["hide-input"]
 from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure, trained_only
-from plmdepth.publish.chapter_text import twins_sentence
+from plmdepth.publish.chapter_text import noise_floor_sentence, twins_sentence
 from plmdepth.publish.figures import depth_curves, skip_heatmap, skip_output_curves
 from plmdepth.publish.provenance import run_caption
 from plmdepth.analysis.claims import claims
 from plmdepth.publish.verdicts import verdict_markdown
 
-result = collect_chapter("layer-skipping", globals())["layer_skipping"]
+collected = collect_chapter("layer-skipping", globals())
+result = collected["layer_skipping"]
 effect, output = result["skip_effect"], result["skip_output"]
 glue_text("skip_run", run_caption(result.folders, fasta, "layer_skipping", seed) + f" Mode: {mode}.")
 glue_text("skip_twins", twins_sentence(output))
+glue_text("skip_floor", noise_floor_sentence(collected["noise_floor"]["noise_floor"], output))
 publish_figure("fig-skip-effect", skip_heatmap(effect, aggregate), effect)
 publish_figure("fig-skip-output", skip_output_curves(output), output)
 publish_figure("fig-skip-kl", depth_curves(output, "kl_mean"), output)
@@ -114,7 +116,7 @@ publish_figure("fig-skip-kl", depth_curves(output, "kl_mean"), output)
 # ```
 #
 # {numref}`fig-skip-effect` and {numref}`fig-skip-output` are the paper's Figs. 1–2 for the
-# models run in this build. Numbers per skipped block:
+# models run in this build. {glue:text}`skip_floor` Numbers per skipped block:
 
 # %% tags=["hide-input"]
 trained_only(output)[["model", "skipped", "relative_depth", "prob_l2_max", "prob_l2_mean", "kl_mean", "n_units"]] \

@@ -98,6 +98,7 @@ def test_an_unknown_chapter_parameter_is_refused_in_one_sentence():
         grid.jobs(_config({"chapters": {"logit-lens": {"tau": 0.2}}}))
 
 
+@pytest.mark.slow
 def test_a_diffusion_model_has_one_name_in_every_chapter(tmp_path, monkeypatch):
     """A local DPLM folder at two masking ratios, through every chapter: in every glued sentence and
     table and in every figure's data it is called by its one display name, "<name> (mask <ratio>)"."""

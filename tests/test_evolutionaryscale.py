@@ -153,6 +153,7 @@ def _require_esm_env():
                     "(`make test` does)")
 
 
+@pytest.mark.slow
 @main_env
 def test_the_esm_environment_tests_pass():
     """Every @esm_env test of this file, run with .venv-esm's pytest: all pass, none skipped."""
@@ -167,6 +168,7 @@ def test_the_esm_environment_tests_pass():
     assert not re.search(r"skipped|xfail|deselected|failed|error", summary), summary
 
 
+@pytest.mark.slow
 @main_env
 def test_runs_from_the_main_environment_go_to_the_second_one(tmp_path):
     """runner.run / run_variant_effects on a random-weights .pth from the main environment: the run

@@ -44,6 +44,11 @@ class _ReachedBlock0(Exception):
     """Raised by the pre-hook on block 0 to stop the model's forward pass there."""
 
 
+def widened(x: torch.Tensor) -> torch.Tensor:
+    """`x` in float32 at least: a float64 tensor stays float64 (a float32 one is returned as it is)."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def state_dict_checksum(module: nn.Module) -> str:
     """sha256 over the names, shapes, dtypes and bytes of a module's state dict."""
     digest = hashlib.sha256()

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from plmdepth.fasta import Record
-from plmdepth.model import ProteinLM
+from plmdepth.model import ProteinLM, widened
 from plmdepth.plan import MaskingPlan
 from plmdepth.probes.streaming import stream
 
@@ -80,7 +80,7 @@ class ContributionsAccumulator:
                 h = lm.block(layer, h, batch)
                 continue
             out = lm.block_parts(layer, h, batch)
-            pairs = {"block": (out["out"].float() - h.float(), h)}
+            pairs = {"block": (widened(out["out"]) - widened(h), h)}
             if "attention" in out:
                 pairs["attention"] = (out["attention"], out["attention_base"])
                 pairs["mlp"] = (out["mlp"], out["mlp_base"])

@@ -31,7 +31,7 @@ import torch
 
 from plmdepth.fasta import Record
 from plmdepth.probes.logit_lens import LogitLens
-from plmdepth.model import ProteinLM
+from plmdepth.model import ProteinLM, widened
 from plmdepth.plan import MaskingPlan
 from plmdepth.probes.streaming import stream
 from plmdepth.tokens import Batch
@@ -49,6 +49,7 @@ class SkipConfig:
     batch_size: int = 8
     max_rows: int = 64
     seed: int = 0
+    null: bool = False  # skip nothing (h'_{s+1} := h_{s+1}): every effect is numerical noise (probes.noise_floor)
 
 
 def intervention_units(lm: ProteinLM, batch: Batch, plans, mode: str):
@@ -157,7 +158,7 @@ def _skip_units(lm: ProteinLM, batch: Batch, clean, units, lens: LogitLens, conf
 
     Per-unit numbers stay on the device until the group is done and are read back at once
     (one device sync per group, not one per block). Updates are taken in float32 at least
-    (`.float()` is a no-op for a float32 model): in bfloat16, Δ_j − Δ'_j would otherwise be the
+    (`widened`: a no-op for a float32 or float64 model): in bfloat16, Δ_j − Δ'_j would otherwise be the
     difference of two rounded differences. Output distributions are compared in float64.
     """
     rows, intervened, measured = units
@@ -174,7 +175,7 @@ def _skip_units(lm: ProteinLM, batch: Batch, clean, units, lens: LogitLens, conf
         stream, active = None, []
         for j in range(skips[0] + 1, L + 1):
             if j - 1 in skips:
-                start = torch.where(inter, H[j - 1], H[j])
+                start = H[j] if config.null else torch.where(inter, H[j - 1], H[j])
                 stream = start if stream is None else torch.cat([stream, start])
                 active.append(j - 1)
             if j == L:
@@ -182,8 +183,8 @@ def _skip_units(lm: ProteinLM, batch: Batch, clean, units, lens: LogitLens, conf
             n = len(active)
             view = select_rows(unit_batch, torch.arange(U, device=rows.device).repeat(n), ids=unit_batch.ids * n)
             out = lm.block(j, stream, view)
-            d_prime = (out.float() - stream.float()).view(n, U, *stream.shape[1:])
-            clean_update = H[j + 1].float() - H[j].float()  # Δ_j, recomputed here rather than cached for every j
+            d_prime = (widened(out) - widened(stream)).view(n, U, *stream.shape[1:])
+            clean_update = widened(H[j + 1]) - widened(H[j])  # Δ_j, recomputed here rather than cached for every j
             ratio = ((clean_update[None] - d_prime).norm(dim=-1).double()
                      / clean_update.norm(dim=-1).double().clamp_min(EPS)[None])
             effects.append(([(s, j) for s in active], _masked_max(ratio, measured[None])))  # (n, U)

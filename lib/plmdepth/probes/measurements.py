@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
-from plmdepth.probes import contributions, layer_skipping, logit_lens, tuned_lens, variant_effects
+from plmdepth.probes import contributions, layer_skipping, logit_lens, noise_floor, tuned_lens, variant_effects
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
     Measurement("tuned_lens", tuned_lens.TunedLensConfig, partial(tuned_lens.tuned_lens, per_sequence=True),
                 ("tuned_lens", "tuned_lens_split", "tuned_lens_training", "tuned_lens_baselines",
                  "tuned_lens_per_sequence")),
+    Measurement("noise_floor", noise_floor.NoiseFloorConfig, noise_floor.noise_floor, ("noise_floor",)),
     Measurement("variant_effects", variant_effects.VariantEffectsConfig, variant_effects.variant_effects,
                 ("variant_effects", "variant_effects_by_depth", "variant_effects_replicates"), inputs="assays"),
 )}

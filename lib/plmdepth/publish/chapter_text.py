@@ -188,3 +188,47 @@ def twins_sentence(table: pd.DataFrame) -> str:
     if alone:
         text += f" {', '.join(alone)}: architecture only, no training (\"(untrained)\")."
     return text
+
+
+FLOOR_TABLES = {"contributions": "M1 contributions", "skip_effect": "M2 skip effect", "skip_output": "M3 output change",
+                "logit_lens": "M4 logit lens"}
+
+
+def noise_floor_sentence(floor: pd.DataFrame, output: pd.DataFrame) -> str:
+    """The layer-skipping chapter's sentence on its noise floor (`probes.noise_floor`): how far float64
+    and the null skip move M2 and M3, against the smallest mean output change the chapter shows."""
+    if floor.empty:
+        return ""
+    skip = floor[floor["table"].isin(["skip_effect", "skip_output"])]
+    wide = skip.loc[skip["comparison"] == "float64", "max_abs_diff"].max()
+    null = skip.loc[skip["comparison"] == "null skip", "max_abs_diff"].max()
+    shown = output.loc[output["twin_of"].isna() if "twin_of" in output else output.index, "prob_l2_mean"]
+    n = int(floor["n_sequences"][floor["comparison"] == "float64"].max())
+    return (f"Noise floor (Methods; the trained models, first {n} sequences): computing in "
+            f"float64 instead of float32 moves any number of M2 and M3 by at most {wide:.1e}, and skipping nothing "
+            f"gives effects of at most {null:.1e}; the smallest mean output change in the table below is "
+            f"{shown.min():.1e}.")
+
+
+def noise_floor_markdown(floor: pd.DataFrame) -> str:
+    """Methods' table of the noise floor: per model and comparison, the largest difference relative to
+    the column's scale, per measurement; then the sentence on the book's precision."""
+    if floor.empty:
+        return "*No noise-floor run in this build (the layer-skipping chapter makes them).*\n"
+    rel = floor.pivot_table(index=["model", "comparison"], columns="table", values="relative", aggfunc="max",
+                            sort=False)
+    n = floor.groupby(["model", "comparison"], sort=False)["n_sequences"].max()
+    tables = [t for t in FLOOR_TABLES if t in rel.columns]
+    lines = ["| model | comparison | sequences | " + " | ".join(FLOOR_TABLES[t] for t in tables) + " |",
+             "|---|---|---|" + "---|" * len(tables)]
+    for (model, comparison), row in rel.iterrows():
+        cells = " | ".join("—" if pd.isna(row[t]) else f"{row[t]:.1e}" for t in tables)
+        lines.append(f"| {model} | {comparison} | {n[(model, comparison)]} | {cells} |")
+    text = "\n".join(lines) + "\n"
+    wide = floor.loc[floor["comparison"] == "float64", "relative"].max()
+    mixed = floor.loc[floor["comparison"] == "bfloat16 (mixed)", "relative"]
+    if len(mixed):
+        text += (f"\nIn this build, bfloat16 matrix products move a number by up to {mixed.max():.1e} of its "
+                 f"column's largest value, {mixed.max() / max(wide, 1e-300):.0e} times what float32 rounding moves "
+                 f"it by ({wide:.1e}); the book computes in float32 (the `dtype` parameter).\n")
+    return text

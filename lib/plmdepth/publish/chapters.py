@@ -60,19 +60,21 @@ def twin_seeds(p: dict) -> list[int]:
 
 
 def sequence_runs(measurement: str, p: dict, structure: bool = True, mask_fraction: float | None = None,
-                  untrained: bool = True, **params) -> list[RunRequest]:
+                  untrained: bool = True, twins: bool = True, n_sequences: int | None = None,
+                  **params) -> list[RunRequest]:
     """`measurement` of every model of the chapter on its FASTA file (and of its structure models on
     the chains of their structures): a diffusion model once per ratio of `diffusion_ratios`, every
     model at `mask_fraction` when it is given. Every model's untrained twins follow it (one per seed
-    of `twin_seeds`), and the architectures of `untrained_models` run as twins only (with `untrained`:
-    they stand for the paper's Figs. 1-4, which the tuned lens is not part of). `params` are the
+    of `twin_seeds`; not without `twins`), and the architectures of `untrained_models` run as twins only
+    (with `untrained`: they stand for the paper's Figs. 1-4, which the tuned lens is not part of).
+    `n_sequences` (at most the chapter's) takes the first sequences only. `params` are the
     measurement's own."""
     specs = [(spec, p["fasta"]) for spec in resolved(p["models"], p["diffusion_models"])]
     if structure and model_list(p.get("structure_models")):
         if not p.get("structure_fasta"):
             raise ValueError("structure_models need structure_fasta: the FASTA of the chains their structures hold")
         specs += [(spec, p["structure_fasta"]) for spec in resolved(p["structure_models"])]
-    seeds = twin_seeds(p)
+    seeds = twin_seeds(p) if twins else []
     specs = [(s, data) for spec, data in specs for s in (spec, *(twin(spec, k) for k in seeds))]
     if untrained:
         specs += [(twin(spec, k), p["fasta"]) for spec in resolved(p.get("untrained_models")) for k in seeds]
@@ -80,8 +82,9 @@ def sequence_runs(measurement: str, p: dict, structure: bool = True, mask_fracti
     for spec, data in specs:
         ratios = ([mask_fraction] if mask_fraction is not None else
                   list(p["diffusion_ratios"]) if spec.objective == "diffusion" else [p["mask_fraction"]])
+        count = min(n_sequences or p["n_sequences"], p["n_sequences"])
         out += [RunRequest.build(measurement, spec, data, out=p["results_dir"], seed=p["seed"],
-                                 n_sequences=p["n_sequences"], mask_fraction=ratio, device=p["device"],
+                                 n_sequences=count, mask_fraction=ratio, device=p["device"],
                                  dtype=p["dtype"], **params) for ratio in ratios]
     return out
 
@@ -177,7 +180,10 @@ CHAPTERS: dict[str, Chapter] = {c.name: c for c in (
         "contributions": sequence_runs("contributions", p, mask_fraction=CONTRIBUTIONS_RATIO)}),
     Chapter("layer-skipping", "layer_skipping", lambda p: {
         "layer_skipping": sequence_runs("layer_skipping", p, mode=p["mode"]),
-        "logit_lens": sequence_runs("logit_lens", p)},  # claim (b) reads the logit lens too
+        "logit_lens": sequence_runs("logit_lens", p),  # claim (b) reads the logit lens too
+        # the numerical noise floor of M1-M4 (Methods), of the trained models on their first sequences
+        "noise_floor": sequence_runs("noise_floor", p, twins=False, untrained=False,
+                                     n_sequences=p["noise_floor_sequences"])},
         own={"mode": Parameter("future", '"future" (skip outside F, measure at F) or "current" (skip and measure '
                                          'everywhere)'),
              "aggregate": Parameter("effect_max", '"effect_max" (the paper\'s) or "effect_mean"')}),

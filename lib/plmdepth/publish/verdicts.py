@@ -18,6 +18,8 @@ import pandas as pd
 from plmdepth.analysis.claims import (BEYOND, CLAIMS, NO_TWINS, NOT_BEYOND, NOT_TESTABLE, VERDICTS, ClaimParameters,
                                       claims, with_twins)
 from plmdepth.analysis.sensitivity import SWEPT, counts, stability, sweep
+from plmdepth.publish.chapter_text import noise_floor_markdown
+from plmdepth.results import Results
 from plmdepth.analysis.truncation import LensOrLayers, TruncationParameters, lens_or_layers
 
 
@@ -337,6 +339,9 @@ def write_pages(folders, book: Path, params: ClaimParameters | None = None,
                      f"{row['verdict']} | {row['why'] or '—'} |")
     (book / "claims.md").write_text("\n".join(lines) + "\n")
     (book / "sensitivity.md").write_text(sensitivity_markdown(sweep(folders, params=params, truncation=truncation)))
+    found = Results(folders)
+    floor = found.tables("noise_floor")["noise_floor"] if found.of("noise_floor") else pd.DataFrame()
+    (book / "noise_floor.md").write_text(noise_floor_markdown(floor))
     return table
 
 
