@@ -70,12 +70,12 @@ head and is not supported.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import torch
-from transformers import EsmForMaskedLM
 
 from plmdepth.model import ModelInfo, ProteinLM, n_params, state_dict_checksum
 from plmdepth.models.architectures import quiet_transformers
@@ -129,33 +129,47 @@ def modality_position_ids(input_ids: torch.Tensor, pad_id: int) -> torch.Tensor:
     return positions[None]
 
 
-class DPLM2ForMaskedLM(EsmForMaskedLM):
-    """transformers' `EsmForMaskedLM` with DPLM-2's forward: per-modality rotary positions and
-    the embeddings computed as DPLM-2 computes them; every module and parameter name kept."""
+@functools.cache
+def _network_class():
+    """`DPLM2ForMaskedLM`, defined on first use: its base class brings transformers' modelling code,
+    which a process that only reads results (a chapter) never needs."""
+    from transformers import EsmForMaskedLM
 
-    _tied_weights_keys = {}
+    class DPLM2ForMaskedLM(EsmForMaskedLM):
+        """transformers' `EsmForMaskedLM` with DPLM-2's forward: per-modality rotary positions and
+        the embeddings computed as DPLM-2 computes them; every module and parameter name kept."""
 
-    def __init__(self, config):
-        config.tie_word_embeddings = False  # as EsmForDPLM2.__init__
-        super().__init__(config)
+        _tied_weights_keys = {}
 
-    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None, **kwargs):
-        if input_ids is None:
-            raise ValueError("DPLM-2 reads the modality of every token from its id; pass input_ids.")
-        pad = self.config.pad_token_id
-        real = input_ids.ne(pad)
-        if attention_mask is None:
-            attention_mask = real.long()
-        if position_ids is None:
-            position_ids = modality_position_ids(input_ids, pad)
-        if inputs_embeds is None:
-            embeddings = self.esm.embeddings
-            inputs_embeds = embeddings(input_ids=input_ids, attention_mask=real)
-            for _ in range(int(getattr(self.config, "dplm2_embedding_passes", EMBEDDING_PASSES)) - 1):
-                inputs_embeds = embeddings(input_ids=input_ids, attention_mask=real, inputs_embeds=inputs_embeds)
-        return super().forward(input_ids=None, attention_mask=attention_mask, position_ids=position_ids,
-                               inputs_embeds=inputs_embeds, **kwargs)
+        def __init__(self, config):
+            config.tie_word_embeddings = False  # as EsmForDPLM2.__init__
+            super().__init__(config)
+
+        def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                    position_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None, **kwargs):
+            if input_ids is None:
+                raise ValueError("DPLM-2 reads the modality of every token from its id; pass input_ids.")
+            pad = self.config.pad_token_id
+            real = input_ids.ne(pad)
+            if attention_mask is None:
+                attention_mask = real.long()
+            if position_ids is None:
+                position_ids = modality_position_ids(input_ids, pad)
+            if inputs_embeds is None:
+                embeddings = self.esm.embeddings
+                inputs_embeds = embeddings(input_ids=input_ids, attention_mask=real)
+                for _ in range(int(getattr(self.config, "dplm2_embedding_passes", EMBEDDING_PASSES)) - 1):
+                    inputs_embeds = embeddings(input_ids=input_ids, attention_mask=real, inputs_embeds=inputs_embeds)
+            return super().forward(input_ids=None, attention_mask=attention_mask, position_ids=position_ids,
+                                   inputs_embeds=inputs_embeds, **kwargs)
+
+    return DPLM2ForMaskedLM
+
+
+def __getattr__(name: str):
+    if name == "DPLM2ForMaskedLM":
+        return _network_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -226,7 +240,7 @@ def check_vocabulary(tokens: Sequence[str], config) -> str | None:
     return None
 
 
-def wrap_dplm2(hf_model: DPLM2ForMaskedLM, name: str, source: str, alphabet: DPLM2Alphabet | None = None,
+def wrap_dplm2(hf_model: "DPLM2ForMaskedLM", name: str, source: str, alphabet: DPLM2Alphabet | None = None,
                checksum: str | None = None) -> ProteinLM:
     """A `DPLM2ForMaskedLM` as a sequence-conditioned `ProteinLM` (pre-LN; final norm
     `emb_layer_norm_after`; the readout is the full LM head over all 8229 tokens)."""
@@ -259,7 +273,7 @@ def load_dplm2(name_or_path: str | Path, name: str | None = None, device: str | 
         raise ModelLoadError(f"'{name_or_path}' is DPLM-2 Bit ({config['dplm_type']}), whose head predicts "
                              "structure codes bit by bit; only the token-level DPLM-2 models are supported.")
     with quiet_transformers():
-        hf_model = DPLM2ForMaskedLM.from_pretrained(folder, **hf_placement(device, dtype))
+        hf_model = _network_class().from_pretrained(folder, **hf_placement(device, dtype))
     if device is not None:
         hf_model = hf_model.to(device)
     tokens = DPLM2_TOKENS
