@@ -47,10 +47,6 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not book and not shipped and not browser and not slurm and not slow"
 
 # make chapter CHAPTER=layer-skipping MODEL=facebook/esm2_t12_35M_UR50D   (adds a model to the chapter)
-# the unit tests alone (no book, no shipped weights, no browser, no SLURM, none over 20 s): about 2 minutes
-test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not book and not shipped and not browser and not slurm and not slow"
-
 # make chapter CHAPTER=logit-lens MODELS=esm2_t6_8M,antiberty             (replaces the chapter's models)
 chapter: $(STAMP)
 	$(PY) -m plmdepth chapter $(CHAPTER) $(if $(MODEL),--add-model $(MODEL)) $(if $(MODELS),--models $(MODELS))

@@ -40,9 +40,13 @@ def curve_name(lm: ProteinLM, mask_fraction: float) -> str:
 
 
 def _entry(lm: ProteinLM, key: dict, config, prepared, tables: dict, wall: float) -> dict:
-    """What run.json records of one measurement."""
+    """What run.json records of one measurement (`model_load_s`: the time this process took to load
+    the model, 0 when an earlier measurement of the process had loaded it; absent for a model given)."""
+    load = getattr(lm, "load_seconds", None)
+    lm.load_seconds = 0.0 if load is not None else None  # a later measurement of this process reuses it
     return {"key": json.loads(json.dumps(key, default=str)), "config": asdict(config), **prepared.entry,
-            "outputs": [f"{name}.csv" for name in tables], "wall_time_s": round(wall, 3), "device": str(lm.device),
+            "outputs": [f"{name}.csv" for name in tables], "wall_time_s": round(wall, 3),
+            **({"model_load_s": round(load, 3)} if load is not None else {}), "device": str(lm.device),
             "torch_threads": torch.get_num_threads(),
             **({"cpu_kernels": cpu_kernels()} if lm.device.type == "cpu" else {}),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -199,7 +203,9 @@ def _load(request: RunRequest, loaded: dict | None) -> ProteinLM:
     key = (request.model, str(request.device), str(request.dtype))
     if loaded is not None and key in loaded:
         return loaded[key]
+    started = time.perf_counter()
     lm = load_model(request.model, device=request.device, dtype=request.dtype)
+    lm.load_seconds = time.perf_counter() - started
     if loaded is not None:
         loaded.clear()  # one model in memory at a time
         loaded[key] = lm

@@ -82,7 +82,7 @@ def sequence_runs(measurement: str, p: dict, structure: bool = True, mask_fracti
     for spec, data in specs:
         ratios = ([mask_fraction] if mask_fraction is not None else
                   list(p["diffusion_ratios"]) if spec.objective == "diffusion" else [p["mask_fraction"]])
-        count = min(n_sequences or p["n_sequences"], p["n_sequences"])
+        count = p["n_sequences"] if n_sequences is None else min(n_sequences, p["n_sequences"] or n_sequences)
         out += [RunRequest.build(measurement, spec, data, out=p["results_dir"], seed=p["seed"],
                                  n_sequences=count, mask_fraction=ratio, device=p["device"],
                                  dtype=p["dtype"], **params) for ratio in ratios]
