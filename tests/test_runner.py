@@ -272,3 +272,20 @@ def test_a_list_of_requests_loads_each_model_once_and_equals_separate_runs(esm_f
         assert (separate / "tiny_esm" / name).read_bytes() == (together / "tiny_esm" / name).read_bytes(), name
     recorded = json.loads((together / "tiny_esm" / "run.json").read_text())["measurements"]
     assert set(recorded) == set(names)
+
+
+def test_mixed_bfloat16_keeps_float32_weights_and_moves_numbers_by_bfloat16_rounding(esm_folder, fasta_file, tmp_path):
+    """`--dtype mixed-bfloat16`: weights loaded in float32, the products in bfloat16 (autocast): the
+    numbers move by bfloat16 rounding, not more, and run.json says which precision made them."""
+    from plmdepth.models.device import as_dtype
+    from plmdepth.results import read_tables
+    from plmdepth.runner import measure
+
+    assert as_dtype("mixed-bfloat16") == torch.float32
+    tables = {}
+    for dtype in ("float32", "mixed-bfloat16"):
+        folder = measure("logit_lens", str(esm_folder), fasta_file, out=tmp_path / dtype, dtype=dtype, progress=False)
+        tables[dtype] = read_tables(folder, "logit_lens")["logit_lens"]
+        assert json.loads((folder / "run.json").read_text())["measurements"]["logit_lens"]["key"]["dtype"] == dtype
+    diff = (tables["float32"]["kl"] - tables["mixed-bfloat16"]["kl"]).abs()
+    assert 0 < diff.max() < 0.05 * tables["float32"]["kl"].abs().max()

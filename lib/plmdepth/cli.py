@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 from plmdepth.fasta import FastaError
 from plmdepth.models import REGISTRY, ModelLoadError, resolve
+from plmdepth.models.device import PRECISIONS
 from plmdepth.paths import ProjectNotFound
 from plmdepth.probes.measurements import MEASUREMENTS
 from plmdepth.probes.variant_effects import AssayError
@@ -181,7 +182,9 @@ def _model_options(p, objective: bool = True) -> None:
         p.add_argument("--objective", choices=["masked", "diffusion"],
                        help="override an ESM-2 network's objective (diffusion: DPLM weights in a local folder)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--dtype", default="float32", choices=list(PRECISIONS),
+                   help="float32 (default); mixed-bfloat16: weights and residual stream in float32, matrix products "
+                        "in bfloat16 (torch.autocast); bfloat16, float16, float64: weights and activations in that type")
     p.add_argument("--force", action="store_true", help="recompute even if a cached run matches")
 
 

@@ -27,6 +27,7 @@ import torch
 from plmdepth import second_env
 from plmdepth.model import ProteinLM
 from plmdepth.models import ModelSpec, check_device, load_model
+from plmdepth.models.device import computing_in
 from plmdepth.plan import MaskingPlan
 from plmdepth.probes.measurements import Measurement
 from plmdepth.requests import RunRequest, results_folder
@@ -183,8 +184,9 @@ def run(request: RunRequest, lm: ProteinLM | None = None, force: bool = False, p
                              "compute them): the workflow's jobs and the chapter's calls disagree.")
 
     started = time.perf_counter()
-    result = measure.compute(lm, *prepared.units, config, progress=progress,
-                             checkpoint=folder / f".{measure.name}.partial.pt", key=key)
+    with computing_in(request.dtype, lm.device):
+        result = measure.compute(lm, *prepared.units, config, progress=progress,
+                                 checkpoint=folder / f".{measure.name}.partial.pt", key=key)
     wall = time.perf_counter() - started
     tables = dict(zip(measure.outputs, result if isinstance(result, tuple) else (result,)))
     for table in tables.values():

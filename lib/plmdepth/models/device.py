@@ -38,13 +38,31 @@ def check_device(device: str | torch.device) -> None:
         raise ModelLoadError(f"--device {device}: this machine has no Apple MPS device; run with --device cpu.")
 
 
+# precisions that keep the weights and the residual stream in float32 and compute the matrix products
+# in a narrower type (torch.autocast: weights and inputs of each product rounded, accumulated in float32;
+# norms, softmax and everything else in float32)
+MIXED = {"mixed-bfloat16": torch.bfloat16}
+PRECISIONS = ("float32", "mixed-bfloat16", "bfloat16", "float16", "float64")
+
+
 def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    """`torch.bfloat16` from "bfloat16" (or the dtype itself); one sentence for anything else."""
+    """The weights' dtype of a precision: `torch.bfloat16` from "bfloat16" (or the dtype itself),
+    float32 for a mixed precision (`MIXED`); one sentence for anything else."""
+    if dtype in MIXED:
+        return torch.float32
     value = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
     if not (isinstance(value, torch.dtype) and value.is_floating_point):
         raise ModelLoadError(f"--dtype {dtype!r} is not a floating-point torch dtype; "
-                             "use float32, bfloat16 or float16.")
+                             f"use one of {', '.join(PRECISIONS)}.")
     return value
+
+
+def computing_in(dtype: torch.dtype | str, device: str | torch.device):
+    """The context a measurement runs in: `torch.autocast` to the narrow type of a mixed precision,
+    nothing otherwise (the weights' dtype is then the computation's)."""
+    if dtype in MIXED:
+        return torch.autocast(torch.device(device).type, dtype=MIXED[dtype])
+    return nullcontext()
 
 
 def hf_placement(device: str | torch.device | None, dtype: torch.dtype | None) -> dict:

@@ -8,7 +8,8 @@ tables is compared with the run in the model's own precision (float32 in the boo
 - ``null skip``: layer skipping with an intervention that changes nothing (h'_{s+1} := h_{s+1}),
   in the run's precision. M2 and M3 are then zero in exact arithmetic; what remains is what the
   batched skip runs differ from the clean pass by (`layer_skipping.SkipConfig.null`).
-- ``bfloat16 (mixed)``: the matrix products in bfloat16 (`torch.autocast`: weights and inputs of
+- ``bfloat16 (mixed)``: the run's `--dtype mixed-bfloat16`: the matrix products in bfloat16
+  (`models.device.computing_in`, torch.autocast: weights and inputs of
   every matrix product rounded to bfloat16, accumulated in float32), the residual stream, norms,
   softmax and KL in float32; on the first `bfloat16_sequences` sequences only (on a CPU without
   bfloat16 matrix units these products are far slower than float32 ones).
@@ -29,6 +30,7 @@ import torch
 
 from plmdepth.fasta import Record
 from plmdepth.model import ProteinLM
+from plmdepth.models.device import computing_in
 from plmdepth.plan import MaskingPlan
 from plmdepth.probes import contributions, layer_skipping, logit_lens
 
@@ -98,7 +100,7 @@ def noise_floor(lm: ProteinLM, records: list[Record], plan: MaskingPlan, config:
     if k and next(lm.parameters()).dtype == torch.float32:
         first = records[:k]
         base = _tables(lm, first, plan, config)
-        with torch.autocast(lm.device.type, dtype=torch.bfloat16):
+        with computing_in("mixed-bfloat16", lm.device):
             mixed = _tables(lm, first, plan, config)
         parts.append(compare(base, mixed, "bfloat16 (mixed)"))
     table = pd.concat(parts, ignore_index=True)

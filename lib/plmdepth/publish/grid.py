@@ -161,7 +161,7 @@ def _difference(a: dict, b: dict) -> str:
 
 # ---- sizing jobs for a scheduler -------------------------------------------------------------
 
-BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+BYTES = {"float32": 4, "mixed-bfloat16": 4, "bfloat16": 2, "float16": 2, "float64": 8}  # per weight
 GPU_MEMORY_GB = 80  # one A100/H100 80 GB; an H200 has 141
 
 
