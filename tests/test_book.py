@@ -236,3 +236,34 @@ def test_provenance_is_a_collapsed_compact_table_without_index(tmp_path, monkeyp
     assert html.startswith('<details class="plmdepth-provenance">') and "<th></th>" not in html
     assert '<a href="../results/run1/run.json">' in html and "m==1.0" in html
     assert "abababababab…" in html and "x.fasta" in html and "12 s" in html and "torch 2" in html
+
+
+def test_a_failed_chapter_keeps_its_notebook_outside_the_book_and_a_later_success_clears_it(tmp_path, monkeypatch):
+    """A chapter that fails says why in one sentence and keeps its executed notebook under logs/,
+    never in the book's sources (where Sphinx would read it); the next successful run removes it."""
+    kept = tmp_path / "logs" / "chapters"
+    monkeypatch.setattr(paths, "failed_chapters_dir", lambda: kept)
+    target = tmp_path / "book" / "chapters" / "logit_lens.ipynb"
+    with pytest.raises(BookError) as err:
+        book_module.run_chapter("logit-lens", {"models": "no-such-model-anywhere"}, output=target)
+    message = str(err.value)
+    assert "chapter 'logit-lens' failed in cell" in message and "no-such-model-anywhere" in message
+    assert "logit_lens.failed.ipynb" in message and (kept / "logit_lens.failed.ipynb").is_file()
+    assert not target.parent.exists() or not any(target.parent.iterdir())  # nothing in the book's tree
+    monkeypatch.setattr(book_module.papermill_module(), "execute_notebook",
+                        lambda nb, out, **k: __import__("pathlib").Path(out).write_text("{}"))
+    book_module.run_chapter("logit-lens", output=target)
+    assert target.is_file() and not list(kept.iterdir())
+
+
+@pytest.mark.book
+def test_the_book_build_ignores_hidden_and_temporary_files(built_book):
+    """A hidden notebook left in the book's sources (by a killed run, an editor) does not break the build."""
+    stray = BOOK / "chapters" / ".logit_lens.partial.ipynb"
+    stray.write_text((BOOK / "chapters" / "logit_lens.ipynb").read_text())
+    try:
+        proc = subprocess.run([sys.executable, "-m", "plmdepth", "book", "--no-execute"], cwd=ROOT,
+                              capture_output=True, text=True)
+    finally:
+        stray.unlink()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

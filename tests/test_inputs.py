@@ -305,10 +305,14 @@ def test_compressed_binary_and_bom_fasta_files(tmp_path):
     with pytest.raises(FastaError, match=r"x.fasta.gz is gzip-compressed; decompress it first \(gunzip -k x.fasta.gz\)"):
         read_fasta(tmp_path / "x.fasta.gz")
     (tmp_path / "b.fasta").write_bytes(b">a\nMK\xff\xfeT\n")
-    with pytest.raises(FastaError, match=r"b.fasta is not a text file \(byte 5 is not UTF-8\)"):
+    with pytest.raises(FastaError, match=r"b.fasta is not a text file \(byte 5 is not UTF-8, and not in a header line\)"):
         read_fasta(tmp_path / "b.fasta")
     (tmp_path / "bom.fasta").write_bytes("\ufeff>a\nMKT\n".encode("utf-8"))
     assert [(r.id, r.sequence) for r in read_fasta(tmp_path / "bom.fasta")] == [("a", "MKT")]
+    # a Latin-1 header (an accented name from an older tool) is read; the sequence lines must be plain
+    (tmp_path / "latin1.fasta").write_bytes(b">a Ren\xe9 lab\nMKT\n>b\nGSH\n")
+    assert [(r.id, r.description, r.sequence) for r in read_fasta(tmp_path / "latin1.fasta")] == [
+        ("a", "René lab", "MKT"), ("b", "", "GSH")]
 
 
 @pytest.mark.parametrize("text,says", [

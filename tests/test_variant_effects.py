@@ -234,3 +234,11 @@ def test_missing_or_unreadable_files_are_named(tmp_path):
     (tmp_path / "A1.csv").write_bytes(b"\x1f\x8b\x08\x00binary\xff\xfe")
     with pytest.raises(AssayError, match=r"A1.csv \(the variants of assay A1\) is not a readable CSV file"):
         read_assays(tmp_path / "ref.csv")
+
+
+def test_a_scoring_that_does_not_fit_the_model_is_refused_in_plain_english():
+    from conftest import tiny_gpt2
+    from plmdepth.probes.variant_effects import resolve_scoring
+
+    with pytest.raises(ValueError, match="does not apply to an autoregressive model"):
+        resolve_scoring(tiny_gpt2(), "masked_marginal")

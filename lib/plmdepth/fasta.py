@@ -61,8 +61,11 @@ def read_fasta(path: str | Path, limit: int | None = None) -> list[Record]:
     try:
         text = raw.decode("utf-8-sig")  # a byte-order mark at the start is not part of the text
     except UnicodeDecodeError as err:
-        raise FastaError(f"{path} is not a text file (byte {err.start} is not UTF-8); "
-                         "give a plain FASTA file.") from None
+        # headers written by older tools are often Latin-1 (an accented name); sequences never are
+        text = raw.decode("latin-1")
+        if any(not line.isascii() and not line.lstrip().startswith(">") for line in text.splitlines()):
+            raise FastaError(f"{path} is not a text file (byte {err.start} is not UTF-8, and not in a header "
+                             "line); give a plain FASTA file.") from None
     if "\x00" in text:
         raise FastaError(f"{path} is not a text file (it holds NUL bytes); give a plain FASTA file.")
     line_no = 0

@@ -58,6 +58,11 @@ def figures_dir() -> Path:
     return Path(os.environ["PLMDEPTH_FIGURES"]) if os.environ.get("PLMDEPTH_FIGURES") else book_dir() / "figures"
 
 
+def failed_chapters_dir() -> Path:
+    """Where a chapter whose execution failed keeps its executed notebook: outside the book's sources."""
+    return project_root() / "logs" / "chapters"
+
+
 def esm_env() -> Path:
     """The second environment (EvolutionaryScale's `esm`): `$PLMDEPTH_ESM_ENV`, else .venv-esm in the project."""
     return Path(os.environ["PLMDEPTH_ESM_ENV"]) if os.environ.get("PLMDEPTH_ESM_ENV") else project_root() / ".venv-esm"

@@ -169,7 +169,8 @@ def resolve_scoring(lm: ProteinLM, scoring: str) -> str:
     if scoring not in SCORINGS:
         raise ValueError(f"scoring must be 'auto' or one of {SCORINGS}, not {scoring!r}")
     if (scoring not in MASKED_SCORINGS) != (lm.objective == "autoregressive"):
-        raise ValueError(f"scoring {scoring} does not apply to a {lm.objective} model")
+        article = "an" if lm.objective[0] in "aeiou" else "a"
+        raise ValueError(f"scoring {scoring} does not apply to {article} {lm.objective} model")
     return scoring
 
 

@@ -36,8 +36,8 @@ def run_chapter(name: str, parameters: dict | None = None, yaml_values: bool = F
     notebook goes to `book/chapters/` unless `output` says otherwise.
     """
     import jupytext
-    import papermill
 
+    papermill = papermill_module()
     definition = chapter(name)
     source = definition.notebook
     target = Path(output) if output is not None else definition.executed
@@ -51,15 +51,37 @@ def run_chapter(name: str, parameters: dict | None = None, yaml_values: bool = F
         params["models"] = ",".join([m for m in current if m] + extra)
     notebook = jupytext.read(source)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.stem}.partial.ipynb")
+    kept = paths.failed_chapters_dir()
+    kept.mkdir(parents=True, exist_ok=True)
+    running, failed = kept / f"{target.stem}.running.ipynb", kept / f"{target.stem}.failed.ipynb"
     try:
-        papermill.execute_notebook(notebook, str(partial), parameters=params, cwd=str(paths.project_root()),
+        papermill.execute_notebook(notebook, str(running), parameters=params, cwd=str(paths.project_root()),
                                    kernel_name="python3", progress_bar=True)
     except papermill.PapermillExecutionError as err:
-        raise BookError(f"chapter '{name}' failed in cell {err.cell_index}: {err.ename}: {err.evalue} "
-                        f"(executed notebook kept at {partial})") from None
-    partial.replace(target)
+        running.replace(failed)
+        said = err.evalue.strip() or _last_line(err.traceback) or "no message"
+        raise BookError(f"chapter '{name}' failed in cell {err.cell_index}: {err.ename}: {said} "
+                        f"(executed notebook kept at {paths.relative_to_project(failed)}, outside the book)") from None
+    except BaseException:
+        running.unlink(missing_ok=True)  # interrupted: nothing half-written is kept
+        raise
+    running.replace(target)
+    failed.unlink(missing_ok=True)  # a failure of an earlier run is over
+    target.with_name(f".{target.stem}.partial.ipynb").unlink(missing_ok=True)  # where older versions kept it
     return target
+
+
+def papermill_module():
+    """papermill, imported when a chapter is executed (it is slow to import)."""
+    import papermill
+
+    return papermill
+
+
+def _last_line(traceback: list[str]) -> str:
+    """The last non-empty line of a papermill traceback, without its terminal colours."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for text in traceback or [] for line in text.splitlines()]
+    return next((line for line in reversed(lines) if line), "")
 
 
 def check_toc(toc: Path | None = None) -> None:
