@@ -8,6 +8,7 @@ folder; `cached_run` says whether a folder already holds a run with the same par
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -104,12 +105,53 @@ def write_run(folder: str | Path, run: dict) -> None:
     atomic_write_text(Path(folder) / "run.json", json.dumps(run, indent=1, sort_keys=True, default=str) + "\n")
 
 
+def table_digest(path: str | Path) -> dict:
+    """What run.json records of a table it wrote: its size in bytes and its sha256."""
+    data = Path(path).read_bytes()
+    return {"bytes": len(data), "sha256": "sha256:" + hashlib.sha256(data).hexdigest()}
+
+
+def damaged_tables(folder: str | Path, entry: dict) -> list[str]:
+    """The tables of a measurement's run.json `entry` that are missing from `folder` or differ from
+    what the run wrote (size or sha256; runs from before the digests were recorded: presence only)."""
+    digests = entry.get("tables") or {}
+    bad = []
+    for name in entry.get("outputs", []):
+        path = Path(folder) / name
+        if not path.is_file():
+            bad.append(name)
+        elif name in digests and (path.stat().st_size != digests[name]["bytes"]
+                                  or table_digest(path) != digests[name]):
+            bad.append(name)
+    return bad
+
+
+def discard_damaged(root: str | Path) -> list[Path]:
+    """Delete every table under the results root `root` that differs from what its run wrote (size or
+    sha256 in run.json), so that a workflow, seeing it missing, recomputes it; returns the paths."""
+    removed = []
+    for run_json in sorted(Path(root).glob("*/run.json")):
+        try:
+            measurements = json.loads(run_json.read_text()).get("measurements") or {}
+        except ValueError:
+            continue  # a run.json that is not JSON: its folder's readers say so
+        for entry in measurements.values():
+            for name in damaged_tables(run_json.parent, entry):
+                path = run_json.parent / name
+                if path.is_file():
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
 def cached_run(folder: str | Path, measurement: str, key: dict, outputs=None) -> bool:
-    """True when `folder` holds the measurement's CSVs from a run whose `key` equals this one."""
+    """True when `folder` holds the measurement's CSVs, as its run wrote them, from a run whose `key`
+    equals this one."""
     run = read_run(folder)
     if not run or not all((Path(folder) / f"{name}.csv").is_file() for name in (outputs or (measurement,))):
         return False
-    return run.get("measurements", {}).get(measurement, {}).get("key") == json.loads(json.dumps(key, default=str))
+    entry = run.get("measurements", {}).get(measurement, {})
+    return entry.get("key") == json.loads(json.dumps(key, default=str)) and not damaged_tables(folder, entry)
 
 
 # ---- reading results folders ------------------------------------------------------------------
@@ -122,6 +164,17 @@ def display_name(name: str, objective: str, mask_fraction: float | None) -> str:
 
 class ResultsError(ValueError):
     """A results folder that cannot be read as one (no run.json, or no record of a measurement)."""
+
+
+class DamagedResults(ResultsError):
+    """A table that is missing or differs from what its run wrote (run.json records its size and sha256)."""
+
+    def __init__(self, folder: Path, table: str, measurement: str):
+        self.folder, self.table, self.measurement = Path(folder), table, measurement
+        state = "is missing" if not (Path(folder) / table).is_file() else "differs from what its run wrote"
+        super().__init__(f"{Path(folder) / table} {state} (run.json records its size and sha256), so it is not "
+                         f"read; recompute it: `python -m plmdepth book` (or `python -m plmdepth run "
+                         f"{measurement.replace('_', '-')} ... --force` with the run's arguments)")
 
 
 @dataclass(frozen=True)
@@ -179,24 +232,30 @@ class RunRecord:
         return [Path(name).stem for name in self.entry(measurement).get("outputs", [])]
 
     def has(self, measurement: str) -> bool:
-        """Whether the folder records `measurement` and holds every table it wrote."""
-        outputs = self.outputs(measurement)
-        return bool(outputs) and all((self.folder / f"{name}.csv").is_file() for name in outputs)
+        """Whether the folder records `measurement` and holds every table it wrote, as it wrote them."""
+        return bool(self.outputs(measurement)) and not damaged_tables(self.folder, self.entry(measurement))
 
     def table(self, name: str) -> pd.DataFrame:
-        """The folder's `<name>.csv`."""
+        """The folder's `<name>.csv`, checked against the size and sha256 its run recorded."""
         if name not in self._tables:
             path = self.folder / f"{name}.csv"
             if not path.is_file():
                 raise ResultsError(f"{self.folder} holds no {name}.csv")
+            recorded = [(m, e) for m, e in self.measurements.items() if f"{name}.csv" in (e.get("outputs") or [])]
+            for measurement, entry in recorded:
+                if f"{name}.csv" in damaged_tables(self.folder, entry):
+                    raise DamagedResults(self.folder, f"{name}.csv", measurement)
             self._tables[name] = pd.read_csv(path)
         return self._tables[name]
 
     def tables(self, measurement: str) -> dict[str, pd.DataFrame]:
         """The tables `measurement` wrote, by name."""
-        if not self.has(measurement):
+        if not self.outputs(measurement):
             raise ResultsError(f"{self.folder} holds no {measurement} (its run.json records "
                                f"{', '.join(self.measurements) or 'no measurement'})")
+        damaged = damaged_tables(self.folder, self.entry(measurement))
+        if damaged:
+            raise DamagedResults(self.folder, damaged[0], measurement)
         return {name: self.table(name) for name in self.outputs(measurement)}
 
 
@@ -235,8 +294,9 @@ class Results:
         return [r.folder for r in self.records]
 
     def of(self, measurement: str) -> list[RunRecord]:
-        """The folders that hold `measurement`."""
-        return [r for r in self.records if r.has(measurement)]
+        """The folders whose run.json records `measurement` (reading one whose tables are missing or
+        damaged raises `DamagedResults`: such a folder is never left out silently)."""
+        return [r for r in self.records if r.outputs(measurement)]
 
     def tables(self, measurement: str) -> dict[str, pd.DataFrame]:
         """`measurement`'s tables concatenated over the folders that hold it, by name. When some folders

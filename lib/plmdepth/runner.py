@@ -31,8 +31,9 @@ from plmdepth.models.device import computing_in
 from plmdepth.plan import MaskingPlan
 from plmdepth.probes.measurements import Measurement
 from plmdepth.requests import RunRequest, results_folder
-from plmdepth.results import (ResultsError, cached_run, cpu_kernels, display_name, folder_lock, package_versions,
-                              read_record, read_run, write_csv, write_run)
+from plmdepth.results import (DamagedResults, ResultsError, cached_run, cpu_kernels, damaged_tables, display_name,
+                              folder_lock, package_versions, read_record, read_run, table_digest, write_csv,
+                              write_run)
 
 
 def curve_name(lm: ProteinLM, mask_fraction: float) -> str:
@@ -64,6 +65,7 @@ def _save(folder: Path, lm: ProteinLM, argument: str, measurement: str, entry: d
         measurements = {**previous.get("measurements", {}), measurement: entry}
         for name, table in tables.items():
             write_csv(table, folder / f"{name}.csv")
+        entry["tables"] = {f"{name}.csv": table_digest(folder / f"{name}.csv") for name in tables}
         write_run(folder, {**previous, "model": lm.info.__dict__, "model_argument": argument,
                            "block_weights": lm.block_weights(), **run_info, "versions": package_versions(),
                            "measurements": measurements})
@@ -108,12 +110,18 @@ def cached_only() -> bool:
 
 
 def _made_as_asked(folder: Path, measure: Measurement, asked: dict) -> bool:
-    """Whether `folder` holds `measure`'s tables from a run asked for exactly `asked`."""
+    """Whether `folder` holds `measure`'s tables from a run asked for exactly `asked`; one sentence
+    (`DamagedResults`) when it ran so but a table is missing or differs from what it wrote."""
     try:
         record = read_record(folder)
     except ResultsError:
         return False
-    return bool(asked) and record.entry(measure.name).get("request") == asked and record.has(measure.name)
+    if not asked or record.entry(measure.name).get("request") != asked:
+        return False
+    damaged = damaged_tables(folder, record.entry(measure.name))
+    if damaged:
+        raise DamagedResults(folder, damaged[0], measure.name)
+    return True
 
 
 class ResultsMissing(RuntimeError):

@@ -97,7 +97,7 @@ def read_runs(folders) -> list[Run]:
     """Every results folder (in name order), with the tables of the measurements its run.json records
     (a CSV it does not record is not read)."""
     return [Run(r.model.display, r.model.family, r.model.objective, r.model.blocks,
-                {name: table for m in r.measurements if r.has(m) for name, table in r.tables(m).items()},
+                {name: table for m in r.measurements if r.outputs(m) for name, table in r.tables(m).items()},
                 r.model.twin_of, r.model.init_seed)
             for r in Results(sorted(Path(f) for f in folders))]
 

@@ -24,7 +24,7 @@ from plmdepth import __version__, paths, weights
 from plmdepth.models import REGISTRY
 from plmdepth.publish import BookError, chapters, verdicts
 from plmdepth.publish.chapters import CHAPTERS, chapter
-from plmdepth.results import Results
+from plmdepth.results import Results, discard_damaged
 
 def run_chapter(name: str, parameters: dict | None = None, yaml_values: bool = False,
                 add_models: str | None = None, output: Path | None = None) -> Path:
@@ -271,6 +271,10 @@ def run_workflow(*options: str) -> None:
     """`snakemake --cores all --forcerun book` (workflow/Snakefile): every measurement and chapter
     that is missing or out of date, then the HTML, always rebuilt. `options` go to snakemake."""
     root = paths.project_root()
+    results = root / yaml.safe_load((paths.notebooks_dir() / "parameters.yml").read_text())["results_dir"]
+    for path in discard_damaged(results):
+        print(f"{paths.relative_to_project(path)} differs from what its run wrote (run.json records its size and "
+              "sha256): removed, the workflow recomputes it.")
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(root / "workflow" / "Snakefile"),
            "--directory", str(root), "--cores", "all", "--forcerun", "book", *options]
     if subprocess.run(cmd, cwd=root).returncode != 0:
