@@ -2,6 +2,7 @@
 checks them (a missing, truncated or edited table is recomputed or refused, never read)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,58 @@ def test_the_book_build_removes_damaged_tables_so_the_workflow_recomputes_them(f
     assert not (folder / "logit_lens.csv").exists()
     assert (folder / "logit_lens_per_sequence.csv").read_bytes() == intact
     assert discard_damaged(folder.parent) == []  # a missing table is the workflow's to redo
+
+
+def test_a_second_build_is_refused_naming_the_running_one(tmp_path, monkeypatch):
+    from plmdepth import paths
+    from plmdepth.publish.book import BookError, LOCK_HELD, project_lock
+
+    monkeypatch.setattr(paths, "project_root", lambda: tmp_path)
+    monkeypatch.delenv(LOCK_HELD, raising=False)
+    with project_lock("python -m plmdepth book"):
+        with pytest.raises(BookError, match=r"`python -m plmdepth book` \(pid \d+, started .* UTC\) is running on "
+                                            r"this project; wait for it to finish"):
+            with project_lock("python -m plmdepth chapter logit-lens"):
+                pass
+        monkeypatch.setenv(LOCK_HELD, "1")  # the workflow's own chapter jobs run under the build's lock
+        with project_lock("python -m plmdepth chapter logit-lens"):
+            pass
+    monkeypatch.delenv(LOCK_HELD)
+    with project_lock("python -m plmdepth chapter logit-lens"):  # released when the first one ended
+        pass
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_stop_signal_stops_the_workflow_and_every_job_within_seconds(tmp_path, sig):
+    """`plmdepth book` runs Snakemake in its own process group; SIGINT or SIGTERM to the command (as a
+    parent or a scheduler sends it, to that process alone) stops the group: Snakemake and its jobs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pidfile = tmp_path / "job.pid"
+    script = (
+        "import sys\n"
+        "from plmdepth import cli\n"
+        "from plmdepth.publish.book import _run_stoppable\n"
+        "with cli._terminate_as_interrupt():\n"
+        "    try:\n"
+        f"        _run_stoppable(['bash', '-c', 'sleep 300 & echo $! > {pidfile}; wait'], '.', dict())\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('stopped'); sys.exit(130)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    for _ in range(100):
+        if pidfile.is_file() and pidfile.read_text().strip():
+            break
+        time.sleep(0.1)
+    job = int(pidfile.read_text())
+    started = time.monotonic()
+    proc.send_signal(getattr(signal, sig))
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "stopped" in out and time.monotonic() - started < 15
+    time.sleep(0.5)
+    status = Path(f"/proc/{job}/status")
+    state = status.read_text().split("State:")[1].split()[0] if status.is_file() else "gone"
+    assert state in ("gone", "Z"), state  # the job (a grandchild) is gone too (a zombie waits for its reaper)

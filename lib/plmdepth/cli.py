@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 
 from plmdepth.fasta import FastaError
@@ -129,7 +131,14 @@ def _models(args) -> int:
 
 
 def _chapter(args) -> int:
-    from plmdepth.publish.book import build_book, run_chapter  # the book's packages: not in .venv-esm
+    from plmdepth.publish.book import project_lock  # the book's packages: not in .venv-esm
+
+    with project_lock(f"python -m plmdepth chapter {args.chapter}"):
+        return _run_chapter(args)
+
+
+def _run_chapter(args) -> int:
+    from plmdepth.publish.book import build_book, run_chapter
 
     bad = [kv for kv in args.param if "=" not in kv]
     if bad:
@@ -149,6 +158,24 @@ def _book(args) -> int:
 
     build_book(execute=not args.no_execute)
     return 0
+
+
+@contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a scheduler's or a parent's stop) handled as SIGINT while the command runs: the same
+    clean stop (running jobs stopped, checkpoints kept) and the same message. Only in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -257,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        with _progress_messages():
+        with _progress_messages(), _terminate_as_interrupt():
             return args.func(args)
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume from the last checkpoint (finished work is kept).",

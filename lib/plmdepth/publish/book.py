@@ -11,10 +11,14 @@ silently.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -267,18 +271,81 @@ def model_table_page(runs: Results | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+# set in the workflow's environment: its chapter and book jobs run under the build's lock
+LOCK_HELD = "PLMDEPTH_BUILD_LOCK_HELD"
+
+
+@contextmanager
+def project_lock(what: str):
+    """Hold the project's build lock while `what` runs: one build or chapter run at a time, so that
+    results and chapters are never written by two at once. A second one is refused in one sentence
+    naming the first. The lock is the kernel's (flock): it dies with its process, so a killed build
+    leaves nothing to clear. Inside the workflow (`LOCK_HELD`) it is already held."""
+    if os.environ.get(LOCK_HELD):
+        yield
+        return
+    path = paths.project_root() / ".snakemake" / "plmdepth-build.lock"
+    path.parent.mkdir(exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another build"
+            raise BookError(f"{holder} is running on this project; wait for it to finish (or stop it), then run "
+                            "this command again") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"`{what}` (pid {os.getpid()}, started {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC)")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_workflow(*options: str) -> None:
     """`snakemake --cores all --forcerun book` (workflow/Snakefile): every measurement and chapter
-    that is missing or out of date, then the HTML, always rebuilt. `options` go to snakemake."""
+    that is missing or out of date, then the HTML, always rebuilt. `options` go to snakemake.
+
+    Runs under the project's lock (`project_lock`), so a Snakemake lock found then was left by a
+    killed run and is cleared, and jobs a killed run left incomplete are redone. SIGINT or SIGTERM
+    stops Snakemake and every running job (their process group) within seconds; the same command
+    resumes (finished measurements are kept)."""
     root = paths.project_root()
     results = root / yaml.safe_load((paths.notebooks_dir() / "parameters.yml").read_text())["results_dir"]
     for path in discard_damaged(results):
         print(f"{paths.relative_to_project(path)} differs from what its run wrote (run.json records its size and "
               "sha256): removed, the workflow recomputes it.")
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(root / "workflow" / "Snakefile"),
-           "--directory", str(root), "--cores", "all", "--forcerun", "book", *options]
-    if subprocess.run(cmd, cwd=root).returncode != 0:
+    snakemake = [sys.executable, "-m", "snakemake", "--snakefile", str(root / "workflow" / "Snakefile"),
+                 "--directory", str(root)]
+    env = {**os.environ, LOCK_HELD: "1"}
+    if any((root / ".snakemake" / "locks").glob("*")):  # no live build holds it: we hold the project's lock
+        subprocess.run([*snakemake, "--unlock"], cwd=root, env=env, capture_output=True)
+        print("cleared the workflow's lock left by an interrupted run")
+    cmd = [*snakemake, "--cores", "all", "--forcerun", "book", "--rerun-incomplete", *options]
+    if _run_stoppable(cmd, root, env) != 0:
         raise BookError("the workflow failed; the messages above name the failed job and its log file")
+
+
+def _run_stoppable(cmd: list[str], cwd: Path, env: dict) -> int:
+    """Run `cmd` in its own process group; on SIGINT or SIGTERM (KeyboardInterrupt here, see cli.main)
+    send SIGTERM to the whole group (Snakemake and its jobs), SIGKILL after 10 s, and re-raise."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=wait)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        raise
 
 
 def build_book(execute: bool = True, full: bool = True) -> Path:
@@ -290,7 +357,8 @@ def build_book(execute: bool = True, full: bool = True) -> Path:
     rebuilds every page, so every warning is seen.
     """
     if execute:
-        run_workflow()
+        with project_lock("python -m plmdepth book"):
+            run_workflow()
         return paths.book_dir() / "_build" / "html" / "index.html"
     install_mathjax()
     write_generated_pages(__version__)
