@@ -118,3 +118,29 @@ def test_a_stop_signal_stops_the_workflow_and_every_job_within_seconds(tmp_path,
     status = Path(f"/proc/{job}/status")
     state = status.read_text().split("State:")[1].split()[0] if status.is_file() else "gone"
     assert state in ("gone", "Z"), state  # the job (a grandchild) is gone too (a zombie waits for its reaper)
+
+
+def test_a_failed_workflow_names_each_failed_job_its_reason_and_its_log(tmp_path):
+    import os
+    import time
+
+    from plmdepth.publish.book import failed_jobs
+
+    logs = tmp_path / "logs"
+    (logs / "measure").mkdir(parents=True)
+    (logs / "chapters").mkdir()
+    old = logs / "measure" / "antiberty.log"
+    old.write_text("error: an old failure\n")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    since = time.time() - 60
+    (logs / "measure" / "iglm.log").write_text('layer skipping 40%\r{"results_folders": ["results/iglm"]}\n')
+    (logs / "measure" / "typo.log").write_text("error: unknown model 'antibrty'; did you mean antiberty?\n")
+    (logs / "measure" / "iglm@random0.log").write_text("logit lens 10%\rlogit lens 20%\n")  # killed: no last word
+    (logs / "chapters" / "logit_lens.log").write_text("Executing: 100%\nExecuted book/chapters/logit_lens.ipynb\n")
+    (logs / "chapters" / "cross_model.log").write_text("error: chapter 'cross-model' failed in cell 3: ...\n")
+    said = failed_jobs(logs, since)
+    assert said == [
+        "the measurements of iglm@random0: stopped without a message (killed by the system, e.g. out of memory?) "
+        f"(log: {logs / 'measure' / 'iglm@random0.log'})",
+        f"the measurements of typo: unknown model 'antibrty'; did you mean antiberty? (log: {logs / 'measure' / 'typo.log'})",
+        f"chapter cross_model: chapter 'cross-model' failed in cell 3: ... (log: {logs / 'chapters' / 'cross_model.log'})"]

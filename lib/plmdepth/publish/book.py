@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -324,9 +325,34 @@ def run_workflow(*options: str) -> None:
     if any((root / ".snakemake" / "locks").glob("*")):  # no live build holds it: we hold the project's lock
         subprocess.run([*snakemake, "--unlock"], cwd=root, env=env, capture_output=True)
         print("cleared the workflow's lock left by an interrupted run")
-    cmd = [*snakemake, "--cores", "all", "--forcerun", "book", "--rerun-incomplete", *options]
+    cmd = [*snakemake, "--cores", "all", "--forcerun", "book", "--rerun-incomplete", "--keep-going", *options]
+    started = time.time()
     if _run_stoppable(cmd, root, env) != 0:
-        raise BookError("the workflow failed; the messages above name the failed job and its log file")
+        failed = failed_jobs(root / "logs", started)
+        raise BookError("the workflow failed" + (f": {'; '.join(failed)}" if failed else
+                                                 " (the messages above name the failed job and its log)")
+                        + ". Every other finished result is kept; run the same command again to redo only what failed")
+
+
+def failed_jobs(logs: Path, since: float) -> list[str]:
+    """One sentence per workflow job that ran since `since` and failed: the job, what its log's last
+    line says (a measurement job's log ends with its results folders when it succeeds, a chapter's
+    says `Executed`), and the log."""
+    out = []
+    for log in [*sorted((logs / "measure").glob("*.log")), *sorted((logs / "chapters").glob("*.log"))]:
+        if log.stat().st_mtime < since:
+            continue
+        lines = [line.strip() for line in log.read_text(errors="replace").replace("\r", "\n").splitlines()
+                 if line.strip()]
+        last = lines[-1] if lines else ""
+        measuring = log.parent.name == "measure"
+        if (last.startswith('{"results_folder') if measuring else any(l.startswith("Executed ") for l in lines)):
+            continue
+        job = f"the measurements of {log.stem}" if measuring else f"chapter {log.stem}"
+        said = (last.removeprefix("error: ") if last.startswith(("error:", "interrupted")) else
+                "stopped without a message (killed by the system, e.g. out of memory?)")
+        out.append(f"{job}: {said} (log: {paths.relative_to_project(log)})")
+    return out
 
 
 def _run_stoppable(cmd: list[str], cwd: Path, env: dict) -> int:
@@ -364,15 +390,29 @@ def build_book(execute: bool = True, full: bool = True) -> Path:
     write_generated_pages(__version__)
     check_toc()
     root, book = paths.project_root(), paths.book_dir()
+    # A full build (every page: Sphinx 7.4 warns, an error here, when a copied image or download
+    # would overwrite an older, different copy, which every re-executed figure is) goes to a
+    # staging folder and replaces the HTML only when it succeeded: a failure (a full disk, a
+    # warning) leaves the previous book whole. An incremental one (`full=False`) updates it in place.
+    output = book / "_build" / ".staging" if full else book
     if full:
-        # Sphinx 7.4 warns (an error here) when a copied image or download would overwrite an
-        # older, different copy, which every re-executed figure is: a full build starts clean.
-        shutil.rmtree(book / "_build" / "html", ignore_errors=True)
+        shutil.rmtree(output, ignore_errors=True)
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(book), *(["--all"] if full else []),
-           "--config", str(root / "_config.yml"), "--toc", str(root / "_toc.yml"), "--path-output", str(book),
+           "--config", str(root / "_config.yml"), "--toc", str(root / "_toc.yml"), "--path-output", str(output),
            "-W", "-n", "--keep-going"]
-    if subprocess.run(cmd, cwd=root).returncode != 0:
-        raise BookError("jupyter-book build failed (warnings are errors); see the messages above")
+    try:
+        if subprocess.run(cmd, cwd=root).returncode != 0:
+            raise BookError("jupyter-book build failed (warnings are errors); see the messages above")
+        if full:
+            html, old = book / "_build" / "html", book / "_build" / ".html-old"
+            shutil.rmtree(old, ignore_errors=True)
+            if html.exists():
+                html.replace(old)
+            (output / "_build" / "html").replace(html)
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if full:
+            shutil.rmtree(output, ignore_errors=True)
     index = book / "_build" / "html" / "index.html"
     print(f"Book built: {index}")
     return index
