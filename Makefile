@@ -34,7 +34,7 @@ $(ESM_STAMP): requirements-esm.txt pyproject.toml
 esm-env: $(ESM_STAMP)
 
 # The book goes through the Snakemake workflow (workflow/Snakefile): measurements, chapters, HTML.
-# Finished measurements are kept; the HTML is always rebuilt (build date and commit).
+# Finished measurements are kept; the HTML is rebuilt when a chapter, page, result or the commit changed.
 book: $(STAMP)
 	$(PY) -m plmdepth book
 

@@ -85,7 +85,7 @@ def main() -> int:
     logs, results = Path(args.logs), Path(args.results)
     pd.set_option("display.width", 160)
     measure = measurement_jobs(logs, results)
-    chapters = chapter_jobs(logs, ROOT / "book" / "chapters")
+    chapters = chapter_jobs(logs, logs.parent / "book" / "chapters")  # the project the logs belong to
     if measure.empty and chapters.empty:
         print(f"\nno job benchmarks under {logs / 'benchmarks'}: build the book first (make book, or --build)")
         return 1

@@ -202,6 +202,11 @@ def git_state(root: Path | None = None) -> str:
     return f"commit {head.stdout.strip()}" + (" + uncommitted changes" if dirty else "")
 
 
+# the pages write_generated_pages writes into book/ (not sources: they are made from the results)
+GENERATED = ("build_info.md", "figures.md", "models.md", "key_results.md", "claims.md", "sensitivity.md",
+             "noise_floor.md")
+
+
 def write_generated_pages(version: str) -> None:
     """book/build_info.md (build date, version, git commit, models run), book/figures.md (figure
     index), book/models.md, and book/key_results.md, book/claims.md and book/sensitivity.md (the claims' verdicts
@@ -307,8 +312,8 @@ def project_lock(what: str):
 
 
 def run_workflow(*options: str) -> None:
-    """`snakemake --cores all --forcerun book` (workflow/Snakefile): every measurement and chapter
-    that is missing or out of date, then the HTML, always rebuilt. `options` go to snakemake.
+    """`snakemake --cores all` (workflow/Snakefile): every measurement and chapter that is missing or
+    out of date, then the HTML when any of its inputs or the commit changed. `options` go to snakemake.
 
     Runs under the project's lock (`project_lock`), so a Snakemake lock found then was left by a
     killed run and is cleared, and jobs a killed run left incomplete are redone. SIGINT or SIGTERM
@@ -325,7 +330,7 @@ def run_workflow(*options: str) -> None:
     if any((root / ".snakemake" / "locks").glob("*")):  # no live build holds it: we hold the project's lock
         subprocess.run([*snakemake, "--unlock"], cwd=root, env=env, capture_output=True)
         print("cleared the workflow's lock left by an interrupted run")
-    cmd = [*snakemake, "--cores", "all", "--forcerun", "book", "--rerun-incomplete", "--keep-going", *options]
+    cmd = [*snakemake, "--cores", "all", "--rerun-incomplete", "--keep-going", *options]
     started = time.time()
     if _run_stoppable(cmd, root, env) != 0:
         failed = failed_jobs(root / "logs", started)
