@@ -98,10 +98,12 @@ def test_results_give_every_model_one_name_and_refuse_what_is_not_a_results_fold
         "dplm", 0.5, "/models/dplm", 2)
     assert [r.folder for r in results.of("contributions")] == [b]
     assert len(results.tables("logit_lens")["logit_lens"]) == 2
-    (b / "contributions.csv").unlink()  # a recorded table that is gone: the folder no longer holds it
-    assert results.of("contributions") == []
-    with pytest.raises(ResultsError, match="holds no contributions"):
+    (b / "contributions.csv").unlink()  # a recorded table that is gone: never left out silently
+    assert [r.folder for r in results.of("contributions")] == [b] and not read_record(b).has("contributions")
+    with pytest.raises(ResultsError, match="contributions.csv is missing .*recompute it"):
         read_record(b).tables("contributions")
+    with pytest.raises(ResultsError, match="holds no tuned_lens"):
+        read_record(b).tables("tuned_lens")
     with pytest.raises(ResultsError, match="no run.json in"):
         Results([tmp_path / "nothing"])
     assert Results.under(tmp_path).folders == sorted([a, b])
