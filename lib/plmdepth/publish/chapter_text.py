@@ -196,18 +196,24 @@ FLOOR_TABLES = {"contributions": "M1 contributions", "skip_effect": "M2 skip eff
 
 def noise_floor_sentence(floor: pd.DataFrame, output: pd.DataFrame) -> str:
     """The layer-skipping chapter's sentence on its noise floor (`probes.noise_floor`): how far float64
-    and the null skip move M2 and M3, against the smallest mean output change the chapter shows."""
+    and the null skip move M2 and M3, against the smallest mean output change the chapter shows (not
+    counting the last block's, zero by construction)."""
+    from plmdepth.probes.layer_skipping import zero_by_construction
+
     if floor.empty:
         return ""
     skip = floor[floor["table"].isin(["skip_effect", "skip_output"])]
     wide = skip.loc[skip["comparison"] == "float64", "max_abs_diff"].max()
     null = skip.loc[skip["comparison"] == "null skip", "max_abs_diff"].max()
-    shown = output.loc[output["twin_of"].isna() if "twin_of" in output else output.index, "prob_l2_mean"]
-    n = int(floor["n_sequences"][floor["comparison"] == "float64"].max())
-    return (f"Noise floor (Methods; the trained models, first {n} sequences): computing in "
-            f"float64 instead of float32 moves any number of M2 and M3 by at most {wide:.1e}, and skipping nothing "
-            f"gives effects of at most {null:.1e}; the smallest mean output change in the table below is "
-            f"{shown.min():.1e}.")
+    trained = output["twin_of"].isna() if "twin_of" in output else pd.Series(True, index=output.index)
+    shown = output.loc[trained & ~zero_by_construction(output), "prob_l2_mean"]
+    n = floor.loc[floor["comparison"] == "float64", "n_sequences"]
+    count = f"{n.max()}" if n.min() == n.max() else f"{n.min()}–{n.max()}"
+    nothing = "exactly zero" if null == 0 else f"at most {null:.1e}"
+    return (f"Noise floor (Methods; the trained models, their first {count} sequences): computing in float64 instead "
+            f"of float32 moves any number of M2 and M3 by at most {wide:.1e}, and skipping nothing gives effects "
+            f"{nothing}; the smallest mean output change in the table below (the last block's, zero by "
+            f"construction, aside) is {shown.min():.1e}.")
 
 
 def noise_floor_markdown(floor: pd.DataFrame) -> str:
