@@ -45,7 +45,11 @@ def test_noise_floor_orders_float64_below_bfloat16_and_feeds_the_book(records):
     assert np.all(table.loc[table["comparison"] == "float64", "n_sequences"] == len(records))
     assert next(lm.parameters()).dtype.is_floating_point and str(next(lm.parameters()).dtype) == "torch.float32"
     page = noise_floor_markdown(table.assign(model="tiny-esm"))
-    assert "| tiny-esm | float64 | 4 |" in page and "bfloat16 matrix products move a number by up to" in page
+    assert page.splitlines()[0] == "| measurement | float64 | null skip | bfloat16 (mixed) |"
+    row = next(line for line in page.splitlines() if line.startswith("| M2 skip effect |"))
+    m2 = table[(table["table"] == "skip_effect") & (table["comparison"] == "float64")]["relative"].max()
+    assert row.split(" | ")[1] == f"{m2:.1e}"
+    assert "first 4 sequences (2 for bfloat16)" in page and "bfloat16 matrix products move a number by up to" in page
     output = layer_skipping(lm, records, plan, progress=False)[1].assign(model="tiny-esm")
     sentence = noise_floor_sentence(table.assign(model="tiny-esm"), output)
     last = output["skipped"] == output["skipped"].max()  # zero by construction in "future" mode

@@ -217,20 +217,26 @@ def noise_floor_sentence(floor: pd.DataFrame, output: pd.DataFrame) -> str:
 
 
 def noise_floor_markdown(floor: pd.DataFrame) -> str:
-    """Methods' table of the noise floor: per model and comparison, the largest difference relative to
-    the column's scale, per measurement; then the sentence on the book's precision."""
+    """Methods' table of the noise floor: per measurement and comparison, the largest difference over
+    the models relative to the column's scale; then the models it covers and the book's precision."""
     if floor.empty:
         return "*No noise-floor run in this build (the layer-skipping chapter makes them).*\n"
-    rel = floor.pivot_table(index=["model", "comparison"], columns="table", values="relative", aggfunc="max",
-                            sort=False)
-    n = floor.groupby(["model", "comparison"], sort=False)["n_sequences"].max()
-    tables = [t for t in FLOOR_TABLES if t in rel.columns]
-    lines = ["| model | comparison | sequences | " + " | ".join(FLOOR_TABLES[t] for t in tables) + " |",
-             "|---|---|---|" + "---|" * len(tables)]
-    for (model, comparison), row in rel.iterrows():
-        cells = " | ".join("—" if pd.isna(row[t]) else f"{row[t]:.1e}" for t in tables)
-        lines.append(f"| {model} | {comparison} | {n[(model, comparison)]} | {cells} |")
-    text = "\n".join(lines) + "\n"
+    comparisons = [c for c in ("float64", "null skip", "bfloat16 (mixed)") if c in set(floor["comparison"])]
+    rel = floor.pivot_table(index="table", columns="comparison", values="relative", aggfunc="max")
+    lines = ["| measurement | " + " | ".join(comparisons) + " |", "|---|" + "---|" * len(comparisons)]
+    for table in (t for t in FLOOR_TABLES if t in rel.index):
+        cells = " | ".join("—" if pd.isna(rel.loc[table, c]) else f"{rel.loc[table, c]:.1e}" for c in comparisons)
+        lines.append(f"| {FLOOR_TABLES[table]} | {cells} |")
+    counts = floor.groupby("comparison")["n_sequences"].agg(["min", "max"])
+
+    def seqs(c):
+        low, high = counts.loc[c, "min"], counts.loc[c, "max"]
+        return f"{low}" if low == high else f"{low}–{high}"
+
+    models = ", ".join(dict.fromkeys(floor["model"]))
+    text = "\n".join(lines) + "\n\n" + (f"Largest over the models {models}; on their first {seqs('float64')} sequences"
+                                        + (f" ({seqs('bfloat16 (mixed)')} for bfloat16)" if "bfloat16 (mixed)" in counts.index
+                                           else "") + ". Every number per model is in each model's `noise_floor.csv`.\n")
     wide = floor.loc[floor["comparison"] == "float64", "relative"].max()
     mixed = floor.loc[floor["comparison"] == "bfloat16 (mixed)", "relative"]
     if len(mixed):
