@@ -71,6 +71,7 @@ def test_a_second_build_is_refused_naming_the_running_one(tmp_path, monkeypatch)
 
     monkeypatch.setattr(paths, "project_root", lambda: tmp_path)
     monkeypatch.delenv(LOCK_HELD, raising=False)
+    monkeypatch.delenv("PLMDEPTH_CACHED_ONLY", raising=False)
     with project_lock("python -m plmdepth book"):
         with pytest.raises(BookError, match=r"`python -m plmdepth book` \(pid \d+, started .* UTC\) is running on "
                                             r"this project; wait for it to finish"):
@@ -79,7 +80,11 @@ def test_a_second_build_is_refused_naming_the_running_one(tmp_path, monkeypatch)
         monkeypatch.setenv(LOCK_HELD, "1")  # the workflow's own chapter jobs run under the build's lock
         with project_lock("python -m plmdepth chapter logit-lens"):
             pass
-    monkeypatch.delenv(LOCK_HELD)
+        monkeypatch.delenv(LOCK_HELD)
+        monkeypatch.setenv("PLMDEPTH_CACHED_ONLY", "1")  # so do they when Snakemake is run by hand
+        with project_lock("python -m plmdepth chapter logit-lens"), project_lock("python -m plmdepth chapter x"):
+            pass
+    monkeypatch.delenv("PLMDEPTH_CACHED_ONLY")
     with project_lock("python -m plmdepth chapter logit-lens"):  # released when the first one ended
         pass
 

@@ -30,6 +30,7 @@ from plmdepth.models import REGISTRY
 from plmdepth.publish import BookError, chapters, verdicts
 from plmdepth.publish.chapters import CHAPTERS, chapter
 from plmdepth.results import Results, discard_damaged
+from plmdepth.runner import CACHED_ONLY
 
 def run_chapter(name: str, parameters: dict | None = None, yaml_values: bool = False,
                 add_models: str | None = None, output: Path | None = None) -> Path:
@@ -286,8 +287,9 @@ def project_lock(what: str):
     """Hold the project's build lock while `what` runs: one build or chapter run at a time, so that
     results and chapters are never written by two at once. A second one is refused in one sentence
     naming the first. The lock is the kernel's (flock): it dies with its process, so a killed build
-    leaves nothing to clear. Inside the workflow (`LOCK_HELD`) it is already held."""
-    if os.environ.get(LOCK_HELD):
+    leaves nothing to clear. Inside the workflow (`LOCK_HELD`, or a chapter job of the workflow, which
+    only reads results: `runner.CACHED_ONLY`, also when Snakemake is run by hand) it is not taken."""
+    if os.environ.get(LOCK_HELD) or os.environ.get(CACHED_ONLY):
         yield
         return
     path = paths.project_root() / ".snakemake" / "plmdepth-build.lock"
