@@ -321,18 +321,24 @@ def run_workflow(*options: str) -> None:
     killed run and is cleared, and jobs a killed run left incomplete are redone. SIGINT or SIGTERM
     stops Snakemake and every running job (their process group) within seconds; the same command
     resumes (finished measurements are kept)."""
+    from plmdepth.publish import grid
+
     root = paths.project_root()
-    results = root / yaml.safe_load((paths.notebooks_dir() / "parameters.yml").read_text())["results_dir"]
-    for path in discard_damaged(results):
+    config = yaml.safe_load((paths.notebooks_dir() / "parameters.yml").read_text())
+    for path in discard_damaged(root / config["results_dir"]):
         print(f"{paths.relative_to_project(path)} differs from what its run wrote (run.json records its size and "
               "sha256): removed, the workflow recomputes it.")
+    # Snakemake leaves a missing intermediate file alone when what is made from it is up to date (so
+    # temporary files can go): a table that is gone is named as a target, so that its job reruns
+    missing = [out for job in grid.jobs(config)[0] for out in job.outputs if not (root / out).is_file()]
     snakemake = [sys.executable, "-m", "snakemake", "--snakefile", str(root / "workflow" / "Snakefile"),
                  "--directory", str(root)]
     env = {**os.environ, LOCK_HELD: "1"}
     if any((root / ".snakemake" / "locks").glob("*")):  # no live build holds it: we hold the project's lock
         subprocess.run([*snakemake, "--unlock"], cwd=root, env=env, capture_output=True)
         print("cleared the workflow's lock left by an interrupted run")
-    cmd = [*snakemake, "--cores", "all", "--rerun-incomplete", "--keep-going", *options]
+    cmd = [*snakemake, "--cores", "all", "--rerun-incomplete", "--keep-going", *options,
+           *(["all", *missing] if missing else [])]
     started = time.time()
     if _run_stoppable(cmd, root, env) != 0:
         failed = failed_jobs(root / "logs", started)
