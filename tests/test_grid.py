@@ -228,3 +228,20 @@ def test_the_workflow_gives_a_folder_job_its_data_and_code_as_inputs(tmp_path):
     assert sorted(inputs) == sorted({str(jobs[0].request.data), *(f for j in jobs for f in grid.code_files(j.request))})
     assert {Path(o).name for o in outputs} == {Path(o).name for j in jobs for o in j.outputs}
     assert len(re.findall(r"rule measure_", proc.stdout + proc.stderr)) == 1  # one job for the folder
+
+
+def test_the_compute_estimate_covers_every_job_and_counts_a_twin_with_its_model(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("estimate", paths.project_root() / "workflow" / "estimate.py")
+    estimate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(estimate)
+    assert estimate.main(["--markdown"]) == 0
+    out = capsys.readouterr().out
+    jobs, _ = grid.jobs(shared_parameters())
+    assert f"{len(jobs)} measurements in {len(grid.folder_jobs(jobs))} results folders" in out
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| ")}
+    assert "antiberty" in rows and not any("@random" in name for name in rows)
+    # antiberty and its three twins: every measurement of the four folders
+    assert int(rows["antiberty"].split(" | ")[2]) == sum(1 for j in jobs if j.request.model.argument.startswith("antiberty"))
+    assert "not estimated" not in out

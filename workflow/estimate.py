@@ -33,7 +33,8 @@ from plmdepth.fasta import read_fasta
 from plmdepth.models import REGISTRY
 from plmdepth.probes.variant_effects import read_assays
 from plmdepth.publish import grid
-from plmdepth.publish.chapter import shared_parameters
+from plmdepth.publish.chapters import shared_parameters
+from plmdepth.models.untrained import parse_twin
 
 VOCAB = 33  # ESM-2's; the head is a small share of the cost for every registered model
 CONTEXT = 1024
@@ -57,26 +58,31 @@ def _assays(reference: str, assays: tuple | None, max_variants: int | None, seed
 
 
 def job_flops(job: grid.Job) -> float | None:
-    request, entry = job.request, REGISTRY.get(job.request.model.argument)
-    params = grid.parameter_count(request.model.argument)
+    request = job.request
+    base = parse_twin(request.model.argument)[0] if request.model.init_seed is not None else request.model.argument
+    entry, params = REGISTRY.get(base), grid.parameter_count(base)  # a twin costs what its model does
     if entry is None or params is None:
         return None
-    L, d, kwargs = entry.blocks, entry.width, request.kwargs
+    L, d, inputs, config = entry.blocks, entry.width, request.inputs, dict(request.params)
     if request.measurement == "variant_effects":
         total = 0.0
-        assays = kwargs.get("assays")
-        for n, variants, positions in _assays(request.data, tuple(assays) if assays else None,
-                                              kwargs.get("max_variants"), kwargs.get("seed", 0)):
+        for n, variants, positions in _assays(inputs.reference, inputs.assays, inputs.max_variants, request.seed):
             passes = variants + 1 if entry.objective == "autoregressive" else positions
             total += passes * forward(params, L, d, n)
         return total
-    lengths = _lengths(request.data, kwargs.get("n_sequences"))
+    lengths = _lengths(inputs.fasta, inputs.n_sequences)
     passes = L + 1 if request.measurement == "layer_skipping" else 1
     total = passes * sum(forward(params, L, d, n) for n in lengths)
     if request.measurement == "tuned_lens":
         positions = sum(lengths) * (1.0 if entry.objective == "autoregressive" else request.mask_fraction)
-        total += 3 * kwargs.get("epochs", 50) * positions * L * (2 * d * d + 2 * d * VOCAB)
+        total += 3 * config.get("epochs", 50) * positions * L * (2 * d * d + 2 * d * VOCAB)
     return total
+
+
+def _base(job: grid.Job) -> str:
+    """The registered model a job runs (a twin counts with its model)."""
+    argument = job.request.model.argument
+    return parse_twin(argument)[0] if job.request.model.init_seed is not None else argument
 
 
 def main(argv=None) -> int:
@@ -94,20 +100,21 @@ def main(argv=None) -> int:
     for job in jobs:
         flops = job_flops(job)
         if flops is None:
-            unknown.add(job.request.model.argument)
+            unknown.add(_base(job))
             continue
-        per_model[job.request.model.argument][0] += 1
-        per_model[job.request.model.argument][1] += flops
+        per_model[_base(job)][0] += 1
+        per_model[_base(job)][1] += flops
     rows = sorted(per_model.items(), key=lambda item: item[1][1])
     hours = lambda flops: flops / (args.tflops * 1e12) / 3600  # noqa: E731
-    print(f"{len(jobs)} measurement jobs ({len(set(j.request.model.argument for j in jobs))} models); "
+    print(f"{len(jobs)} measurements in {len(grid.folder_jobs(jobs))} results folders "
+          f"({len(set(_base(j) for j in jobs))} models, untrained twins counted with their model); "
           f"{args.tflops:g} TFLOP/s per GPU assumed")
     if args.markdown:
-        print("\n| model | size | jobs | PFLOP | GPU-minutes |\n|---|--:|--:|--:|--:|")
+        print("\n| model | size | measurements | PFLOP | GPU-minutes |\n|---|--:|--:|--:|--:|")
         for model, (n, flops) in rows:
             print(f"| {model} | {REGISTRY[model].size} | {n} | {flops / 1e15:,.2f} | {60 * hours(flops):,.2f} |")
     else:
-        print(f"{'model':<20} {'size':>6} {'jobs':>5} {'PFLOP':>10} {'GPU-minutes':>12}")
+        print(f"{'model':<20} {'size':>6} {'runs':>5} {'PFLOP':>10} {'GPU-minutes':>12}")
         for model, (n, flops) in rows:
             print(f"{model:<20} {REGISTRY[model].size:>6} {n:>5} {flops / 1e15:>10,.2f} {60 * hours(flops):>12,.2f}")
     total = sum(flops for _, (_, flops) in rows)

@@ -65,7 +65,7 @@ def sequence_runs(measurement: str, p: dict, structure: bool = True, mask_fracti
     """`measurement` of every model of the chapter on its FASTA file (and of its structure models on
     the chains of their structures): a diffusion model once per ratio of `diffusion_ratios`, every
     model at `mask_fraction` when it is given. Every model's untrained twins follow it (one per seed
-    of `twin_seeds`; not without `twins`), and the architectures of `untrained_models` run as twins only
+    of `twin_seeds`; not without `twins`, nor for a model of the second environment), and the architectures of `untrained_models` run as twins only
     (with `untrained`: they stand for the paper's Figs. 1-4, which the tuned lens is not part of).
     `n_sequences` (at most the chapter's) takes the first sequences only. `params` are the
     measurement's own."""
@@ -75,7 +75,9 @@ def sequence_runs(measurement: str, p: dict, structure: bool = True, mask_fracti
             raise ValueError("structure_models need structure_fasta: the FASTA of the chains their structures hold")
         specs += [(spec, p["structure_fasta"]) for spec in resolved(p["structure_models"])]
     seeds = twin_seeds(p) if twins else []
-    specs = [(s, data) for spec, data in specs for s in (spec, *(twin(spec, k) for k in seeds))]
+    # twins are built in the main environment: a model of the second one (ESM C, ESM3) has none
+    specs = [(s, data) for spec, data in specs
+             for s in (spec, *(twin(spec, k) for k in (seeds if spec.environment == "main" else ())))]
     if untrained:
         specs += [(twin(spec, k), p["fasta"]) for spec in resolved(p.get("untrained_models")) for k in seeds]
     out = []
