@@ -149,3 +149,70 @@ def test_a_failed_workflow_names_each_failed_job_its_reason_and_its_log(tmp_path
         f"(log: {logs / 'measure' / 'iglm@random0.log'})",
         f"the measurements of typo: unknown model 'antibrty'; did you mean antiberty? (log: {logs / 'measure' / 'typo.log'})",
         f"chapter cross_model: chapter 'cross-model' failed in cell 3: ... (log: {logs / 'chapters' / 'cross_model.log'})"]
+
+
+def _project_copy(root: Path) -> Path:
+    """The workflow's files in a fresh folder: a project with no results yet."""
+    import shutil
+
+    from plmdepth import paths
+
+    source = paths.project_root()
+    for name in ("workflow", "notebooks", "data", "book"):
+        shutil.copytree(source / name, root / name, ignore=shutil.ignore_patterns("_build", "chapters", "figures"))
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(source / name, root / name)
+    return root
+
+
+@pytest.mark.slow
+def test_an_interrupted_workflow_stops_its_job_and_the_rerun_gives_identical_results(tmp_path):
+    """SIGINT to a workflow run (plmdepth.publish.book.run_workflow, what `plmdepth book` runs) while a
+    folder's job computes: the job stops within seconds, and the same command finishes it with
+    tables byte-identical to an uninterrupted run of the same requests."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from plmdepth.publish import grid
+    from plmdepth.publish.chapters import shared_parameters
+    from plmdepth.runner import run_all
+
+    project = _project_copy(tmp_path / "project")
+    model = tmp_path / "tiny_esm"
+    tiny_esm_hf(seed=5, layers=6, max_positions=256).save_pretrained(model)
+    config = {"models": str(model), "structure_models": "", "twin_seeds": 0, "untrained_models": "",
+              "n_sequences": 120, "noise_floor_sequences": 4}
+    jobs = [j for j in grid.jobs({**shared_parameters(), **config})[0] if j.request.folder.name == "tiny_esm"]
+    targets = [out for job in jobs for out in job.outputs]
+    options = ["--config", *(f"{k}={v}" for k, v in config.items())]
+    script = ("import sys\nfrom plmdepth import cli\nfrom plmdepth.publish.book import run_workflow\n"
+              "with cli._terminate_as_interrupt():\n"
+              "    try:\n"
+              f"        run_workflow(*{options!r}, targets={targets!r})\n"
+              "    except KeyboardInterrupt:\n"
+              "        print('interrupted'); sys.exit(130)\n")
+    env = {**os.environ, "PLMDEPTH_ROOT": str(project)}
+    log = project / "logs" / "measure" / "tiny_esm.log"
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=project, env=env, stdout=subprocess.PIPE, text=True)
+    for _ in range(600):
+        if log.is_file():  # Snakemake has started the folder's job
+            break
+        time.sleep(0.1)
+    time.sleep(6)  # past the job's imports, into its measurements
+    assert proc.poll() is None, "the job finished before it could be interrupted"
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in out and time.monotonic() - started < 20
+    assert not subprocess.run(["pgrep", "-f", f"{project}.*run-request"], capture_output=True).stdout
+    rerun = subprocess.run([sys.executable, "-c", script], cwd=project, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    reference = tmp_path / "reference"
+    run_all([grid.RunRequest.from_json({**job.request.to_json(), "out": str(reference)}) for job in jobs],
+            progress=False)
+    for target in targets:
+        name = Path(target).name
+        assert (project / target).read_bytes() == (reference / "tiny_esm" / name).read_bytes(), name

@@ -313,9 +313,10 @@ def project_lock(what: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def run_workflow(*options: str) -> None:
+def run_workflow(*options: str, targets: list[str] | None = None) -> None:
     """`snakemake --cores all` (workflow/Snakefile): every measurement and chapter that is missing or
-    out of date, then the HTML when any of its inputs or the commit changed. `options` go to snakemake.
+    out of date, then the HTML when any of its inputs or the commit changed (or only `targets`, files
+    of the workflow). `options` go to snakemake.
 
     Runs under the project's lock (`project_lock`), so a Snakemake lock found then was left by a
     killed run and is cleared, and jobs a killed run left incomplete are redone. SIGINT or SIGTERM
@@ -330,15 +331,16 @@ def run_workflow(*options: str) -> None:
               "sha256): removed, the workflow recomputes it.")
     # Snakemake leaves a missing intermediate file alone when what is made from it is up to date (so
     # temporary files can go): a table that is gone is named as a target, so that its job reruns
-    missing = [out for job in grid.jobs(config)[0] for out in job.outputs if not (root / out).is_file()]
+    missing = [] if targets else [out for job in grid.jobs(config)[0] for out in job.outputs
+                                  if not (root / out).is_file()]
     snakemake = [sys.executable, "-m", "snakemake", "--snakefile", str(root / "workflow" / "Snakefile"),
                  "--directory", str(root)]
     env = {**os.environ, LOCK_HELD: "1"}
     if any((root / ".snakemake" / "locks").glob("*")):  # no live build holds it: we hold the project's lock
         subprocess.run([*snakemake, "--unlock"], cwd=root, env=env, capture_output=True)
         print("cleared the workflow's lock left by an interrupted run")
-    cmd = [*snakemake, "--cores", "all", "--rerun-incomplete", "--keep-going", *options,
-           *(["all", *missing] if missing else [])]
+    chosen = targets or (["all", *missing] if missing else [])
+    cmd = [*snakemake, "--cores", "all", "--rerun-incomplete", "--keep-going", *options, *(["--", *chosen] if chosen else [])]
     started = time.time()
     if _run_stoppable(cmd, root, env) != 0:
         failed = failed_jobs(root / "logs", started)
