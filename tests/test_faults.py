@@ -216,3 +216,26 @@ def test_an_interrupted_workflow_stops_its_job_and_the_rerun_gives_identical_res
     for target in targets:
         name = Path(target).name
         assert (project / target).read_bytes() == (reference / "tiny_esm" / name).read_bytes(), name
+
+
+def test_a_full_disk_while_writing_results_leaves_the_earlier_run_whole(finished, monkeypatch):
+    """No space left while a run writes its tables: the error reaches the caller, and the folder keeps
+    the earlier run's tables and run.json byte for byte, with no temporary file left."""
+    import errno
+    import os
+
+    folder, model, fasta, out = finished
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    real = os.replace
+
+    def full(src, dst):
+        if str(dst).endswith(".csv"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError, match="No space left"):
+        measure("logit_lens", model, fasta, out=out, force=True, progress=False)
+    monkeypatch.setattr(os, "replace", real)
+    after = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    assert after == before  # no temporary file, nothing half-written, run.json unchanged
