@@ -182,9 +182,9 @@ def test_an_interrupted_workflow_stops_its_job_and_the_rerun_gives_identical_res
 
     project = _project_copy(tmp_path / "project")
     model = tmp_path / "tiny_esm"
-    tiny_esm_hf(seed=5, layers=6, max_positions=256).save_pretrained(model)
+    tiny_esm_hf(seed=5, layers=10, max_positions=256).save_pretrained(model)  # seconds of work left when interrupted
     config = {"models": str(model), "structure_models": "", "twin_seeds": 0, "untrained_models": "",
-              "n_sequences": 120, "noise_floor_sequences": 4}
+              "n_sequences": 200, "noise_floor_sequences": 4}
     jobs = [j for j in grid.jobs({**shared_parameters(), **config})[0] if j.request.folder.name == "tiny_esm"]
     targets = [out for job in jobs for out in job.outputs]
     options = ["--config", *(f"{k}={v}" for k, v in config.items())]
@@ -195,13 +195,11 @@ def test_an_interrupted_workflow_stops_its_job_and_the_rerun_gives_identical_res
               "    except KeyboardInterrupt:\n"
               "        print('interrupted'); sys.exit(130)\n")
     env = {**os.environ, "PLMDEPTH_ROOT": str(project)}
-    log = project / "logs" / "measure" / "tiny_esm.log"
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=project, env=env, stdout=subprocess.PIPE, text=True)
-    for _ in range(600):
-        if log.is_file():  # Snakemake has started the folder's job
+    for _ in range(1200):
+        if (project / "results" / "tiny_esm" / "run.json").is_file():  # its first measurement is done
             break
-        time.sleep(0.1)
-    time.sleep(6)  # past the job's imports, into its measurements
+        time.sleep(0.05)
     assert proc.poll() is None, "the job finished before it could be interrupted"
     started = time.monotonic()
     proc.send_signal(signal.SIGINT)
