@@ -250,7 +250,9 @@ def test_a_failed_chapter_keeps_its_notebook_outside_the_book_and_a_later_succes
     assert "chapter 'logit-lens' failed in cell" in message and "no-such-model-anywhere" in message
     assert "logit_lens.failed.ipynb" in message and (kept / "logit_lens.failed.ipynb").is_file()
     assert not target.parent.exists() or not any(target.parent.iterdir())  # nothing in the book's tree
-    monkeypatch.setattr(book_module.papermill_module(), "execute_notebook",
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook",
                         lambda nb, out, **k: __import__("pathlib").Path(out).write_text("{}"))
     book_module.run_chapter("logit-lens", output=target)
     assert target.is_file() and not list(kept.iterdir())

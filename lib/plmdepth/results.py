@@ -238,25 +238,34 @@ class RunRecord:
     def table(self, name: str) -> pd.DataFrame:
         """The folder's `<name>.csv`, checked against the size and sha256 its run recorded."""
         if name not in self._tables:
-            path = self.folder / f"{name}.csv"
-            if not path.is_file():
+            if not (self.folder / f"{name}.csv").is_file():
                 raise ResultsError(f"{self.folder} holds no {name}.csv")
-            recorded = [(m, e) for m, e in self.measurements.items() if f"{name}.csv" in (e.get("outputs") or [])]
-            for measurement, entry in recorded:
-                if f"{name}.csv" in damaged_tables(self.folder, entry):
-                    raise DamagedResults(self.folder, f"{name}.csv", measurement)
-            self._tables[name] = pd.read_csv(path)
+            for measurement, entry in self.measurements.items():
+                if f"{name}.csv" in (entry.get("outputs") or []):
+                    self._check(measurement, [f"{name}.csv"])
+            self._read(name)
         return self._tables[name]
 
     def tables(self, measurement: str) -> dict[str, pd.DataFrame]:
-        """The tables `measurement` wrote, by name."""
+        """The tables `measurement` wrote, by name (each checked once against what its run recorded)."""
         if not self.outputs(measurement):
             raise ResultsError(f"{self.folder} holds no {measurement} (its run.json records "
                                f"{', '.join(self.measurements) or 'no measurement'})")
-        damaged = damaged_tables(self.folder, self.entry(measurement))
+        unread = [name for name in self.outputs(measurement) if name not in self._tables]
+        self._check(measurement, [f"{name}.csv" for name in unread])
+        return {name: self._read(name) for name in self.outputs(measurement)}
+
+    def _check(self, measurement: str, names: list[str]) -> None:
+        """`DamagedResults` for the first of `names` (files of `measurement`) that is missing or damaged."""
+        entry = self.entry(measurement)
+        damaged = damaged_tables(self.folder, {**entry, "outputs": [n for n in entry.get("outputs", []) if n in names]})
         if damaged:
             raise DamagedResults(self.folder, damaged[0], measurement)
-        return {name: self.table(name) for name in self.outputs(measurement)}
+
+    def _read(self, name: str) -> pd.DataFrame:
+        if name not in self._tables:
+            self._tables[name] = pd.read_csv(self.folder / f"{name}.csv")
+        return self._tables[name]
 
 
 def read_record(folder: str | Path) -> RunRecord:

@@ -107,9 +107,3 @@ def noise_floor(lm: ProteinLM, records: list[Record], plan: MaskingPlan, config:
     table["n_sequences"] = [k if c == "bfloat16 (mixed)" else len(records) for c in table["comparison"]]
     return table
 
-
-def floor_of(table: pd.DataFrame, comparison: str = "float64") -> dict[tuple[str, str], float]:
-    """{(table, column): max_abs_diff} of one comparison of a `noise_floor` table."""
-    rows = table[table["comparison"] == comparison]
-    return {(r.table, r.column): r.max_abs_diff for r in rows.itertuples()}
-

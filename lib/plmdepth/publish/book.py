@@ -42,8 +42,8 @@ def run_chapter(name: str, parameters: dict | None = None, yaml_values: bool = F
     notebook goes to `book/chapters/` unless `output` says otherwise.
     """
     import jupytext
+    import papermill
 
-    papermill = papermill_module()
     definition = chapter(name)
     source = definition.notebook
     target = Path(output) if output is not None else definition.executed
@@ -75,13 +75,6 @@ def run_chapter(name: str, parameters: dict | None = None, yaml_values: bool = F
     failed.unlink(missing_ok=True)  # a failure of an earlier run is over
     target.with_name(f".{target.stem}.partial.ipynb").unlink(missing_ok=True)  # where older versions kept it
     return target
-
-
-def papermill_module():
-    """papermill, imported when a chapter is executed (it is slow to import)."""
-    import papermill
-
-    return papermill
 
 
 def _last_line(traceback: list[str]) -> str:

@@ -65,10 +65,10 @@ def sequence_runs(measurement: str, p: dict, structure: bool = True, mask_fracti
     """`measurement` of every model of the chapter on its FASTA file (and of its structure models on
     the chains of their structures): a diffusion model once per ratio of `diffusion_ratios`, every
     model at `mask_fraction` when it is given. Every model's untrained twins follow it (one per seed
-    of `twin_seeds`; not without `twins`, nor for a model of the second environment), and the architectures of `untrained_models` run as twins only
-    (with `untrained`: they stand for the paper's Figs. 1-4, which the tuned lens is not part of).
-    `n_sequences` (at most the chapter's) takes the first sequences only. `params` are the
-    measurement's own."""
+    of `twin_seeds`; not without `twins`, nor for a model of the second environment), and the
+    architectures of `untrained_models` run as twins only (with `untrained`: they stand for the
+    paper's Figs. 1-4, which the tuned lens is not part of). `n_sequences` (at most the chapter's)
+    takes the first sequences only. `params` are the measurement's own."""
     specs = [(spec, p["fasta"]) for spec in resolved(p["models"], p["diffusion_models"])]
     if structure and model_list(p.get("structure_models")):
         if not p.get("structure_fasta"):
@@ -80,11 +80,11 @@ def sequence_runs(measurement: str, p: dict, structure: bool = True, mask_fracti
              for s in (spec, *(twin(spec, k) for k in (seeds if spec.environment == "main" else ())))]
     if untrained:
         specs += [(twin(spec, k), p["fasta"]) for spec in resolved(p.get("untrained_models")) for k in seeds]
+    count = p["n_sequences"] if n_sequences is None else min(n_sequences, p["n_sequences"] or n_sequences)
     out = []
     for spec, data in specs:
         ratios = ([mask_fraction] if mask_fraction is not None else
                   list(p["diffusion_ratios"]) if spec.objective == "diffusion" else [p["mask_fraction"]])
-        count = p["n_sequences"] if n_sequences is None else min(n_sequences, p["n_sequences"] or n_sequences)
         out += [RunRequest.build(measurement, spec, data, out=p["results_dir"], seed=p["seed"],
                                  n_sequences=count, mask_fraction=ratio, device=p["device"],
                                  dtype=p["dtype"], **params) for ratio in ratios]

@@ -93,10 +93,6 @@ class FolderJob:
         return [out for job in self.jobs for out in job.outputs]
 
     @property
-    def measurements(self) -> list[str]:
-        return [job.request.measurement for job in self.jobs]
-
-    @property
     def rule(self) -> str:
         """A Snakemake rule name for the folder (letters, digits and underscores)."""
         return "measure_" + re.sub(r"\W", "_", self.folder.name)
@@ -200,11 +196,6 @@ def resources(request: RunRequest, dtype: str = "float32", gpu: bool = False) ->
         minutes *= 4
     out["runtime"] = minutes
     return out
-
-
-def job_json(job: Job) -> str:
-    """The job's request as one JSON line (what `python -m plmdepth run-request` reads)."""
-    return json.dumps(job.request.to_json(), sort_keys=True, default=str)
 
 
 # every measurement runs through these (requests: its inputs read, checked and masked for the model)
