@@ -101,6 +101,8 @@ class ProteinLM(nn.Module):
     one sentence saying what to do (e.g. a sequence with no structure).
     `initialise(network)`, if set, is the architecture's own initialiser, which an untrained
     twin of a network other than a transformers one uses (`models.untrained`).
+    `per_layer_arguments`: the model's forward gives each block its own arguments (ModernBERT's
+    alternating global and local attention masks), so `embed` records them block by block.
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class ProteinLM(nn.Module):
         sublayers: dict | None = None,
         first_lens_layer: int = 0,
         inputs_for: Callable[[list[str], list[str]], dict] | None = None,
+        per_layer_arguments: bool = False,
     ):
         super().__init__()
         if info.objective not in OBJECTIVES:
@@ -134,6 +137,7 @@ class ProteinLM(nn.Module):
         self.sublayers = dict(sublayers or {})
         self.first_lens_layer = first_lens_layer
         self.inputs_for = inputs_for
+        self.per_layer_arguments = per_layer_arguments
         self.initialise = None
         cpu_math.initialise()  # before any forward pass: see plmdepth/cpu_math.py
 
@@ -170,7 +174,7 @@ class ProteinLM(nn.Module):
                 "or remove it."
             )
         autoregressive = self.objective == "autoregressive"
-        if hasattr(self.alphabet, "encode"):  # a vocabulary that cuts sequences itself (byte pairs: protgpt2.py)
+        if hasattr(self.alphabet, "encode"):  # a vocabulary its tokenizer cuts (tokens.TokenizedAlphabet)
             batch = self.alphabet.encode(ids, sequences, masked, autoregressive=autoregressive)
         else:
             batch = encode(self.alphabet, ids, sequences, masked, autoregressive=autoregressive)
@@ -179,35 +183,84 @@ class ProteinLM(nn.Module):
         return batch.to(self.device)
 
     def embed(self, batch: Batch) -> torch.Tensor:
-        """h_0: the residual stream entering block 0, from the model's own forward pass."""
-        captured: dict = {}
+        """h_0: the residual stream entering block 0, from the model's own forward pass.
 
-        def stop_at_block0(module, args, kwargs):
-            captured["args"], captured["kwargs"] = args, kwargs
-            raise _ReachedBlock0
+        The arguments the forward passes to block 0 are recorded in `batch.layer_context`; with
+        `per_layer_arguments`, those of every block (`layer_context["layers"]`): each block is
+        then stood in for by a recorder that returns its input, and the pass stops at the last."""
+        captured: list = []
+        last = 0 if not self.per_layer_arguments else self.n_layers - 1
 
-        handle = self.layers[0].register_forward_pre_hook(stop_at_block0, with_kwargs=True)
+        def record(layer: int):
+            def stand_in(*args, **kwargs):
+                captured.append((args, kwargs))
+                if layer == last:
+                    raise _ReachedBlock0
+                return args[0] if args else kwargs["hidden_states"]
+            return stand_in
+
+        handle = None
+        if self.per_layer_arguments:
+            for layer, module in enumerate(self.layers):
+                module.forward = record(layer)  # an instance attribute, removed below
+        else:
+            handle = self.layers[0].register_forward_pre_hook(
+                lambda module, args, kwargs: record(0)(*args, **kwargs), with_kwargs=True)
         try:
             self.network(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **batch.model_inputs,
                           **self.forward_kwargs)
         except _ReachedBlock0:
             pass
         finally:
-            handle.remove()
-        if "args" not in captured:
+            if handle is not None:
+                handle.remove()
+            if self.per_layer_arguments:
+                for module in self.layers:
+                    del module.forward
+        if len(captured) != last + 1:
             raise RuntimeError("the model's forward pass never reached block 0")
-        args, kwargs = captured["args"], captured["kwargs"]
-        h0 = args[0] if args else kwargs.pop("hidden_states")
-        batch.layer_context = {"args": tuple(args[1:]), "kwargs": dict(kwargs)}
-        return h0
+        contexts = []
+        for args, kwargs in captured:
+            kwargs = dict(kwargs)
+            h0 = args[0] if args else kwargs.pop("hidden_states")
+            contexts.append({"args": tuple(args[1:]), "kwargs": kwargs})
+            if len(contexts) == 1:
+                first = h0
+        batch.layer_context = dict(contexts[0])
+        if self.per_layer_arguments:
+            batch.layer_context["layers"] = contexts
+        return first
 
     def block(self, layer: int, h: torch.Tensor, batch: Batch) -> torch.Tensor:
         """h_{l+1} = block_l(h_l), with the arguments the model's own forward passes."""
         if not batch.layer_context:
             raise RuntimeError("call embed(batch) before block(): it records the blocks' arguments")
-        kwargs = {k: v for k, v in batch.layer_context["kwargs"].items() if k != "hidden_states"}
-        out = self.layers[layer](h, *batch.layer_context["args"], **kwargs)
+        context = batch.layer_context["layers"][layer] if "layers" in batch.layer_context else batch.layer_context
+        kwargs = {k: v for k, v in context["kwargs"].items() if k != "hidden_states"}
+        out = self.layers[layer](h, *context["args"], **kwargs)
         return out[0] if isinstance(out, tuple) else out
+
+    def block_without(self, layer: int, h: torch.Tensor, batch: Batch, part: str) -> torch.Tensor:
+        """h_{l+1} with the update of sublayer `part` ("attention" or "mlp") of block `layer` set to
+        zero: the module that computes that update (`sublayers[part]`) outputs zeros, and the block
+        runs as it does otherwise (its norms, the other sublayer, its residual additions)."""
+        if part not in ("attention", "mlp"):
+            raise ValueError(f"part must be 'attention' or 'mlp', not {part!r}")
+        if part not in self.sublayers:
+            raise ValueError(f"{self.info.name}: its blocks' sublayers are not known (no layout for this "
+                             "architecture), so its attention or MLP alone cannot be skipped.")
+        module = self.layers[layer].get_submodule(self.sublayers[part])
+
+        def zero(m, args, out):
+            if isinstance(out, tuple):
+                return (torch.zeros_like(out[0]), *out[1:])
+            return torch.zeros_like(out)
+
+        handle = module.register_forward_hook(zero)
+        try:
+            return self.block(layer, h, batch)
+        finally:
+            handle.remove()
 
     def block_parts(self, layer: int, h: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
         """Run block `layer` once and observe its sublayers.
@@ -234,7 +287,8 @@ class ProteinLM(nn.Module):
                 for part in ("attention", "mlp"):
                     module = block.get_submodule(self.sublayers[part])
                     handles.append(module.register_forward_hook(
-                        lambda m, args, out, part=part: seen.__setitem__(part, out)))
+                        lambda m, args, out, part=part: seen.__setitem__(part, out[0] if isinstance(out, tuple)
+                                                                         else out)))
             if kind == "post-LN":
                 base = block.get_submodule(self.sublayers["mlp_base_of"])
                 handles.append(base.register_forward_pre_hook(lambda m, args: seen.__setitem__("mlp_base", args[1])))

@@ -8,7 +8,7 @@ residues. It was trained on sequences written as FASTA bodies, 60 residues a lin
     <|endoftext|> MKTAYIAKQR...(60)\\n ...(60)\\n ... <|endoftext|>
 
 The interface measures tokens, so every token is mapped back to the residues it holds
-(`BPEAlphabet.encode`): `residue_index[t]` is the first residue of token t (-1 for the
+(`tokens.TokenizedAlphabet.encode`): `residue_index[t]` is the first residue of token t (-1 for the
 separators and line breaks, which hold none), and the output at token t predicts token t+1,
 so `target_index[t]` is the first residue of token t+1 and `target_ids[t]` its id. Thus
 
@@ -23,9 +23,7 @@ so `target_index[t]` is the first residue of token t+1 and `target_ids[t]` its i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -33,7 +31,7 @@ from plmdepth.model import ProteinLM
 from plmdepth.models.architectures import quiet_transformers, wrap_gpt2
 from plmdepth.models.device import check_device, hf_placement
 from plmdepth.models.hub import ModelLoadError, local_or_snapshot, slug
-from plmdepth.tokens import Alphabet, Batch
+from plmdepth.tokens import TokenizedAlphabet
 
 SEPARATOR = "<|endoftext|>"
 LINE_WIDTH = 60
@@ -46,84 +44,8 @@ def fasta_body(sequence: str, line_width: int = LINE_WIDTH) -> str:
     return "\n".join(sequence[i:i + line_width] for i in range(0, len(sequence), line_width))
 
 
-@dataclass(frozen=True)
-class BPEAlphabet(Alphabet):
-    """A byte-pair vocabulary: `tokens` in id order plus the tokenizer that cuts sequences.
-
-    `tokenizer` is a `tokenizers.Tokenizer` (the fast tokenizer's backend). The single-letter
-    tokens are still listed by `residues` (the letters a FASTA may contain), but
-    `canonical_ids` is refused: a 20-letter readout would ignore most of the vocabulary.
-    """
-
-    tokenizer: object = field(default=None, compare=False, repr=False)
-    line_width: int = LINE_WIDTH
-    max_tokens: int | None = None  # the model's context, in tokens
-
-    @property
-    def canonical_ids(self) -> list[int]:
-        raise ValueError("this model's tokens hold several residues each; use vocab='full', not 'amino_acids'.")
-
-    def encode(self, ids: Sequence[str], sequences: Sequence[str], masked=None, autoregressive: bool = True) -> Batch:
-        """Encode residue strings into a right-padded `Batch` with every token mapped to residues."""
-        if not autoregressive:
-            raise ValueError("a byte-pair vocabulary is supported for autoregressive models only")
-        if masked is not None and any(len(m) for m in masked):
-            raise ValueError("this model has no mask token; it cannot take masked positions")
-        rows = [self._encode_one(seq_id, seq) for seq_id, seq in zip(ids, sequences)]
-        width = max(len(r[0]) for r in rows)
-        B, pad = len(rows), self.id(self.pad)
-        true_ids = torch.full((B, width), pad, dtype=torch.long)
-        attention = torch.zeros((B, width), dtype=torch.long)
-        residue_index = torch.full((B, width), -1, dtype=torch.long)
-        for b, (token_ids, first_residue) in enumerate(rows):
-            n = len(token_ids)
-            true_ids[b, :n] = torch.tensor(token_ids)
-            attention[b, :n] = 1
-            residue_index[b, :n] = torch.tensor(first_residue)
-        target_index = torch.full_like(residue_index, -1)
-        target_index[:, :-1] = residue_index[:, 1:]
-        target_ids = torch.full_like(true_ids, -1)
-        target_ids[:, :-1] = true_ids[:, 1:]
-        target_ids[target_index < 0] = -1
-        return Batch(list(ids), true_ids.clone(), attention, true_ids, residue_index, target_index, target_ids)
-
-    def _encode_one(self, seq_id: str, sequence: str) -> tuple[list[int], list[int]]:
-        """Token ids of one framed sequence and the first residue each token holds (-1: none)."""
-        body = fasta_body(sequence, self.line_width)
-        start = len(self.prefix_text)
-        text = self.prefix_text + body + self.suffix_text
-        encoding = self.tokenizer.encode(text, add_special_tokens=False)
-        if self.max_tokens is not None and len(encoding.ids) > self.max_tokens:
-            raise ValueError(f"sequence '{seq_id}' is {len(encoding.ids)} tokens long, longer than this model's "
-                             f"context of {self.max_tokens} tokens; crop it or remove it.")
-        # character offset in `text` -> residue number (line breaks and separators hold none)
-        residue_at = [-1] * len(text)
-        r = 0
-        for i, char in enumerate(body):
-            if char != "\n":
-                residue_at[start + i] = r
-                r += 1
-        first, covered = [], []
-        for a, b in encoding.offsets:
-            held = [residue_at[i] for i in range(a, b) if residue_at[i] >= 0]
-            first.append(held[0] if held else -1)
-            covered.extend(held)
-        if covered != list(range(len(sequence))):
-            raise ValueError(f"sequence '{seq_id}': its tokens do not cover its residues one by one "
-                             "(letters outside the tokenizer's alphabet?)")
-        return list(encoding.ids), first
-
-    @property
-    def prefix_text(self) -> str:
-        return "".join(self.prefix)
-
-    @property
-    def suffix_text(self) -> str:
-        return "".join(self.suffix)
-
-
-def bpe_alphabet(tokenizer_folder: str | Path, max_tokens: int | None = None) -> BPEAlphabet:
-    """The `BPEAlphabet` of a folder holding a fast GPT-2 tokenizer (tokenizer.json, or
+def bpe_alphabet(tokenizer_folder: str | Path, max_tokens: int | None = None) -> TokenizedAlphabet:
+    """The byte-pair `TokenizedAlphabet` of a folder holding a fast GPT-2 tokenizer (tokenizer.json, or
     vocab.json + merges.txt), framed `<|endoftext|> sequence <|endoftext|>`."""
     from transformers import AutoTokenizer
 
@@ -135,8 +57,9 @@ def bpe_alphabet(tokenizer_folder: str | Path, max_tokens: int | None = None) ->
         tokens[i] = token
     if any(t is None for t in tokens) or SEPARATOR not in vocab:
         raise ValueError(f"{tokenizer_folder}: not a GPT-2 byte-pair tokenizer with contiguous ids and {SEPARATOR}")
-    return BPEAlphabet(tuple(tokens), pad=SEPARATOR, prefix=(SEPARATOR,), suffix=(SEPARATOR,), tokenizer=backend,
-                       max_tokens=max_tokens)
+    letters = "".join(t for t in tokens if len(t) == 1 and t.isalpha() and t.isupper())
+    return TokenizedAlphabet(tuple(tokens), pad=SEPARATOR, prefix=(SEPARATOR,), suffix=(SEPARATOR,), tokenizer=backend,
+                             line_width=LINE_WIDTH, max_tokens=max_tokens, letters=letters)
 
 
 def load_protgpt2(folder: str | Path, name: str, source: str | None = None, device: str | torch.device | None = None,

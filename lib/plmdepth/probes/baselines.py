@@ -53,7 +53,7 @@ def predictors(train: Sequence[str]) -> tuple[str, list[str]]:
 
 def applies(lm: ProteinLM) -> bool:
     """Whether the model's top-1 accuracy is per residue (not per multi-residue token)."""
-    return not hasattr(lm.alphabet, "encode")
+    return lm.alphabet.one_residue_per_token
 
 
 def model_positions(lm: ProteinLM, plan: MaskingPlan) -> Callable[[Record], list[int]]:

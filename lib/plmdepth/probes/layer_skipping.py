@@ -98,8 +98,12 @@ def select_rows(batch: Batch, rows: torch.Tensor, ids: list[str] | None = None) 
     tensors = [getattr(batch, name).index_select(0, rows) for name in
                ("input_ids", "attention_mask", "true_ids", "residue_index", "target_index", "target_ids")]
     view = Batch(ids if ids is not None else [batch.ids[i] for i in rows.tolist()], *tensors)
-    view.layer_context = {"args": tuple(pick(a) for a in batch.layer_context["args"]),
-                          "kwargs": {k: pick(v) for k, v in batch.layer_context["kwargs"].items()}}
+    def context(c: dict) -> dict:
+        return {"args": tuple(pick(a) for a in c["args"]), "kwargs": {k: pick(v) for k, v in c["kwargs"].items()}}
+
+    view.layer_context = context(batch.layer_context)
+    if "layers" in batch.layer_context:  # blocks that receive arguments of their own (ProteinLM.per_layer_arguments)
+        view.layer_context["layers"] = [context(c) for c in batch.layer_context["layers"]]
     return view
 
 

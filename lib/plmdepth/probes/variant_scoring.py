@@ -114,7 +114,7 @@ def _masked_passes(lm: ProteinLM, lens: LogitLens, jobs: list[tuple[str, int | N
 def letter_classes(lm: ProteinLM, lens: LogitLens, letters) -> dict[str, int]:
     """Index of each residue letter among the lens's output classes."""
     letters = sorted(set(letters))
-    ids = torch.tensor([lm.alphabet.index[a] for a in letters], device=lens.token_ids.device)
+    ids = torch.tensor([lm.alphabet.residue_id(a) for a in letters], device=lens.token_ids.device)
     return dict(zip(letters, lens.class_of(ids).tolist()))
 
 
@@ -182,7 +182,7 @@ def log_likelihoods(lm: ProteinLM, lens: LogitLens, sequences: list[str], batch_
 
 def prefix_backend(lm: ProteinLM) -> str | None:
     """How a variant can resume from the wild type's prefix: "recurrent", "kv_cache" or None."""
-    if lm.objective != "autoregressive" or hasattr(lm.alphabet, "encode") or lm.inputs_for is not None:
+    if lm.objective != "autoregressive" or not lm.alphabet.one_residue_per_token or lm.inputs_for is not None:
         return None  # byte pairs do not map one token to one residue; extra inputs are not cached
     if all(getattr(layer, "recurrent", False) for layer in lm.layers):
         return "recurrent"
