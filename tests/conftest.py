@@ -250,13 +250,20 @@ def _build(name: str, tmp_path_factory):
         return load_model(str(write_tiny_protgpt2(tmp_path_factory.mktemp("protgpt2")))), list(SEQUENCES)
     if name == "dplm2":
         return load_model(str(write_tiny_dplm2(tmp_path_factory.mktemp("dplm2")))), list(SEQUENCES)
+    if name.startswith("hf-"):  # a save_pretrained folder read by the generic adapter (tests/tiny_hf.py)
+        import tiny_hf
+
+        model_type = name.removeprefix("hf-")
+        return load_model(str(tiny_hf.write(model_type, tmp_path_factory.mktemp(model_type)))), list(SEQUENCES)
     make = {"esm": tiny_esm, "bert": tiny_bert, "roberta": tiny_roberta, "gpt2": tiny_gpt2, "unirep": tiny_unirep,
             "progen2": tiny_progen2}[name]
     return make(), list(SEQUENCES)
 
 
 ARCHITECTURES = ["esm", "bert", "roberta", "gpt2", "unirep", "progen2", "protgpt2", "dplm2",
-                 pytest.param("proteinmpnn", marks=pytest.mark.shipped)]
+                 pytest.param("proteinmpnn", marks=pytest.mark.shipped),
+                 *(f"hf-{t}" for t in ("bert", "roberta", "roformer", "electra", "esm", "esmc", "modernbert", "gpt2",
+                                       "llama", "mistral", "gpt_neox"))]
 # ESM C (EvolutionaryScale) is not here: its package lives only in the second environment
 # .venv-esm, where tests/test_evolutionaryscale.py runs the same probes on a tiny ESM C.
 

@@ -141,7 +141,7 @@ def write(model_type: str, folder: Path, seed: int = 0) -> Path:
     tokenizer = make_tokenizer(folder)
     ids = {k: getattr(tokenizer, f"{k}_token_id") for k in ("pad", "bos", "eos", "mask")}
     fields = {"vocab_size": len(tokenizer), "max_position_embeddings": 128, "hidden_dropout_prob": 0.0,
-              "attention_probs_dropout_prob": 0.0, **SIZE,
+              "attention_probs_dropout_prob": 0.0, "initializer_range": 0.1, **SIZE,
               **{f"{k}_token_id": v for k, v in ids.items() if v is not None and k != "mask"}, **overrides}
     config = getattr(transformers, config_name)(**fields)
     torch.manual_seed(seed)

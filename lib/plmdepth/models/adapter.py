@@ -263,21 +263,24 @@ def adapt(hf_model: nn.Module, alphabet: Alphabet, *, name: str, source: str, ob
 
 
 # ---------------------------------------------------------------------------------------- loading
-def objective_of(config) -> str:
-    """autoregressive or masked, from the config's architecture class (or, without one, from
-    which of transformers' auto classes knows its model type)."""
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "tokenizer.model",
+                   "spiece.model")
+
+def objective_of(config: dict) -> str:
+    """autoregressive or masked, from a config's (config.json's) architecture class or, without
+    one, from which of transformers' auto classes knows its model type."""
     from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
                                                         MODEL_FOR_MASKED_LM_MAPPING_NAMES)
 
-    for arch in getattr(config, "architectures", None) or []:
+    for arch in config.get("architectures") or []:
         if arch.endswith(("ForCausalLM", "LMHeadModel")):
             return "autoregressive"
         if arch.endswith("ForMaskedLM"):
             return "masked"
-    if getattr(config, "is_decoder", False):
+    if config.get("is_decoder"):
         return "autoregressive"
-    causal = config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-    masked = config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    causal = config.get("model_type") in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    masked = config.get("model_type") in MODEL_FOR_MASKED_LM_MAPPING_NAMES
     return "autoregressive" if causal and not masked else "masked"
 
 
@@ -322,7 +325,7 @@ def load_transformers(name_or_path: str, name: str | None = None, objective: str
     if getattr(config, "auto_map", None) and not trust_remote_code:
         raise ModelLoadError(f"'{name_or_path}' defines its architecture in Python code shipped with it (auto_map in "
                              "config.json); pass --trust-remote-code to run that code, if you trust its source.")
-    objective = objective or objective_of(config)
+    objective = objective or objective_of(config.to_dict())
     auto = AutoModelForCausalLM if objective == "autoregressive" else AutoModelForMaskedLM
     try:
         with quiet_transformers():
@@ -333,6 +336,11 @@ def load_transformers(name_or_path: str, name: str | None = None, objective: str
                              f"class in transformers ({str(err).splitlines()[0]}).") from None
     if device is not None:
         hf_model = hf_model.to(device)
+    local = Path(name_or_path).exists()
+    if local and not any(Path(name_or_path, f).is_file() for f in TOKENIZER_FILES):
+        raise ModelLoadError(f"folder {name_or_path} has no tokenizer ({', '.join(TOKENIZER_FILES[:3])}, ...); a model "
+                             "is read with the tokenizer it was trained with, saved next to its weights "
+                             "(tokenizer.save_pretrained).")
     try:
         tokenizer = from_pretrained(AutoTokenizer, name_or_path, trust_remote_code=trust_remote_code)
     except ModelLoadError:
@@ -347,7 +355,6 @@ def load_transformers(name_or_path: str, name: str | None = None, objective: str
     if len(alphabet.tokens) > hf_model.get_output_embeddings().weight.shape[0]:
         raise ModelLoadError(f"'{name_or_path}': its tokenizer has {len(alphabet.tokens)} tokens, more than the "
                              f"{hf_model.get_output_embeddings().weight.shape[0]} its head scores.")
-    local = Path(name_or_path).exists()
     revision = getattr(hf_model.config, "_commit_hash", None)
     source = f"{name_or_path}@{revision}" if revision and not local else str(name_or_path)
     return adapt(hf_model, alphabet, name=name or slug(name_or_path), source=source, objective=objective,

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from plmdepth.model import OBJECTIVES, ProteinLM
-from plmdepth.models import dplm2, esm2, evolutionaryscale, fair_esm, progen2, protgpt2, untrained
+from plmdepth.models import adapter, dplm2, esm2, evolutionaryscale, fair_esm, progen2, protgpt2, untrained
 from plmdepth.models.device import as_dtype, check_device
 from plmdepth.models.hub import HubUnreachable, ModelLoadError, read_config, slug
 from plmdepth.models.registry import REGISTRY, Entry, offline_names
@@ -35,6 +35,7 @@ LOADERS = {
     "protgpt2": (protgpt2.load_protgpt2_model, False),
     "fair-esm": (fair_esm.load_fair_esm, True),
     "evolutionaryscale": (evolutionaryscale.load_esmc, False),
+    "transformers": (adapter.load_transformers, False),
 }
 
 
@@ -77,16 +78,15 @@ def _resolve_path_or_id(text: str) -> tuple[str, str, str]:
     model_type = config.get("model_type")
     if model_type == "progen":
         return "progen2", "autoregressive", "main"
-    if model_type == "gpt2":
+    if model_type == "gpt2" and protgpt2.has_gpt2_vocabulary(text):
         return "protgpt2", "autoregressive", "main"
     if model_type == "esm" and dplm2.is_dplm2_config(config):
         return "dplm2", "diffusion", "main"
     if model_type == "esm":
         return "esm2", esm2.objective_of_config(config), "main"
-    raise ModelLoadError(
-        f"'{text}' is a '{model_type}' model; hub ids and folders are supported for ESM-2 and DPLM "
-        "(model_type 'esm'), ProGen2 ('progen') and byte-pair GPT-2 protein models such as ProtGPT2 "
-        "('gpt2'); other models load through their registry names.")
+    if model_type is None:
+        raise ModelLoadError(f"'{text}': its config.json names no model_type, so no transformers class reads it.")
+    return "transformers", adapter.objective_of(config), "main"
 
 
 def resolve(model: "str | Path | ModelSpec", objective: str | None = None) -> ModelSpec:

@@ -44,6 +44,15 @@ def fasta_body(sequence: str, line_width: int = LINE_WIDTH) -> str:
     return "\n".join(sequence[i:i + line_width] for i in range(0, len(sequence), line_width))
 
 
+def has_gpt2_vocabulary(name_or_path: str) -> bool:
+    """Whether a GPT-2 folder or hub repository (the local cache first) carries a byte-pair
+    vocabulary with GPT-2's `<|endoftext|>` separator, as ProtGPT2 does (then it is read as
+    ProtGPT2 was trained: FASTA lines between separators)."""
+    folder = local_or_snapshot(name_or_path)
+    return any(SEPARATOR in (folder / f).read_text(errors="replace") for f in ("tokenizer.json", "vocab.json")
+               if (folder / f).is_file())
+
+
 def bpe_alphabet(tokenizer_folder: str | Path, max_tokens: int | None = None) -> TokenizedAlphabet:
     """The byte-pair `TokenizedAlphabet` of a folder holding a fast GPT-2 tokenizer (tokenizer.json, or
     vocab.json + merges.txt), framed `<|endoftext|> sequence <|endoftext|>`."""

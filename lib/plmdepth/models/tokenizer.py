@@ -119,7 +119,7 @@ def _cut_by_tokenizer(tokenizer, tokens, specials: dict, objective: str, max_tok
 
 def _expresses(alphabet: TokenizedAlphabet, letter: str, unk: int | None) -> bool:
     try:
-        ids, _, held = alphabet._encode_one("check", "MK" + letter + "TA", True)
+        ids, _, held = alphabet._encode_one("check", letter, True)
     except ValueError:
         return False
     return unk is None or unk not in ids

@@ -1,0 +1,163 @@
+"""The generic transformers adapter on a tiny random checkpoint of every architecture it covers.
+
+Each checkpoint is saved with `save_pretrained` next to its own tokenizer and loaded the way a
+user's folder is (`load_model(folder)`). Against the model's own forward pass:
+
+- the adapter's blocks reproduce its hidden states (`output_hidden_states=True`);
+- the readout of the last block equals its logits;
+- the token ids equal its tokenizer's own;
+- each sublayer's update, zeroed by the adapter (`block_without`), equals a copy of the model
+  whose output projection of that sublayer has zero weights (an independent way to remove it).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import tiny_hf
+from plmdepth.models import ModelLoadError, load_model, resolve
+from plmdepth.tokens import TokenizedAlphabet
+
+SEQS = ["MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ", "EVQLVESGGGLVQPGGSLRLSCAAS", "GSHMLEDPVDAF"]
+TOL = 2e-5  # float32, relative to the largest value compared
+
+
+@pytest.fixture(scope="module", params=tiny_hf.ARCHITECTURES)
+def folder_lm(request, tmp_path_factory):
+    folder = tiny_hf.write(request.param, tmp_path_factory.mktemp(request.param))
+    return request.param, folder, load_model(str(folder))
+
+
+def _close(mine: torch.Tensor, own: torch.Tensor, real: torch.Tensor) -> float:
+    err = float((mine - own)[real].abs().max() / own[real].abs().max().clamp_min(1.0))
+    assert err <= TOL, err
+    return err
+
+
+@torch.no_grad()
+def test_blocks_reproduce_hidden_states_and_logits(folder_lm):
+    model_type, folder, lm = folder_lm
+    # ESM-2 folders keep their own loader (DPLM objectives), itself a case of the adapter
+    assert resolve(str(folder)).loader == ("esm2" if model_type == "esm" else "transformers")
+    batch = lm.tokenize([f"s{i}" for i in range(len(SEQS))], SEQS)
+    own = lm.network(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True,
+                     **lm.forward_kwargs)
+    real = batch.attention_mask.bool()
+    states = [h for _, h in lm.hidden_states(batch)]
+    assert len(states) == len(own.hidden_states) == lm.n_layers + 1
+    for layer in range(lm.n_layers):
+        _close(states[layer], own.hidden_states[layer], real)
+    last = own.hidden_states[-1]  # transformers reports the last one before or after the final norm
+    normed = lm.final_norm(states[-1]) if lm.final_norm is not None else states[-1]
+    best = min(float((states[-1] - last)[real].abs().max()), float((normed - last)[real].abs().max()))
+    assert best <= TOL * float(last[real].abs().max().clamp_min(1.0))
+    _close(lm.readout(states[-1]), own.logits, real)
+
+
+def test_token_ids_are_the_tokenizers_own(folder_lm):
+    from transformers import AutoTokenizer
+
+    model_type, folder, lm = folder_lm
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    batch = lm.tokenize(["a"], [SEQS[0]])
+    mine = batch.true_ids[0][batch.attention_mask[0].bool()].tolist()
+    text = " ".join(SEQS[0]) if model_type == "bert" else SEQS[0]  # ProtBert-style: residues separated by spaces
+    own = tokenizer(text)["input_ids"]
+    if lm.alphabet.prefix and own[:1] != [tokenizer.convert_tokens_to_ids(lm.alphabet.prefix[0])]:
+        own = [tokenizer.convert_tokens_to_ids(lm.alphabet.prefix[0])] + own  # bos added for a causal model
+    assert mine == own
+    # every residue is held by exactly one token, in order
+    held = batch.residue_index[0][batch.residue_index[0] >= 0].tolist()
+    assert held == sorted(held) and held[0] == 0
+    if lm.alphabet.one_residue_per_token:
+        assert held == list(range(len(SEQS[0])))
+
+
+def _output_projection(module: torch.nn.Module, run) -> torch.nn.Module:
+    """The last linear map that runs inside `module` (its output projection)."""
+    from transformers.pytorch_utils import Conv1D
+
+    order = []
+    handles = [m.register_forward_hook(lambda m, a, o: order.append(m)) for m in module.modules()
+               if isinstance(m, (torch.nn.Linear, Conv1D))]
+    try:
+        run()
+    finally:
+        for h in handles:
+            h.remove()
+    return order[-1]
+
+
+@pytest.mark.parametrize("part", ["attention", "mlp"])
+@torch.no_grad()
+def test_a_zeroed_sublayer_equals_a_model_without_its_output_projection(folder_lm, part):
+    model_type, folder, lm = folder_lm
+    batch = lm.tokenize([f"s{i}" for i in range(len(SEQS))], SEQS)
+    real = batch.attention_mask.bool()
+    s = 1
+    h = [h for _, h in lm.hidden_states(batch)]
+    mine = lm.block_without(s, h[s], batch, part)
+    assert float((mine - h[s + 1])[real].abs().max()) > 1e-4  # the sublayer does something
+    reference = copy.deepcopy(lm.network)
+    path = next(name for name, m in lm.network.named_modules() if m is lm.layers[s])
+    module = reference.get_submodule(path).get_submodule(lm.sublayers[part])
+    projection = _output_projection(module, lambda: reference(input_ids=batch.input_ids,
+                                                              attention_mask=batch.attention_mask,
+                                                              **lm.forward_kwargs))
+    for p in projection.parameters():
+        p.zero_()
+    own = reference(input_ids=batch.input_ids, attention_mask=batch.attention_mask, output_hidden_states=True,
+                    **lm.forward_kwargs)
+    _close(mine, own.hidden_states[s + 1], real)
+
+
+@torch.no_grad()
+def test_block_parts_add_up(folder_lm):
+    model_type, folder, lm = folder_lm
+    batch = lm.tokenize(["a", "b"], SEQS[:2])
+    h = lm.embed(batch)
+    parts = lm.block_parts(0, h, batch)
+    real = batch.attention_mask.bool()
+    if lm.sublayers["kind"] == "pre-LN":
+        _close(parts["mlp_base"], h + parts["attention"], real)
+        _close(parts["out"], parts["mlp_base"] + parts["mlp"], real)
+    elif lm.sublayers["kind"] == "parallel":
+        _close(parts["out"], h + parts["attention"] + parts["mlp"], real)
+    else:  # post-LN: each update is added before a norm
+        assert parts["attention"].shape == parts["mlp"].shape == h.shape
+
+
+def test_the_tokenizer_kind_is_what_the_vocabulary_needs(folder_lm):
+    model_type, folder, lm = folder_lm
+    cut = model_type in ("llama", "mistral", "gpt_neox")  # trained byte-pair vocabularies
+    assert isinstance(lm.alphabet, TokenizedAlphabet) == cut
+    assert lm.alphabet.one_residue_per_token == (not cut)
+    assert set("ACDEFGHIKLMNPQRSTVWY") <= set(lm.alphabet.residues)
+
+
+def test_a_vocabulary_without_the_amino_acids_is_refused(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *"ACDEFGHIK"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", mask_token="[MASK]", unk_token="[UNK]")
+    BertForMaskedLM(BertConfig(vocab_size=len(vocab), **tiny_hf.SIZE)).save_pretrained(tmp_path)
+    fast.save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match=r"cannot express the amino acids L, M, N, P, Q, R, S, T, V, W, Y"):
+        load_model(str(tmp_path))
+
+
+def test_remote_code_is_refused_unless_asked(tmp_path):
+    import json
+
+    tiny_hf.write("bert", tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForMaskedLM": "modeling_custom.CustomForMaskedLM"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="--trust-remote-code"):
+        load_model(str(tmp_path))
