@@ -15,17 +15,47 @@ import torch
 from plmdepth.probes.layer_skipping import EPS, intervention_units, layer_skipping
 
 
-def _forward_recording(lm, batch, rows, skip=None, intervened=None):
-    """Own forward of rows `rows` of `batch`; returns (block inputs, block outputs, logits)."""
+def output_projection(module: torch.nn.Module, run) -> torch.nn.Module:
+    """The last linear map that runs inside `module` during `run()` (its output projection), or
+    `module` itself when it holds none (ProteinMPNN's message aggregation)."""
+    from transformers.pytorch_utils import Conv1D
+
+    order = []
+    handles = [m.register_forward_hook(lambda m, a, o: order.append(m)) for m in module.modules()
+               if isinstance(m, (torch.nn.Linear, Conv1D))]
+    try:
+        run()
+    finally:
+        for h in handles:
+            h.remove()
+    return order[-1] if order else module
+
+
+def _forward_recording(lm, batch, rows, skip=None, intervened=None, part="block"):
+    """Own forward of rows `rows` of `batch`; returns (block inputs, block outputs, logits).
+    With `skip`, block `skip` is skipped at the intervened positions: its output replaced by its
+    input (part "block"), or the output projection of its attention or MLP (`part`) zeroed there."""
     ins, outs, handles = {}, {}, []
+
+    def own():
+        return lm.network(input_ids=batch.input_ids[rows], attention_mask=batch.attention_mask[rows],
+                          **lm.forward_kwargs)
+
+    if skip is not None and part != "block":
+        with torch.no_grad():
+            projection = output_projection(lm.layers[skip].get_submodule(lm.sublayers[part]), own)
+        keep = (~intervened)[..., None]
+        handles.append(projection.register_forward_hook(
+            lambda m, a, out: (out[0] * keep.to(out[0].dtype), *out[1:]) if isinstance(out, tuple)
+            else out * keep.to(out.dtype)))
     for layer, block in enumerate(lm.layers):
         def record(module, args, kwargs, output, layer=layer):
             h_in = args[0] if args else kwargs["hidden_states"]
             h_out = output[0] if isinstance(output, tuple) else output
-            if layer == skip:
+            if layer == skip and part == "block":
                 h_out = torch.where(intervened[..., None], h_in, h_out)
             ins[layer], outs[layer] = h_in, h_out
-            if layer == skip:
+            if layer == skip and part == "block":
                 return (h_out,) + tuple(output[1:]) if isinstance(output, tuple) else h_out
         handles.append(block.register_forward_hook(record, with_kwargs=True))
     try:
@@ -38,7 +68,7 @@ def _forward_recording(lm, batch, rows, skip=None, intervened=None):
 
 
 @torch.no_grad()
-def reference_skipping(lm, batch, plans, mode="future", vocab_ids=None):
+def reference_skipping(lm, batch, plans, mode="future", vocab_ids=None, part="block"):
     """Per unit: effect[s, j] for every pair (j <= s too, to check they are 0), l2[s], kl[s].
 
     Blocks before `lm.first_lens_layer` change the stream's width and are neither skipped nor
@@ -55,7 +85,7 @@ def reference_skipping(lm, batch, plans, mode="future", vocab_ids=None):
     l2 = np.zeros((U, L))
     kl = np.zeros((U, L))
     for s in range(lm.first_lens_layer, L):  # earlier blocks change the stream's width
-        ins_s, outs_s, logits_s = _forward_recording(lm, batch, rows, skip=s, intervened=intervened)
+        ins_s, outs_s, logits_s = _forward_recording(lm, batch, rows, skip=s, intervened=intervened, part=part)
         for j in range(lm.first_lens_layer, L):
             d_prime = outs_s[j] - ins_s[j]
             num = (clean_delta[j] - d_prime).double().norm(dim=-1)
@@ -68,6 +98,51 @@ def reference_skipping(lm, batch, plans, mode="future", vocab_ids=None):
                        - torch.log_softmax(pick(logits_s).double(), -1))).sum(-1)
         kl[:, s] = ((kl_pos * measured).sum(-1) / measured.sum(-1)).numpy()
     return effect, l2, kl
+
+
+def reference_local(lm, batch, plans, part="block", vocab_ids=None):
+    """Mode "local", plainly: from one own forward pass, record h_L and block s's update (its
+    output minus its input; for a part, the stream after its attention minus its input
+    (pre-LN: the input of the norm before the MLP) or, parallel, the attention's or MLP's output),
+    and read out h_L minus that update at every residue. Per unit: l2[s], kl[s]."""
+    units = intervention_units(lm, batch, plans, "local")
+    rows, intervened, measured = units
+    L, U = lm.n_layers, len(rows)
+    seen, handles = {}, []
+    for layer, block in enumerate(lm.layers):
+        if part == "block":
+            continue
+        if lm.sublayers["kind"] == "pre-LN":
+            mid = block.get_submodule(lm.sublayers["mid"])
+            handles.append(mid.register_forward_pre_hook(lambda m, a, layer=layer: seen.__setitem__(layer, a[0])))
+        else:
+            module = block.get_submodule(lm.sublayers[part])
+            handles.append(module.register_forward_hook(
+                lambda m, a, o, layer=layer: seen.__setitem__(layer, o[0] if isinstance(o, tuple) else o)))
+    try:
+        ins, outs, logits = _forward_recording(lm, batch, rows)
+    finally:
+        for h in handles:
+            h.remove()
+    h_last = outs[L - 1].double()
+    pick = (lambda z: z[..., vocab_ids]) if vocab_ids is not None else (lambda z: z)
+    p = torch.softmax(pick(logits).double(), -1)
+    l2, kl = np.zeros((U, L)), np.zeros((U, L))
+    for s in range(lm.first_lens_layer, L):
+        if part == "block":
+            update = outs[s].double() - ins[s].double()
+        elif lm.sublayers["kind"] == "pre-LN":
+            attention = seen[s].double() - ins[s].double()
+            update = attention if part == "attention" else outs[s].double() - seen[s].double()
+        else:
+            update = seen[s].double()  # parallel: the recorded sublayer output is its update
+        stream = torch.where(intervened[..., None], h_last - update, h_last).to(outs[L - 1].dtype)
+        q_logits = pick(lm.readout(stream)).double()
+        q = torch.softmax(q_logits, -1)
+        l2[:, s] = (p - q).norm(dim=-1).masked_fill(~measured, -torch.inf).amax(-1).numpy()
+        kl_pos = (p * (torch.log_softmax(pick(logits).double(), -1) - torch.log_softmax(q_logits, -1))).sum(-1)
+        kl[:, s] = ((kl_pos * measured).sum(-1) / measured.sum(-1)).numpy()
+    return l2, kl
 
 
 def assert_matches_reference(effect_table, output_table, effect, l2, kl, first: int = 0,
@@ -104,7 +179,7 @@ def check_skipping_against_reference(lm, records, plan, config, vocab_ids=None):
     masked = [p.masked for p in plans] if lm.objective != "autoregressive" else None
     batch = lm.tokenize([r.id for r in records], [r.sequence for r in records], masked=masked)
     with own_forward_inputs(lm, batch):
-        effect, l2, kl = reference_skipping(lm, batch, plans, config.mode, vocab_ids)
+        effect, l2, kl = reference_skipping(lm, batch, plans, config.mode, vocab_ids, part=config.part)
     L, first = lm.n_layers, lm.first_lens_layer
     # blocks before the skipped one are untouched: exactly zero effect (and, in "future" mode,
     # the skipped block itself at the measured positions, which are not intervened on)

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import tiny_hf
+from reference import output_projection
 from plmdepth.models import ModelLoadError, load_model, resolve
 from plmdepth.tokens import TokenizedAlphabet
 
@@ -76,21 +77,6 @@ def test_token_ids_are_the_tokenizers_own(folder_lm):
         assert held == list(range(len(SEQS[0])))
 
 
-def _output_projection(module: torch.nn.Module, run) -> torch.nn.Module:
-    """The last linear map that runs inside `module` (its output projection)."""
-    from transformers.pytorch_utils import Conv1D
-
-    order = []
-    handles = [m.register_forward_hook(lambda m, a, o: order.append(m)) for m in module.modules()
-               if isinstance(m, (torch.nn.Linear, Conv1D))]
-    try:
-        run()
-    finally:
-        for h in handles:
-            h.remove()
-    return order[-1]
-
-
 @pytest.mark.parametrize("part", ["attention", "mlp"])
 @torch.no_grad()
 def test_a_zeroed_sublayer_equals_a_model_without_its_output_projection(folder_lm, part):
@@ -104,7 +90,7 @@ def test_a_zeroed_sublayer_equals_a_model_without_its_output_projection(folder_l
     reference = copy.deepcopy(lm.network)
     path = next(name for name, m in lm.network.named_modules() if m is lm.layers[s])
     module = reference.get_submodule(path).get_submodule(lm.sublayers[part])
-    projection = _output_projection(module, lambda: reference(input_ids=batch.input_ids,
+    projection = output_projection(module, lambda: reference(input_ids=batch.input_ids,
                                                               attention_mask=batch.attention_mask,
                                                               **lm.forward_kwargs))
     for p in projection.parameters():

@@ -91,7 +91,7 @@ def test_positions_are_the_models_evaluated_positions():
     bare.alphabet = Alphabet(GPT_TOKENS, pad="[PAD]", mask="[MASK]", unk="[UNK]", prefix=(), suffix=("[SEP]",))
     assert [model_positions(bare, plan)(r) for r in records] == [list(range(1, len(r.sequence))) for r in records]
     with pytest.raises(ValueError, match="several residues"):
-        model_positions(SimpleNamespace(alphabet=SimpleNamespace(encode=None)), plan)
+        model_positions(SimpleNamespace(alphabet=SimpleNamespace(one_residue_per_token=False)), plan)
 
 
 @pytest.mark.parametrize("make", [tiny_esm, tiny_gpt2], ids=["esm", "gpt2"])

@@ -12,7 +12,7 @@ import torch
 
 from plmdepth.plan import make_plan
 from plmdepth.probes.contributions import contributions
-from plmdepth.probes.layer_skipping import SkipConfig
+from plmdepth.probes.layer_skipping import SkipConfig, layer_skipping
 from plmdepth.probes.logit_lens import LogitLensConfig, logit_lens
 from plmdepth.probes.variant_effects import AssayError, VariantEffectsConfig, layer_scores, variant_effects
 from plmdepth.probes.variant_scoring import prefix_backend
@@ -92,6 +92,51 @@ def test_layer_skipping(architecture, mode):
     plan = make_plan(records, lm.objective, seed=2, mask_fraction=0.3)
     config = SkipConfig(mode=mode, batch_size=3, max_rows=64)
     check_skipping_against_reference(lm, records, plan, config)
+
+
+@pytest.mark.parametrize("part", ["attention", "mlp"])
+@pytest.mark.parametrize("mode", ["future", "current"])
+def test_part_skipping(architecture, mode, part):
+    """Skipping only the attention or only the MLP of a block equals a plain forward pass whose
+    sublayer's output projection is zeroed at the intervened positions (every later block rerun);
+    a model whose sublayers are not known is refused in one sentence."""
+    lm, records = architecture
+    plan = make_plan(records, lm.objective, seed=2, mask_fraction=0.3)
+    config = SkipConfig(mode=mode, batch_size=3, max_rows=64, part=part)
+    if "attention" not in lm.sublayers:
+        with pytest.raises(ValueError, match=r"sublayers are not known, so its attention or MLP alone cannot be"):
+            layer_skipping(lm, records, plan, config, progress=False)
+        return
+    effect, output = check_skipping_against_reference(lm, records, plan, config)
+    assert (output["part"] == part).all() and (effect["part"] == part).all()
+
+
+@pytest.mark.parametrize("part", ["block", "attention", "mlp"])
+def test_local_effects(architecture, part):
+    """Mode "local" (the direct effect: the update taken out of h_L, nothing recomputed) equals the
+    plain reference read from one own forward pass; M2 has no rows; post-LN models are refused."""
+    from reference import reference_local
+
+    lm, records = architecture
+    plan = make_plan(records, lm.objective, seed=2, mask_fraction=0.3)
+    config = SkipConfig(mode="local", batch_size=3, part=part)
+    if lm.sublayers.get("kind", lm.info.norm) not in ("pre-LN", "parallel") or (
+            part != "block" and "attention" not in lm.sublayers):
+        with pytest.raises(ValueError, match=r"(needs blocks that add their updates|sublayers are not known)"):
+            layer_skipping(lm, records, plan, config, progress=False)
+        return
+    effect, output = layer_skipping(lm, records, plan, config, progress=False)
+    assert effect.empty and (output["mode"] == "local").all()
+    plans = [plan.for_id(r.id) for r in records]
+    masked = [p.masked for p in plans] if lm.objective != "autoregressive" else None
+    batch = lm.tokenize([r.id for r in records], [r.sequence for r in records], masked=masked)
+    with own_forward_inputs(lm, batch), torch.no_grad():
+        l2, kl = reference_local(lm, batch, plans, part)
+    first = lm.first_lens_layer
+    np.testing.assert_allclose(output["prob_l2_max"], l2.max(0)[first:], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(output["prob_l2_mean"], l2.mean(0)[first:], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(output["kl_mean"], kl.mean(0)[first:], rtol=1e-5, atol=1e-6)
+    assert output["prob_l2_max"].max() > 1e-4  # not a comparison between zeros
 
 
 # ------------------------------------------------------------------------------ contributions

@@ -314,9 +314,8 @@ def load_transformers(name_or_path: str, name: str | None = None, objective: str
 
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
-    from plmdepth.models.architectures import quiet_transformers
     from plmdepth.models.device import check_device, hf_placement
-    from plmdepth.models.hub import from_pretrained, slug
+    from plmdepth.models.hub import from_pretrained, quiet_transformers, slug
     from plmdepth.models.tokenizer import alphabet_of
 
     if device is not None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from plmdepth import weights
 from plmdepth.model import ProteinLM
-from plmdepth.models.architectures import quiet_transformers, wrap_bert
+from plmdepth.models.architectures import wrap_bert
+from plmdepth.models.hub import quiet_transformers
 from plmdepth.tokens import Alphabet
 
 

@@ -9,8 +9,6 @@ modules (`esm2`, `antiberty`, `iglm`, `sapiens`, `protgpt2`) load weights and ca
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 from plmdepth.model import ProteinLM
 from plmdepth.models.adapter import adapt
 from plmdepth.tokens import Alphabet
@@ -20,22 +18,6 @@ ESM_TOKENS = (
     "Q", "N", "F", "Y", "M", "H", "W", "C", "X", "B", "U", "Z", "O", ".", "-", "<null_1>", "<mask>",
 )
 ESM_ALPHABET = Alphabet(ESM_TOKENS, pad="<pad>", mask="<mask>", unk="<unk>", prefix=("<cls>",), suffix=("<eos>",))
-
-
-@contextmanager
-def quiet_transformers():
-    """Silence transformers' load reports while loading shipped checkpoints whose extra
-    heads (AntiBERTy's species/chain heads, GPT-2's `masked_bias`) are known and unused."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        hf_logging.enable_progress_bar()
 
 
 def wrap_esm(hf_model, name: str, source: str, objective: str = "masked", licence: str = "MIT",

@@ -78,7 +78,7 @@ from typing import Sequence
 import torch
 
 from plmdepth.model import ModelInfo, ProteinLM, n_params, state_dict_checksum
-from plmdepth.models.architectures import quiet_transformers
+from plmdepth.models.hub import quiet_transformers
 from plmdepth.models.device import check_device, hf_placement
 from plmdepth.models.hub import ModelLoadError, local_or_snapshot, slug
 from plmdepth.tokens import Alphabet, Batch

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -102,3 +103,19 @@ def read_config(name_or_path: str) -> dict:
     if local.is_file():
         return json.loads(local.read_text())
     return from_pretrained(AutoConfig, name_or_path).to_dict()
+
+
+@contextmanager
+def quiet_transformers():
+    """Silence transformers' load reports while loading shipped checkpoints whose extra
+    heads (AntiBERTy's species/chain heads, GPT-2's `masked_bias`) are known and unused."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        hf_logging.enable_progress_bar()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from plmdepth import weights
 from plmdepth.model import ProteinLM
-from plmdepth.models.architectures import quiet_transformers, wrap_gpt2
+from plmdepth.models.architectures import wrap_gpt2
+from plmdepth.models.hub import quiet_transformers
 from plmdepth.models.hub import ModelLoadError
 from plmdepth.tokens import Alphabet
 

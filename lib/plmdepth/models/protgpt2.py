@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 from plmdepth.model import ProteinLM
-from plmdepth.models.architectures import quiet_transformers, wrap_gpt2
+from plmdepth.models.architectures import wrap_gpt2
+from plmdepth.models.hub import quiet_transformers
 from plmdepth.models.device import check_device, hf_placement
 from plmdepth.models.hub import ModelLoadError, local_or_snapshot, slug
 from plmdepth.tokens import TokenizedAlphabet

@@ -64,7 +64,8 @@ import torch
 
 from plmdepth import weights
 from plmdepth.model import ProteinLM
-from plmdepth.models.architectures import quiet_transformers, wrap_roberta
+from plmdepth.models.architectures import wrap_roberta
+from plmdepth.models.hub import quiet_transformers
 from plmdepth.tokens import Alphabet
 
 SAPIENS_WHEEL = weights.ShippedWheel(

@@ -7,6 +7,16 @@ output elsewhere, and the rest of the network recomputed normally. Positions:
   plan's held-out set F ⊂ M; measured = F. Autoregressive models: one intervention per
   split point t of the plan, intervened = residues < t, measured = residues >= t.
 - mode "current": intervened = measured = every residue position.
+- mode "local": as "current", but nothing after block s is recomputed: the skipped update is
+  subtracted from the last residual stream, h'_L := h_L − u_s (the update's *direct* effect on
+  the output, Csordás et al.'s local effect). Later blocks are then unchanged by construction,
+  so M2 has no rows; defined for pre-LN and parallel blocks, whose stream carries each update
+  additively to the output (a post-LN block re-normalises it).
+
+`part` says what is skipped: the whole block ("block", u_s = h_{s+1} − h_s), or only its
+attention or only its MLP ("attention", "mlp": that sublayer's update set to zero, the rest of
+the block run as it is: `ProteinLM.block_without`; in "local" mode u_s is that update,
+`ProteinLM.block_parts`).
 
 Each intervention (a sequence, or a sequence and split point) is a *unit*. Per unit, for
 every later block j > s (M2) ``r(s, j) = max_{p in F} ‖Δ_j − Δ'_j‖ / max(‖Δ_j‖, eps)``
@@ -37,7 +47,8 @@ from plmdepth.probes.streaming import stream
 from plmdepth.tokens import Batch
 
 EPS = 1e-6
-MODES = ("future", "current")
+MODES = ("future", "current", "local")
+PARTS = ("block", "attention", "mlp")
 
 
 @dataclass
@@ -50,6 +61,21 @@ class SkipConfig:
     max_rows: int = 64
     seed: int = 0
     null: bool = False  # skip nothing (h'_{s+1} := h_{s+1}): every effect is numerical noise (probes.noise_floor)
+    part: str = "block"  # "block", or only its "attention" or only its "mlp"
+
+
+def check_config(lm: ProteinLM, config: SkipConfig) -> None:
+    """One sentence when `config` cannot run on `lm`."""
+    if config.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {config.mode!r}")
+    if config.part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, not {config.part!r}")
+    if config.part != "block" and not {"attention", "mlp"} <= set(lm.sublayers):
+        raise ValueError(f"{lm.info.name}: its blocks' sublayers are not known, so its attention or MLP alone "
+                         "cannot be skipped (part='block' can).")
+    if config.mode == "local" and lm.sublayers.get("kind", lm.info.norm) not in ("pre-LN", "parallel"):
+        raise ValueError(f"{lm.info.name}: a local (direct) effect needs blocks that add their updates to the "
+                         f"stream unnormalised (pre-LN or parallel); its blocks are {lm.info.norm}.")
 
 
 def intervention_units(lm: ProteinLM, batch: Batch, plans, mode: str):
@@ -59,6 +85,7 @@ def intervention_units(lm: ProteinLM, batch: Batch, plans, mode: str):
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     device = batch.input_ids.device
+    mode = "current" if mode == "local" else mode  # the same positions: all intervened, all measured
     residue_index = batch.residue_index.cpu()
     residue = residue_index >= 0
     rows, intervened, measured = [], [], []
@@ -152,8 +179,43 @@ def skip_batch(lm: ProteinLM, batch: Batch, units, lens: LogitLens, config: Skip
     step = max(1, config.max_rows)
     for g in range(0, len(rows), step):
         group = (rows[g:g + step], intervened[g:g + step], measured[g:g + step])
-        _skip_units(lm, batch, clean, group, lens, config, effect, prob_l2, kl,
-                    None if owners is None else owners[g:g + step])
+        group_owners = None if owners is None else owners[g:g + step]
+        if config.mode == "local":
+            _local_units(lm, batch, clean, group, lens, config, prob_l2, kl, group_owners)
+        else:
+            _skip_units(lm, batch, clean, group, lens, config, effect, prob_l2, kl, group_owners)
+
+
+def _output_effects(p_clean: torch.Tensor, logp: torch.Tensor, measured: torch.Tensor) -> torch.Tensor:
+    """(2, n, U): per variant and unit, max ‖p − p'‖_2 and mean KL(p ‖ p') over the measured positions."""
+    l2 = (logp.exp() - p_clean.exp()[None]).norm(dim=-1)
+    kl_pos = (p_clean.exp()[None] * (p_clean[None] - logp)).sum(-1)
+    return torch.stack([_masked_max(l2, measured[None]), (kl_pos * measured[None]).sum(-1) / measured.sum(-1)[None]])
+
+
+def _local_units(lm: ProteinLM, batch: Batch, clean, units, lens: LogitLens, config: SkipConfig, prob_l2, kl,
+                 owners=None):
+    """Mode "local": the output with block s's update (or its part's) taken out of h_L directly."""
+    rows, intervened, measured = units
+    L, U = lm.n_layers, len(rows)
+    unit_batch = select_rows(batch, rows)
+    H = [h.index_select(0, rows) for h in clean]
+    p_clean = torch.log_softmax(lens(H[L], L).double(), -1)
+    inter = intervened[..., None]
+    skips, outputs = list(range(lm.first_lens_layer, L)), []
+    for s in skips:
+        if config.null:
+            update = torch.zeros_like(widened(H[L]))
+        elif config.part == "block":
+            update = widened(H[s + 1]) - widened(H[s])
+        else:
+            update = widened(lm.block_parts(s, H[s], unit_batch)[config.part])
+        stream = (widened(H[L]) - torch.where(inter, update, torch.zeros_like(update))).to(H[L].dtype)
+        logp = torch.log_softmax(lens(stream, L).double(), -1)[None]
+        outputs.append(_output_effects(p_clean, logp, measured))
+    for s, (l2_unit, kl_unit) in zip(skips, _to_host(outputs)):
+        prob_l2.add(s, l2_unit[0], owners)
+        kl.add(s, kl_unit[0], owners)
 
 
 def _skip_units(lm: ProteinLM, batch: Batch, clean, units, lens: LogitLens, config: SkipConfig, effect, prob_l2,
@@ -179,7 +241,12 @@ def _skip_units(lm: ProteinLM, batch: Batch, clean, units, lens: LogitLens, conf
         stream, active = None, []
         for j in range(skips[0] + 1, L + 1):
             if j - 1 in skips:
-                start = H[j] if config.null else torch.where(inter, H[j - 1], H[j])
+                if config.null:
+                    start = H[j]
+                elif config.part == "block":
+                    start = torch.where(inter, H[j - 1], H[j])
+                else:  # block j-1 run with one sublayer's update set to zero, at the intervened positions
+                    start = torch.where(inter, lm.block_without(j - 1, H[j - 1], unit_batch, config.part), H[j])
                 stream = start if stream is None else torch.cat([stream, start])
                 active.append(j - 1)
             if j == L:
@@ -195,11 +262,7 @@ def _skip_units(lm: ProteinLM, batch: Batch, clean, units, lens: LogitLens, conf
             stream = out
         n = len(active)
         logp = torch.log_softmax(lens(stream, L).double(), -1).view(n, U, *p_clean.shape[1:])
-        l2 = (logp.exp() - p_clean.exp()[None]).norm(dim=-1)
-        kl_pos = (p_clean.exp()[None] * (p_clean[None] - logp)).sum(-1)
-        l2_unit = _masked_max(l2, measured[None])
-        kl_unit = (kl_pos * measured[None]).sum(-1) / measured.sum(-1)[None]
-        outputs.append((list(active), torch.stack([l2_unit, kl_unit])))
+        outputs.append((list(active), _output_effects(p_clean, logp, measured)))
     for keys, values in zip((k for k, _ in effects), _to_host([v for _, v in effects])):
         for key, value in zip(keys, values):
             effect.add(key, value, owners)
@@ -224,8 +287,7 @@ class SkipAccumulator:
     outputs = ("skip_effect", "skip_output")
 
     def __init__(self, lm: ProteinLM, records: list[Record], plan: MaskingPlan, config: SkipConfig):
-        if config.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {config.mode!r}")
+        check_config(lm, config)
         self.lm, self.records, self.plan, self.config = lm, records, plan, config
         self.lens = LogitLens(lm, config.vocab).to(lm.device)
         L, n = lm.n_layers, len(records)
@@ -260,7 +322,8 @@ class SkipAccumulator:
             raise ValueError("no sequence has positions to measure (empty future sets / no split points)")
         L, effect, prob_l2, kl = self.lm.n_layers, self.effect, self.prob_l2, self.kl
         start = self.lm.first_lens_layer  # blocks that change the stream's width cannot be skipped
-        pairs = [(s, j) for s in range(start, L) for j in range(s + 1, L)]
+        local = self.config.mode == "local"  # later blocks are not recomputed: M2 has no rows
+        pairs = [] if local else [(s, j) for s in range(start, L) for j in range(s + 1, L)]
         effect_mean = effect.mean()
         effect_table = pd.DataFrame({
             "skipped": [s for s, _ in pairs], "affected": [j for _, j in pairs],
@@ -277,6 +340,8 @@ class SkipAccumulator:
         for table in (effect_table, output_table):
             table["n_units"] = self.n_units
             table["mode"] = self.config.mode
+            if self.config.part != "block":
+                table["part"] = self.config.part
         return effect_table, output_table
 
     def per_sequence(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -285,7 +350,7 @@ class SkipAccumulator:
         L, start, effect = self.lm.n_layers, self.lm.first_lens_layer, self.effect
         keep = np.flatnonzero(self.prob_l2.seq_count.max(axis=1) > 0)
         ids = [self.records[i].id for i in keep]
-        pairs = [(s, j) for s in range(start, L) for j in range(s + 1, L)]
+        pairs = [] if self.config.mode == "local" else [(s, j) for s in range(start, L) for j in range(s + 1, L)]
         effect_table = pd.DataFrame({
             "sequence": np.repeat(ids, len(pairs)),
             "skipped": np.tile([s for s, _ in pairs], len(keep)), "affected": np.tile([j for _, j in pairs], len(keep)),
