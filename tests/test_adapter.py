@@ -13,7 +13,10 @@ user's folder is (`load_model(folder)`). Against the model's own forward pass:
 from __future__ import annotations
 
 import copy
+import shutil
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -147,3 +150,72 @@ def test_remote_code_is_refused_unless_asked(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match="--trust-remote-code"):
         load_model(str(tmp_path))
+
+
+def hub_cache(root: Path, repo_id: str, folder: Path, commit: str = "0" * 40) -> Path:
+    """A Hugging Face hub cache under `root` holding `folder`'s files as repository `repo_id`
+    (the layout huggingface_hub reads offline: models--org--name/{refs/main, snapshots/<commit>/})."""
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for f in folder.iterdir():
+        shutil.copy(f, snapshot / f.name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return root
+
+
+@pytest.mark.parametrize("model_type", tiny_hf.ARCHITECTURES)
+def test_the_command_line_runs_the_logit_lens_on_a_folder(model_type, tmp_path, fasta_file, capsys):
+    from plmdepth.cli import main
+
+    folder = tiny_hf.write(model_type, tmp_path / model_type)
+    status = main(["run", "logit-lens", "--model", str(folder), "--fasta", str(fasta_file), "--out",
+                   str(tmp_path / "results"), "--n-sequences", "3"])
+    assert status == 0, capsys.readouterr().err
+    table = pd.read_csv(tmp_path / "results" / model_type / "logit_lens.csv")
+    assert table["layer"].tolist() == list(range(4)) and abs(table["kl"].iloc[-1]) < 1e-6
+    assert table["kl"].iloc[0] > 1e-4
+
+
+@pytest.mark.parametrize("model_type", ["bert", "llama", "esmc"])
+def test_a_hub_id_loads_from_the_offline_cache(model_type, tmp_path, monkeypatch):
+    folder = tiny_hf.write(model_type, tmp_path / "saved")
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache(tmp_path / "cache", f"plmdepth-test/tiny-{model_type}", folder)))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    spec = resolve(f"plmdepth-test/tiny-{model_type}")
+    assert (spec.loader, spec.slug) == ("transformers", f"plmdepth-test__tiny-{model_type}")
+    lm = load_model(spec)
+    assert lm.info.source == f"plmdepth-test/tiny-{model_type}@{'0' * 40}"
+    local = load_model(str(folder))
+    assert lm.info.checksum == local.info.checksum
+    batch = lm.tokenize(["a"], [SEQS[0]])
+    with torch.no_grad():
+        assert torch.equal(lm(batch), local(batch))
+    with pytest.raises(ModelLoadError, match="not in the Hugging Face cache"):
+        resolve("plmdepth-test/not-there")
+
+
+def test_remote_code_runs_with_the_flag(tmp_path, monkeypatch, caplog):
+    """--trust-remote-code lets a model whose repository ships its architecture's code load (the
+    code runs: here a subclass of BertForMaskedLM), and a warning names the code."""
+    import json
+
+    folder = tiny_hf.write("bert", tmp_path)
+    (folder / "modeling_custom.py").write_text(
+        "from transformers import BertForMaskedLM, BertConfig\n\n"
+        "class CustomConfig(BertConfig):\n    model_type = 'custom-bert'\n\n"
+        "class CustomForMaskedLM(BertForMaskedLM):\n    config_class = CustomConfig\n")
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "modeling_custom.CustomConfig",
+                          "AutoModelForMaskedLM": "modeling_custom.CustomForMaskedLM"}
+    (folder / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("PLMDEPTH_TRUST_REMOTE_CODE", "1")
+    with caplog.at_level("WARNING"):
+        lm = load_model(str(folder))
+    assert type(lm.network).__name__ == "CustomForMaskedLM"
+    assert "running the Python code shipped with" in caplog.text and "modeling_custom.CustomForMaskedLM" in caplog.text

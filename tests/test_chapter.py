@@ -68,3 +68,24 @@ def test_chapter_on_a_local_folder_adds_its_results_and_reuses_cache(tmp_path, m
     assert "esm2_t6_8M (untrained)" in (tmp_path / "figures" / "fig-skip-effect.svg").read_text()
     texts = json.dumps([o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])])
     assert "untrained twins" in texts and "initialiser; one seed" in texts
+
+
+@pytest.mark.shipped
+def test_the_logit_lens_chapter_adds_a_bert_and_a_llama_folder(tmp_path, monkeypatch):
+    """`make chapter CHAPTER=logit-lens MODEL=<folder>`, for folders the generic adapter reads."""
+    import tiny_hf
+
+    monkeypatch.setenv("PLMDEPTH_FIGURES", str(tmp_path / "figures"))
+    # seed 9: a twin (seed 0) is a different initialisation from the saved model
+    folders = [tiny_hf.write(t, tmp_path / f"my_{t}", seed=9, positions=1026) for t in ("bert", "llama")]
+    results = tmp_path / "results"
+    params = {"models": "iglm-s", "structure_models": "", "n_sequences": 6, "results_dir": str(results),
+              "twin_seeds": 1, "untrained_models": "", "lens_or_layers": {"epochs": 2}}
+    out = run_chapter("logit-lens", params, add_models=",".join(map(str, folders)), output=tmp_path / "chapter.ipynb")
+    assert {"my_bert", "my_llama", "my_bert@random0", "my_llama@random0"} <= {p.name for p in results.iterdir()}
+    for name in ("my_bert", "my_llama"):
+        record = json.loads((results / name / "run.json").read_text())
+        assert record["model"]["n_layers"] == 3 and "logit_lens" in record["measurements"]
+    nb = nbformat.read(out, as_version=4)
+    texts = json.dumps([o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])])
+    assert "my_bert" in texts and "my_llama" in texts

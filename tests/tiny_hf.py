@@ -114,7 +114,7 @@ def _esmc(folder: Path):
 # model_type -> (transformers config and model classes, config overrides, tokenizer factory(folder))
 TINY = {
     "bert": ("BertConfig", "BertForMaskedLM", {}, protbert_tokenizer),
-    "roberta": ("RobertaConfig", "RobertaForMaskedLM", {"max_position_embeddings": 130}, lambda f: _roberta_like()),
+    "roberta": ("RobertaConfig", "RobertaForMaskedLM", {}, lambda f: _roberta_like()),
     "roformer": ("RoFormerConfig", "RoFormerForMaskedLM", {"embedding_size": 32}, lambda f: _bert_like()),
     "electra": ("ElectraConfig", "ElectraForMaskedLM", {"embedding_size": 16}, lambda f: _bert_like()),
     "esm": ("EsmConfig", "EsmForMaskedLM", {"position_embedding_type": "rotary", "token_dropout": True,
@@ -123,7 +123,7 @@ TINY = {
     "esmc": ("EsmcConfig", "EsmcForMaskedLM", {"num_key_value_heads": 4, "head_dim": 8}, _esmc),
     "modernbert": ("ModernBertConfig", "ModernBertForMaskedLM", {"local_attention": 8, "global_attn_every_n_layers": 2},
                    lambda f: _bert_like()),
-    "gpt2": ("GPT2Config", "GPT2LMHeadModel", {"n_positions": 128}, lambda f: _gpt_like()),
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel", {}, lambda f: _gpt_like()),
     "llama": ("LlamaConfig", "LlamaForCausalLM", {"num_key_value_heads": 2}, lambda f: trained_bpe("sentencepiece")),
     "mistral": ("MistralConfig", "MistralForCausalLM", {"num_key_value_heads": 2, "sliding_window": 16},
                 lambda f: trained_bpe("sentencepiece")),
@@ -132,15 +132,16 @@ TINY = {
 ARCHITECTURES = tuple(TINY)
 
 
-def write(model_type: str, folder: Path, seed: int = 0) -> Path:
-    """A tiny random `model_type` checkpoint with its tokenizer, saved in `folder`."""
+def write(model_type: str, folder: Path, seed: int = 0, positions: int = 128) -> Path:
+    """A tiny random `model_type` checkpoint with its tokenizer, saved in `folder` (`positions`:
+    its context in tokens)."""
     import transformers
 
     config_name, model_name, overrides, make_tokenizer = TINY[model_type]
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer = make_tokenizer(folder)
     ids = {k: getattr(tokenizer, f"{k}_token_id") for k in ("pad", "bos", "eos", "mask")}
-    fields = {"vocab_size": len(tokenizer), "max_position_embeddings": 128, "hidden_dropout_prob": 0.0,
+    fields = {"vocab_size": len(tokenizer), "max_position_embeddings": positions, "hidden_dropout_prob": 0.0,
               "attention_probs_dropout_prob": 0.0, "initializer_range": 0.1, **SIZE,
               **{f"{k}_token_id": v for k, v in ids.items() if v is not None and k != "mask"}, **overrides}
     config = getattr(transformers, config_name)(**fields)

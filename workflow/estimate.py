@@ -71,7 +71,9 @@ def job_flops(job: grid.Job) -> float | None:
             total += passes * forward(params, L, d, n)
         return total
     lengths = _lengths(inputs.fasta, inputs.n_sequences)
-    passes = L + 1 if request.measurement == "layer_skipping" else 1
+    # layer skipping: the clean pass and one rerun of the later blocks per skipped block (L + 1 passes at most);
+    # part skipping: that for the block, its attention and its MLP, plus the direct effects' readouts
+    passes = {"layer_skipping": L + 1, "part_skipping": 3 * (L + 1) + 1}.get(request.measurement, 1)
     total = passes * sum(forward(params, L, d, n) for n in lengths)
     if request.measurement == "tuned_lens":
         positions = sum(lengths) * (1.0 if entry.objective == "autoregressive" else request.mask_fraction)

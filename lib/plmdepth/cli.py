@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from plmdepth.fasta import FastaError
 from plmdepth.models import REGISTRY, ModelLoadError, resolve
 from plmdepth.models.device import PRECISIONS
+from plmdepth.models.hub import TRUST_REMOTE_CODE
 from plmdepth.paths import ProjectNotFound
 from plmdepth.probes.measurements import MEASUREMENTS
 from plmdepth.probes.variant_effects import AssayError
@@ -84,10 +86,14 @@ def _run(args) -> int:
         data = args.fasta
         options = dict(plan=args.plan, n_sequences=args.n_sequences, mask_fraction=args.mask_fraction,
                        unknown=args.unknown, too_long=args.too_long)
-        if measurement in ("logit_lens", "layer_skipping", "tuned_lens"):
+        if measurement in ("logit_lens", "layer_skipping", "tuned_lens", "part_skipping"):
             params["vocab"] = args.vocab
         if measurement == "layer_skipping":
             params.update(mode=args.mode, max_rows=args.max_rows)
+            if args.part != "block":
+                params["part"] = args.part
+        if measurement == "part_skipping":
+            params["max_rows"] = args.max_rows
     spec = resolve(args.model, objective=args.objective)
     request = RunRequest.build(measurement, spec, data, out=args.out, seed=args.seed, device=args.device,
                                dtype=args.dtype, **options, **params)
@@ -213,6 +219,9 @@ def _model_options(p, objective: bool = True) -> None:
                    help="float32 (default); mixed-bfloat16: weights and residual stream in float32, matrix products "
                         "in bfloat16 (torch.autocast); bfloat16, float16, float64: weights and activations in that type")
     p.add_argument("--force", action="store_true", help="recompute even if a cached run matches")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="run the Python code a model's repository ships to define its architecture (auto_map in its "
+                        "config.json; refused otherwise); only for sources you trust")
 
 
 def _assay_options(p) -> None:
@@ -243,8 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-sequences", type=positive_int, help="use the first N records")
     p.add_argument("--mask-fraction", type=fraction, default=0.15)
     p.add_argument("--vocab", choices=["full", "amino_acids"], default="full")
-    p.add_argument("--mode", choices=["future", "current"], default="future",
-                   help="layer skipping: skip outside F and measure at F, or skip and measure everywhere")
+    p.add_argument("--mode", choices=["future", "current", "local"], default="future",
+                   help="layer skipping: skip outside F and measure at F, skip and measure everywhere, or (local) "
+                        "take the skipped update out of the last residual stream without recomputing later blocks")
+    p.add_argument("--part", choices=["block", "attention", "mlp"], default="block",
+                   help="layer skipping: skip the whole block, or only its attention or only its MLP")
     p.add_argument("--max-rows", type=positive_int, default=64,
                    help="layer skipping: most skip variants x units per call")
     p.add_argument("--unknown", choices=["error", "map"], default="error", help="X/B/Z/U/O: error or unknown token")
@@ -275,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                    help="any other parameter of the chapter (value parsed as YAML)")
     p.add_argument("--no-build", action="store_true", help="only execute the chapter, do not rebuild the HTML")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow models whose repositories ship Python code for their architecture (see `run`)")
     p.set_defaults(func=_chapter)
 
     p = sub.add_parser("book", help="run the workflow (measurements and chapters that are missing or out of date) "
@@ -283,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_book)
 
     args = parser.parse_args(argv)
+    if getattr(args, "trust_remote_code", False):
+        os.environ[TRUST_REMOTE_CODE] = "1"  # read by the loader, here and in every workflow job this starts
     try:
         with _progress_messages(), _terminate_as_interrupt():
             return args.func(args)

@@ -302,28 +302,45 @@ def licence_of(folder) -> str:
     return "unknown"
 
 
+def revision_of(repo_id: str) -> str:
+    """The commit of a hub repository's cached snapshot (what was read), or "unknown"."""
+    from pathlib import Path
+
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "config.json")
+    return Path(cached).parent.name if isinstance(cached, str) else "unknown"
+
+
 def load_transformers(name_or_path: str, name: str | None = None, objective: str | None = None,
-                      device=None, dtype=None, trust_remote_code: bool = False, family: str | None = None,
+                      device=None, dtype=None, trust_remote_code: bool | None = None, family: str | None = None,
                       licence: str | None = None) -> ProteinLM:
     """Any transformers masked or causal LM from a hub id (or the local hub cache) or a
     save_pretrained folder, with its own tokenizer (`AutoTokenizer`), as a `ProteinLM`.
 
     A model whose architecture is defined by Python code in its repository (`auto_map` in its
-    config) is refused unless `trust_remote_code`, which runs that code."""
+    config) is refused unless `trust_remote_code` (default: `--trust-remote-code`, i.e. the
+    PLMDEPTH_TRUST_REMOTE_CODE environment variable), which runs that code; a warning names it."""
+    import logging
     from pathlib import Path
 
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
     from plmdepth.models.device import check_device, hf_placement
-    from plmdepth.models.hub import from_pretrained, quiet_transformers, slug
+    from plmdepth.models.hub import from_pretrained, quiet_transformers, slug, trusts_remote_code
     from plmdepth.models.tokenizer import alphabet_of
 
     if device is not None:
         check_device(device)
+    trust_remote_code = trusts_remote_code() if trust_remote_code is None else trust_remote_code
     config = from_pretrained(AutoConfig, name_or_path, trust_remote_code=trust_remote_code)
-    if getattr(config, "auto_map", None) and not trust_remote_code:
+    code = sorted({str(v) for v in (getattr(config, "auto_map", None) or {}).values()})
+    if code and not trust_remote_code:
         raise ModelLoadError(f"'{name_or_path}' defines its architecture in Python code shipped with it (auto_map in "
                              "config.json); pass --trust-remote-code to run that code, if you trust its source.")
+    if code:
+        logging.getLogger(__name__).warning("running the Python code shipped with %s: %s", name_or_path,
+                                            ", ".join(code))
     objective = objective or objective_of(config.to_dict())
     auto = AutoModelForCausalLM if objective == "autoregressive" else AutoModelForMaskedLM
     try:
@@ -354,7 +371,6 @@ def load_transformers(name_or_path: str, name: str | None = None, objective: str
     if len(alphabet.tokens) > hf_model.get_output_embeddings().weight.shape[0]:
         raise ModelLoadError(f"'{name_or_path}': its tokenizer has {len(alphabet.tokens)} tokens, more than the "
                              f"{hf_model.get_output_embeddings().weight.shape[0]} its head scores.")
-    revision = getattr(hf_model.config, "_commit_hash", None)
-    source = f"{name_or_path}@{revision}" if revision and not local else str(name_or_path)
+    source = str(name_or_path) if local else f"{name_or_path}@{revision_of(name_or_path)}"
     return adapt(hf_model, alphabet, name=name or slug(name_or_path), source=source, objective=objective,
                  family=family, licence=licence or licence_of(name_or_path if local else None))

@@ -13,6 +13,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+TRUST_REMOTE_CODE = "PLMDEPTH_TRUST_REMOTE_CODE"  # set (to 1) by --trust-remote-code; inherited by workflow jobs
+
+
+def trusts_remote_code() -> bool:
+    """Whether this run may execute Python code shipped with a model (`--trust-remote-code`)."""
+    return os.environ.get(TRUST_REMOTE_CODE, "0") not in ("0", "", "false", "False")
+
+
 class ModelLoadError(RuntimeError):
     """A model name, hub id or folder that cannot be loaded, with what to do about it."""
 
@@ -102,7 +110,7 @@ def read_config(name_or_path: str) -> dict:
     local = Path(name_or_path, "config.json")
     if local.is_file():
         return json.loads(local.read_text())
-    return from_pretrained(AutoConfig, name_or_path).to_dict()
+    return from_pretrained(AutoConfig, name_or_path, trust_remote_code=trusts_remote_code()).to_dict()
 
 
 @contextmanager

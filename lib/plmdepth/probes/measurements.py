@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
-from plmdepth.probes import contributions, layer_skipping, logit_lens, noise_floor, tuned_lens, variant_effects
+from plmdepth.probes import (contributions, layer_skipping, logit_lens, noise_floor, part_skipping, tuned_lens,
+                             variant_effects)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ MEASUREMENTS: dict[str, Measurement] = {m.name: m for m in (
                 ("logit_lens", "logit_lens_per_sequence")),
     Measurement("layer_skipping", layer_skipping.SkipConfig, partial(layer_skipping.layer_skipping, per_sequence=True),
                 ("skip_effect", "skip_output", "skip_effect_per_sequence", "skip_output_per_sequence")),
+    Measurement("part_skipping", part_skipping.PartSkipConfig, part_skipping.part_skipping,
+                ("part_skipping", "part_skipping_per_sequence")),
     Measurement("contributions", contributions.ContributionsConfig,
                 partial(contributions.contributions, per_sequence=True), ("contributions", "contributions_per_sequence")),
     Measurement("tuned_lens", tuned_lens.TunedLensConfig, partial(tuned_lens.tuned_lens, per_sequence=True),
