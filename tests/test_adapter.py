@@ -23,6 +23,7 @@ import torch
 import tiny_hf
 from reference import output_projection
 from plmdepth.models import ModelLoadError, load_model, resolve
+from plmdepth.models.registry import HUB_PLMS
 from plmdepth.tokens import TokenizedAlphabet
 
 SEQS = ["MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ", "EVQLVESGGGLVQPGGSLRLSCAAS", "GSHMLEDPVDAF"]
@@ -219,3 +220,30 @@ def test_remote_code_runs_with_the_flag(tmp_path, monkeypatch, caplog):
         lm = load_model(str(folder))
     assert type(lm.network).__name__ == "CustomForMaskedLM"
     assert "running the Python code shipped with" in caplog.text and "modeling_custom.CustomForMaskedLM" in caplog.text
+
+
+# each registry row of a hub PLM, and the tiny architecture of its layout (tests/tiny_hf.py)
+ROW_LAYOUTS = {"ProtBert": "bert", "IgBert": "bert", "AntiBERTa2": "roformer", "ProtElectra": "electra",
+               "ZymCTRL": "gpt2", "ProLLaMA": "llama", "ESM-1b": "esm", "ESM-1v": "esm"}
+
+
+@pytest.mark.parametrize("name", [row[0] for row in HUB_PLMS])
+def test_each_hub_plm_row_loads_a_checkpoint_of_its_layout_from_the_cache(name, tmp_path, monkeypatch):
+    """A random checkpoint of the row's layout, placed in an offline hub cache under the row's hub id,
+    loads by the registry name through the generic adapter, with the row's family and licence."""
+    import huggingface_hub.constants as hf_constants
+
+    from plmdepth.models import REGISTRY
+
+    entry = REGISTRY[name]
+    folder = tiny_hf.write(ROW_LAYOUTS[entry.family], tmp_path / "saved")
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(hub_cache(tmp_path / "cache", entry.source, folder)))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    lm = load_model(name)
+    assert (lm.info.name, lm.info.family, lm.info.licence, lm.objective) == (name, entry.family, entry.licence,
+                                                                            entry.objective)
+    assert lm.info.source.startswith(entry.source + "@")
+    batch = lm.tokenize(["a"], [SEQS[0]])
+    with torch.no_grad():
+        torch.testing.assert_close(lm.readout(list(lm.hidden_states(batch))[-1][1]), lm(batch), rtol=1e-5, atol=1e-5)

@@ -14,9 +14,26 @@ from typing import Callable
 
 from plmdepth import weights
 from plmdepth.model import ProteinLM
-from plmdepth.models import antiberty, dplm2, esm2, evolutionaryscale, fair_esm, iglm, progen2, proteinmpnn, \
+from plmdepth.models import adapter, antiberty, dplm2, esm2, evolutionaryscale, fair_esm, iglm, progen2, proteinmpnn, \
     protgpt2, sapiens, unirep
 from plmdepth.models.esm2 import ESM2_SIZES, ESM2_WIDTHS
+
+
+NOT_STATED = "not stated (model card)"
+# name, hub id, family, objective, blocks, width, size, licence
+HUB_PLMS = [
+    ("protbert", "Rostlab/prot_bert", "ProtBert", "masked", 30, 1024, "420M", NOT_STATED),
+    ("protbert-bfd", "Rostlab/prot_bert_bfd", "ProtBert", "masked", 30, 1024, "420M", NOT_STATED),
+    ("igbert", "Exscientia/IgBert", "IgBert", "masked", 30, 1024, "420M", NOT_STATED),
+    ("antiberta2", "alchemab/antiberta2", "AntiBERTa2", "masked", 16, 1024, "202M", NOT_STATED),
+    ("protelectra-generator", "Rostlab/prot_electra_generator_bfd", "ProtElectra", "masked", None, None, "",
+     NOT_STATED),
+    ("zymctrl", "AI4PD/ZymCTRL", "ZymCTRL", "autoregressive", 36, 1280, "738M", NOT_STATED),
+    ("prollama", "GreatCaptainNemo/ProLLaMA", "ProLLaMA", "autoregressive", 32, 4096, "7B", NOT_STATED),
+    ("esm1b_t33_650M", "facebook/esm1b_t33_650M_UR50S", "ESM-1b", "masked", 33, 1280, "650M", "MIT"),
+    *((f"esm1v_t33_650M_{k}", f"facebook/esm1v_t33_650M_UR90S_{k}", "ESM-1v", "masked", 33, 1280, "650M", "MIT")
+      for k in range(1, 6)),
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,6 +121,12 @@ def _entries():
         yield Entry(name=name, family="ESM-2", objective="masked", modality="sequence", licence="MIT",
                     source=f"fair-esm {fair}", loader=partial(fair_esm.load_fair_esm, fair, name=name),
                     blocks=blocks, width=ESM2_WIDTHS[size], size=size, objective_option=True)
+    # hub PLMs of layouts the generic adapter reads (adapter.py), with their own tokenizers; depth and width
+    # as published. Conditional models (ZymCTRL's enzyme class, ProLLaMA's instructions) are read unconditioned.
+    for name, hub, family, objective, blocks, width, size, licence in HUB_PLMS:
+        yield Entry(name=name, family=family, objective=objective, modality="sequence", licence=licence, source=hub,
+                    loader=partial(adapter.load_transformers, hub, name=name, family=family, licence=licence),
+                    blocks=blocks, width=width, size=size)
     # ESM C and ESM3-open through EvolutionaryScale's `esm`, whose import name clashes with fair-esm's:
     # they run in the second environment .venv-esm (the runner sends them there)
     for release in evolutionaryscale.RELEASES.values():
