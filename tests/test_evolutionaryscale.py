@@ -74,12 +74,15 @@ def test_registry_entries_name_the_second_environment():
         entry = REGISTRY[name]
         assert (entry.family, entry.blocks, entry.width, entry.modality, entry.licence) == \
             (family, blocks, width, modality, licence)
-        assert entry.objective == "masked" and entry.environment == "esm" and entry.source.startswith("EvolutionaryScale/")
+        # ESM C converts to transformers (models/esmc.py) and runs in the main environment; ESM3 needs .venv-esm
+        assert entry.environment == ("esm" if family == "ESM3" else "main")
+        assert entry.objective == "masked" and entry.source.startswith("EvolutionaryScale/")
         r = es.RELEASES[name]
         assert (r.family, r.n_layers, r.d_model, r.modality, r.licence, r.repo, r.size) == \
             (family, blocks, width, modality, licence, entry.source, entry.size)
     assert {e.environment for n, e in REGISTRY.items() if n not in expected} == {"main"}
-    assert resolve("esmc_600m").environment == "esm" and resolve("some/esmc.pth").environment == "esm"
+    assert resolve("esm3_open").environment == "esm" and resolve("esmc_600m").environment == "main"
+    assert resolve("some/esmc.pth").environment == "main"  # not there: the main environment's loader says so
     assert resolve("esm2_t6_8M").environment == "main" and resolve("esm2_t6_8M-fair").environment == "main"
 
 
@@ -88,7 +91,7 @@ def test_registry_entries_name_the_second_environment():
 def test_without_evolutionaryscale_package_loading_is_a_one_sentence_error(monkeypatch, status, says):
     monkeypatch.setattr(es, "package_status", lambda: status)
     for call in (lambda: es.load_esmc("esmc_300m"), lambda: load_model("esm3_open"),
-                 lambda: load_model("weights/esmc_300m_2024_12_v0.pth")):
+                 lambda: es.load_esmc("weights/esmc_300m_2024_12_v0.pth")):
         with pytest.raises(ModelLoadError) as err:
             call()
         message = str(err.value)
@@ -100,7 +103,7 @@ def test_missing_second_environment_is_a_one_sentence_error(monkeypatch, tmp_pat
     monkeypatch.setattr(es, "package_status", lambda: "fair-esm")
     monkeypatch.setenv("PLMDEPTH_ESM_ENV", str(tmp_path / "no-venv-esm"))
     fasta = _write_fasta(tmp_path / "s.fasta")
-    for call in (lambda: runner.measure("logit_lens", "esmc_300m", fasta, out=tmp_path / "results"),
+    for call in (lambda: runner.measure("logit_lens", "esm3_open", fasta, out=tmp_path / "results"),
                  lambda: runner.measure("variant_effects", "esm3_open", DMS, out=tmp_path / "results")):
         with pytest.raises(ModelLoadError) as err:
             call()
@@ -117,7 +120,7 @@ def test_second_environment_gets_the_run_request_as_json(monkeypatch, tmp_path):
     (tmp_path / "venv" / "bin").mkdir(parents=True)
     (tmp_path / "venv" / "bin" / "python").write_text("")
     monkeypatch.setenv("PLMDEPTH_ESM_ENV", str(tmp_path / "venv"))
-    folder = tmp_path / "results" / "esmc_300m"
+    folder = tmp_path / "results" / "esm3_open"
     folder.mkdir(parents=True)
     (folder / "run.json").write_text(json.dumps({"measurements": {"logit_lens": {}}}))
     sent = {}
@@ -127,24 +130,24 @@ def test_second_environment_gets_the_run_request_as_json(monkeypatch, tmp_path):
         return subprocess.CompletedProcess(argv, 0, stdout="progress\n" + json.dumps({"results_folder": str(folder)}))
 
     monkeypatch.setattr(second_env.subprocess, "run", child)
-    got = runner.measure("logit_lens", "esmc_300m", _write_fasta(tmp_path / "s.fasta"), out=tmp_path / "results",
+    got = runner.measure("logit_lens", "esm3_open", _write_fasta(tmp_path / "s.fasta"), out=tmp_path / "results",
                      n_bootstrap=10, vocab="amino_acids")
     assert got == folder and sent["argv"][1:] == ["-m", "plmdepth", "run-request"]
     request = RunRequest.from_json(sent["request"])
-    assert request == RunRequest.build("logit_lens", "esmc_300m", tmp_path / "s.fasta", out=tmp_path / "results",
+    assert request == RunRequest.build("logit_lens", "esm3_open", tmp_path / "s.fasta", out=tmp_path / "results",
                                        n_bootstrap=10, vocab="amino_acids")
-    assert request.model.argument == "esmc_300m" and dict(request.params) == {"n_bootstrap": 10, "vocab": "amino_acids"}
+    assert request.model.argument == "esm3_open" and dict(request.params) == {"n_bootstrap": 10, "vocab": "amino_acids"}
     with pytest.raises(RuntimeError, match="wrote no variant_effects"):
-        runner.measure("variant_effects", "esmc_300m", DMS, out=tmp_path / "results")
+        runner.measure("variant_effects", "esm3_open", DMS, out=tmp_path / "results")
 
 
 # ------------------------------------------------------------------- main environment
 @main_env
 def test_esm_here_is_fair_esm_and_these_models_need_the_second_environment():
-    assert es.package_status() == "fair-esm" and second_env.needed(resolve("esmc_300m"))
-    assert not second_env.needed(resolve("esm2_t6_8M"))
+    assert es.package_status() == "fair-esm" and second_env.needed(resolve("esm3_open"))
+    assert not second_env.needed(resolve("esm2_t6_8M")) and not second_env.needed(resolve("esmc_300m"))
     with pytest.raises(ModelLoadError, match="is fair-esm"):
-        load_model("esmc_300m")
+        load_model("esm3_open")
 
 
 def _require_esm_env():
@@ -174,15 +177,16 @@ def test_runs_from_the_main_environment_go_to_the_second_one(tmp_path):
     """runner.run / run_variant_effects on a random-weights .pth from the main environment: the run
     happens in .venv-esm, the results folder is the usual one, and the tables come back."""
     _require_esm_env()
-    weights = tmp_path / "tiny_esmc.pth"
+    weights = tmp_path / "tiny_esm3.pth"
     subprocess.run([str(ESM_PYTHON), "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                    "from test_evolutionaryscale import write_random_weights; write_random_weights(sys.argv[2])",
+                    "from test_evolutionaryscale import write_random_weights; "
+                    "write_random_weights(sys.argv[2], 'esm3', 1536, 2)",
                     str(ROOT / "tests"), str(weights)], cwd=ROOT, check=True)
     fasta, out = _write_fasta(tmp_path / "s.fasta"), tmp_path / "results"
     lens = _tables("logit_lens", str(weights), fasta, out=out, progress=False, batch_size=2)["logit_lens"]
-    folder = out / "tiny_esmc.pth"
+    folder = out / "tiny_esm3.pth"
     pd.testing.assert_frame_equal(lens, pd.read_csv(folder / "logit_lens.csv"))
-    assert list(lens["layer"]) == [0, 1, 2] and set(lens["model"]) == {"tiny_esmc"}
+    assert list(lens["layer"]) == [0, 1, 2] and set(lens["model"]) == {"tiny_esm3"}
     last = lens.iloc[-1]
     assert last["kl"] == pytest.approx(0, abs=1e-6) and last["top1_agreement"] == 1
     skip = _tables("layer_skipping", str(weights), fasta, out=out, progress=False, max_rows=8)
@@ -190,15 +194,17 @@ def test_runs_from_the_main_environment_go_to_the_second_one(tmp_path):
     assert len(skip["skip_output"]) == 2
     parts = _tables("contributions", str(weights), fasta, out=out, progress=False)["contributions"]
     assert sorted(set(parts["part"])) == ["attention", "block", "mlp"]
+    # batch_size 2: ESM3's geometric attention holds pairwise tensors of (batch, L, L, 256 heads), about 10 GB
+    # for 16 copies of this 770-residue wild type even without coordinates
     effects = _tables("variant_effects", str(weights), DMS, out=out, assays=["A4_HUMAN_Seuma_2022_subset"],
-                      max_variants=6, progress=False, n_bootstrap=10)["variant_effects"]
+                      max_variants=6, progress=False, n_bootstrap=10, batch_size=2)["variant_effects"]
     per_assay = effects[effects["assay"] == "A4_HUMAN_Seuma_2022_subset"]
     assert set(effects["assay"]) == {"A4_HUMAN_Seuma_2022_subset", "mean"} and list(per_assay["layer"]) == [0, 1, 2]
     assert set(effects["scoring"]) == {"masked_marginal"}
     run = json.loads((folder / "run.json").read_text())
     assert set(run["measurements"]) == {"logit_lens", "layer_skipping", "contributions", "variant_effects"}
-    assert run["model"]["family"] == "ESM C" and run["model"]["checksum"].startswith("sha256:")
-    assert run["model"]["n_layers"] == 2 and run["model"]["d_model"] == 960
+    assert run["model"]["family"] == "ESM3" and run["model"]["checksum"].startswith("sha256:")
+    assert run["model"]["n_layers"] == 2 and run["model"]["d_model"] == 1536
     # a failed run in .venv-esm comes back as one sentence
     with pytest.raises(ModelLoadError, match=r"failed \(.*letter"):
         bad = tmp_path / "bad.fasta"
@@ -450,12 +456,12 @@ def test_registered_names_load_through_the_package_loaders(monkeypatch, tmp_path
         model = es.build(kind, 64 if kind == "esmc" else 1536, 1)
         monkeypatch.setattr(esm.pretrained, loader,
                             lambda *args, model=model, **kwargs: calls.append((args, kwargs)) or model)
-        lm = load_model(key) if key == "esmc_300m" else es.load_esmc("esm3-open")
+        lm = es.load_esmc(key) if key == "esmc_300m" else es.load_esmc("esm3-open")
         release = es.RELEASES[key]
         assert lm.network.model is model and lm.info.name == key and lm.info.family == release.family
         assert lm.info.source == f"{release.repo} via {es.ESM_RELEASE}" and lm.info.licence == release.licence
     assert calls == [(("cpu",), {"use_flash_attn": False}), (("cpu",), {})]
-    assert load_model("esmc_300m").info.checksum == "sha256:" + __import__("hashlib").sha256(b"weights").hexdigest()
+    assert es.load_esmc("esmc_300m").info.checksum == "sha256:" + __import__("hashlib").sha256(b"weights").hexdigest()
 
 
 def _no_network(monkeypatch, tmp_path):
@@ -478,7 +484,7 @@ def test_hub_names_without_network_are_one_sentence_errors(monkeypatch, tmp_path
     for name in ("esmc_300m", "esmc_600m", "esm3_open", "esm3_sm_open_v1"):
         start = time.perf_counter()
         with pytest.raises(ModelLoadError) as err:
-            load_model(name) if name in REGISTRY else es.load_esmc(name)
+            es.load_esmc(name)
         assert time.perf_counter() - start < 5
         message = str(err.value)
         assert _one_sentence(message) and "hf download EvolutionaryScale/" in message and "data/weights/" in message
@@ -520,3 +526,77 @@ def test_wrap_refuses_flash_attention_and_other_models():
     batch = _batch(lm)
     with pytest.raises(ValueError, match="attention_mask must be 0 exactly there"):
         lm.network(batch.input_ids, torch.ones_like(batch.attention_mask))
+
+
+# ------------------------------------------- ESM C through transformers against the package
+def write_package_tables(weights: str, fasta: str, out: str) -> None:
+    """Inside .venv-esm: random ESM C weights (the package's constructor, norms and biases moved off
+    their initial values) saved to `weights`, and the measurements of `measurements_of` computed on
+    them through EvolutionaryScale's package, written as CSVs into `out`."""
+    torch.manual_seed(5)
+    model = es.build("esmc", 128, 3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                p.add_(0.1 * torch.randn_like(p))
+    torch.save(model.state_dict(), weights)
+    for name, table in measurements_of(es.load_esmc(weights), fasta).items():
+        table.to_csv(Path(out) / f"{name}.csv", index=False)
+
+
+def measurements_of(lm, fasta: str) -> dict:
+    """The logit lens, layer skipping, contributions and part skipping of `lm` on `fasta`'s records."""
+    from plmdepth.fasta import read_fasta
+    from plmdepth.plan import make_plan
+    from plmdepth.probes.contributions import ContributionsConfig, contributions
+    from plmdepth.probes.layer_skipping import SkipConfig, layer_skipping
+    from plmdepth.probes.logit_lens import LogitLensConfig, logit_lens
+    from plmdepth.probes.part_skipping import part_skipping
+
+    records = read_fasta(fasta)
+    plan = make_plan(records, "masked", seed=0, mask_fraction=0.3)
+    effect, output = layer_skipping(lm, records, plan, SkipConfig(batch_size=2), progress=False)
+    return {"logit_lens": logit_lens(lm, records, plan, LogitLensConfig(batch_size=2, n_bootstrap=20), progress=False),
+            "skip_effect": effect, "skip_output": output,
+            "contributions": contributions(lm, records, plan, ContributionsConfig(batch_size=2), progress=False),
+            "part_skipping": part_skipping(lm, records, plan, progress=False)[0]}
+
+
+@pytest.mark.slow
+@main_env
+def test_esmc_through_transformers_equals_the_package_on_the_same_weights(tmp_path, monkeypatch):
+    """The same random ESM C weights, measured through EvolutionaryScale's package (in .venv-esm) and
+    converted to transformers' EsmcForMaskedLM here (a .pth file, and a registered name read from an
+    offline hub cache): every table equal (float32 tolerance, relative to each column's scale)."""
+    import huggingface_hub.constants as hf_constants
+
+    _require_esm_env()
+    weights, fasta, package = tmp_path / "tiny_esmc.pth", _write_fasta(tmp_path / "s.fasta"), tmp_path / "package"
+    package.mkdir()
+    subprocess.run([str(ESM_PYTHON), "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                    "from test_evolutionaryscale import write_package_tables; write_package_tables(*sys.argv[2:])",
+                    str(ROOT / "tests"), str(weights), str(fasta), str(package)], cwd=ROOT, check=True)
+    spec = resolve(str(weights))
+    assert (spec.loader, spec.environment) == ("esmc", "main") and not second_env.needed(spec)
+    lm = load_model(spec)
+    assert type(lm.network).__name__ == "EsmcForMaskedLM" and lm.info.family == "ESM C" and lm.n_layers == 3
+    # the registered name, from a hub cache holding EvolutionaryScale's repository layout
+    release = es.RELEASES["esmc_300m"]
+    snapshot = tmp_path / "cache" / f"models--{release.repo.replace('/', '--')}" / "snapshots" / ("0" * 40)
+    (snapshot / "data" / "weights").mkdir(parents=True)
+    (snapshot / "data" / "weights" / release.weights_file).write_bytes(weights.read_bytes())
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    named = load_model("esmc_300m")
+    assert named.info.licence == release.licence and named.info.checksum == lm.info.checksum
+    for model in (lm, named):
+        for name, table in measurements_of(model, str(fasta)).items():
+            reference = pd.read_csv(package / f"{name}.csv")
+            assert list(table.columns) == list(reference.columns) and len(table) == len(reference), name
+            for column in table.select_dtypes("number").columns:
+                a, b = table[column].to_numpy(float), reference[column].to_numpy(float)
+                scale = max(1.0, float(pd.Series(abs(b)).max()))
+                assert float(abs(a - b).max()) <= 1e-5 * scale, (name, column, float(abs(a - b).max()))

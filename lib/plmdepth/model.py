@@ -88,6 +88,18 @@ class ModelInfo:
     init_seed: int | None = None  # and its initialisation seed
 
 
+class FirstOutputs(nn.Module):
+    """The first `n` outputs of a head: the ones that belong to tokens, where a head scores more
+    outputs than the vocabulary has (ESM C: 64 outputs for 33 tokens)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits[..., : self.n]
+
+
 class ProteinLM(nn.Module):
     """A protein language model seen as embeddings, a stack of blocks and a readout.
 
@@ -103,6 +115,9 @@ class ProteinLM(nn.Module):
     twin of a network other than a transformers one uses (`models.untrained`).
     `per_layer_arguments`: the model's forward gives each block its own arguments (ModernBERT's
     alternating global and local attention masks), so `embed` records them block by block.
+    `vocabulary_outputs`: where the network's head scores more outputs than the vocabulary has
+    tokens, the number it has; `forward` then returns those first outputs only (and `head` must
+    end in `FirstOutputs` of the same number).
     """
 
     def __init__(
@@ -119,6 +134,7 @@ class ProteinLM(nn.Module):
         first_lens_layer: int = 0,
         inputs_for: Callable[[list[str], list[str]], dict] | None = None,
         per_layer_arguments: bool = False,
+        vocabulary_outputs: int | None = None,
     ):
         super().__init__()
         if info.objective not in OBJECTIVES:
@@ -138,6 +154,7 @@ class ProteinLM(nn.Module):
         self.first_lens_layer = first_lens_layer
         self.inputs_for = inputs_for
         self.per_layer_arguments = per_layer_arguments
+        self.vocabulary_outputs = vocabulary_outputs
         self.initialise = None
         cpu_math.initialise()  # before any forward pass: see plmdepth/cpu_math.py
 
@@ -328,4 +345,4 @@ class ProteinLM(nn.Module):
         """The model's own logits (its own forward pass, untouched)."""
         out = self.network(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **batch.model_inputs,
                             **self.forward_kwargs)
-        return out.logits
+        return out.logits if self.vocabulary_outputs is None else out.logits[..., : self.vocabulary_outputs]

@@ -23,6 +23,10 @@ What the structure does not say is how a block lays out its **sublayers**: `LAYO
 part skipping sets to zero), and where the stream between them is observed. An architecture
 missing from it is still adapted; its sublayers are then refused in one sentence.
 
+A head that scores more outputs than the tokenizer has tokens (ESM C: 64 for 33) is read on
+the tokens' outputs only, in the readout and the model's own logits alike (the others belong to
+no token), so that "full vocabulary" means the tokens for every model.
+
 Finally the adapter's readout of its own last residual stream is compared with the model's
 logits: a model whose forward does more than a final norm and a head after its last block
 (a logit scale, a soft cap) is refused rather than measured wrongly.
@@ -36,7 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from plmdepth.model import ModelInfo, ProteinLM, n_params, state_dict_checksum
+from plmdepth.model import FirstOutputs, ModelInfo, ProteinLM, n_params, state_dict_checksum
 from plmdepth.models.hub import ModelLoadError
 from plmdepth.tokens import WORD_MARKS, Alphabet, encode
 
@@ -253,10 +257,14 @@ def adapt(hf_model: nn.Module, alphabet: Alphabet, *, name: str, source: str, ob
             max_residues = 10**9 if tokens is None else tokens * longest
         else:
             max_residues = 10**9 if tokens is None else tokens - len(alphabet.prefix) - len(alphabet.suffix)
-    lm = ProteinLM(hf_model, structure.blocks, structure.final_norm, structure.head, alphabet, info,
+    head, n_tokens, vocabulary_outputs = structure.head, len(alphabet.tokens), None
+    n_outputs = hf_model.get_output_embeddings().weight.shape[0]
+    if n_outputs > n_tokens:  # outputs past the vocabulary belong to no token (ESM C: 64 for 33): read the tokens'
+        head, vocabulary_outputs = nn.Sequential(OrderedDict(head=head, tokens=FirstOutputs(n_tokens))), n_tokens
+    lm = ProteinLM(hf_model, structure.blocks, structure.final_norm, head, alphabet, info,
                    max_residues=max_residues, forward_kwargs=forward_kwargs,
                    sublayers=layout.sublayers() if layout else None,
-                   per_layer_arguments=structure.per_layer_arguments)
+                   per_layer_arguments=structure.per_layer_arguments, vocabulary_outputs=vocabulary_outputs)
     if check:
         check_readout(lm, probe_batch(alphabet, objective).to(lm.device))
     return lm

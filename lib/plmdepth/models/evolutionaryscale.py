@@ -79,7 +79,8 @@ ESM_RELEASE = "esm==3.2.1.post1"  # requirements-esm.txt
 MAKE_ENV = "make esm-env"
 MAX_RESIDUES = 2046  # the package sets none (rotary, no position table); EvolutionaryScale's ESM C API takes 2048
 HEAD_WIDTH = 64  # every released ESM C / ESM3 has 64-wide attention heads (960/15, 1152/18, 1536/24)
-SUBLAYERS = {"kind": "pre-LN", "mid": "ffn"}
+# pre-LN: `ffn`'s input is h + a; the attention update is `attn`'s output (over s), the MLP update `ffn`'s
+SUBLAYERS = {"kind": "pre-LN", "mid": "ffn", "attention": "attn", "mlp": "ffn"}
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from plmdepth.model import OBJECTIVES, ProteinLM
-from plmdepth.models import adapter, dplm2, esm2, evolutionaryscale, fair_esm, progen2, protgpt2, untrained
+from plmdepth.models import adapter, dplm2, esm2, esmc, evolutionaryscale, fair_esm, progen2, protgpt2, untrained
 from plmdepth.models.device import as_dtype, check_device
 from plmdepth.models.hub import HubUnreachable, ModelLoadError, read_config, slug
 from plmdepth.models.registry import REGISTRY, Entry, offline_names
@@ -35,6 +35,7 @@ LOADERS = {
     "protgpt2": (protgpt2.load_protgpt2_model, False),
     "fair-esm": (fair_esm.load_fair_esm, True),
     "evolutionaryscale": (evolutionaryscale.load_esmc, False),
+    "esmc": (esmc.load_esmc, False),
     "transformers": (adapter.load_transformers, False),
 }
 
@@ -65,6 +66,9 @@ def _resolve_path_or_id(text: str) -> tuple[str, str, str]:
     if text.endswith(".pt"):
         return "fair-esm", "masked", "main"
     if text.endswith(".pth") or Path(text, "data", "weights").is_dir():
+        # ESM C converts to transformers (esmc.py); ESM3 needs EvolutionaryScale's package (.venv-esm)
+        if not Path(text).exists() or not esmc.is_esm3(esmc.read_state(esmc.weights_file(Path(text)))):
+            return "esmc", "masked", "main"
         return "evolutionaryscale", "masked", "esm"
     if not ("/" in text or Path(text).exists()):
         raise ModelLoadError(

@@ -14,8 +14,8 @@ from typing import Callable
 
 from plmdepth import weights
 from plmdepth.model import ProteinLM
-from plmdepth.models import adapter, antiberty, dplm2, esm2, evolutionaryscale, fair_esm, iglm, progen2, proteinmpnn, \
-    protgpt2, sapiens, unirep
+from plmdepth.models import adapter, antiberty, dplm2, esm2, esmc, evolutionaryscale, fair_esm, iglm, progen2, \
+    proteinmpnn, protgpt2, sapiens, unirep
 from plmdepth.models.esm2 import ESM2_SIZES, ESM2_WIDTHS
 
 
@@ -127,12 +127,16 @@ def _entries():
         yield Entry(name=name, family=family, objective=objective, modality="sequence", licence=licence, source=hub,
                     loader=partial(adapter.load_transformers, hub, name=name, family=family, licence=licence),
                     blocks=blocks, width=width, size=size)
-    # ESM C and ESM3-open through EvolutionaryScale's `esm`, whose import name clashes with fair-esm's:
-    # they run in the second environment .venv-esm (the runner sends them there)
+    # ESM C: EvolutionaryScale's weights converted to transformers' EsmcForMaskedLM (esmc.py), main environment.
+    # ESM3-open through EvolutionaryScale's `esm`, whose import name clashes with fair-esm's: it runs in the second
+    # environment .venv-esm (the runner sends it there)
     for release in evolutionaryscale.RELEASES.values():
+        esm3 = release.family == "ESM3"
         yield Entry(name=release.key, family=release.family, objective="masked", modality=release.modality,
-                    licence=release.licence, source=release.repo, loader=partial(evolutionaryscale.load_esmc, release.key),
-                    blocks=release.n_layers, width=release.d_model, size=release.size, environment="esm")
+                    licence=release.licence, source=release.repo,
+                    loader=partial(evolutionaryscale.load_esmc if esm3 else esmc.load_esmc, release.key),
+                    blocks=release.n_layers, width=release.d_model, size=release.size,
+                    environment="esm" if esm3 else "main")
 
 
 REGISTRY: dict[str, Entry] = {entry.name: entry for entry in _entries()}
