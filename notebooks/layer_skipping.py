@@ -60,8 +60,9 @@ CHAPTERS["layer-skipping"].own_table()
 
 # %% tags=["hide-input"]
 from plmdepth.publish.chapter import collect_chapter, glue_markdown, glue_text, publish_figure, trained_only
-from plmdepth.publish.chapter_text import noise_floor_sentence, twins_sentence
-from plmdepth.publish.figures import depth_curves, skip_heatmap, skip_output_curves
+from plmdepth.publish.chapter_text import noise_floor_sentence, part_skipping_sentence, twins_sentence
+from plmdepth.publish.figures import depth_curves, part_skipping_curves, skip_heatmap, skip_output_curves
+from plmdepth.analysis.sublayers import late_part_effects
 from plmdepth.publish.provenance import run_caption
 from plmdepth.analysis.claims import claims
 from plmdepth.publish.verdicts import verdict_markdown
@@ -75,6 +76,11 @@ glue_text("skip_floor", noise_floor_sentence(collected["noise_floor"]["noise_flo
 publish_figure("fig-skip-effect", skip_heatmap(effect, aggregate), effect)
 publish_figure("fig-skip-output", skip_output_curves(output), output)
 publish_figure("fig-skip-kl", depth_curves(output, "kl_mean"), output)
+parts = collected["part_skipping"]
+glue_text("parts_run", run_caption(parts.folders, fasta, "part_skipping", seed))
+publish_figure("fig-skip-parts", part_skipping_curves(parts["part_skipping"]), parts["part_skipping"])
+late_parts = late_part_effects(parts["part_skipping_per_sequence"])
+glue_text("parts_late", part_skipping_sentence(late_parts))
 
 # %% [markdown]
 # ```{glue:figure} fig_skip_effect
@@ -121,6 +127,32 @@ publish_figure("fig-skip-kl", depth_curves(output, "kl_mean"), output)
 # %% tags=["hide-input"]
 trained_only(output)[["model", "skipped", "relative_depth", "prob_l2_max", "prob_l2_mean", "kl_mean", "n_units"]] \
     .style.format(precision=3).hide(axis="index")
+
+# %% [markdown]
+# ## Which sublayer: attention or MLP
+#
+# A block is an attention sublayer and an MLP, each adding its update to the stream. Following
+# Csordás et al., each is also skipped alone — its update set to zero, the rest of the block run as
+# it is — at every residue, in two ways: the *total* effect (every later block recomputed, as
+# above) and the *direct* effect (the update taken out of the last residual stream, nothing
+# recomputed: what the update writes straight into the output). Direct effects are defined for
+# pre-LN and parallel blocks, whose stream carries each update to the output unnormalised; a
+# post-LN model shows its total effects only. Definitions: {ref}`methods-part-skipping`.
+#
+# ```{glue:figure} fig_skip_parts
+# :name: fig-skip-parts
+#
+# Output change (L2 distance of the output probability vectors, max over residues, mean over
+# sequences) when block s (grey), only its attention (blue) or only its MLP (orange) is skipped at
+# every residue, against relative depth s / L: total effect (solid) and direct effect (dashed);
+# one panel per trained model. {glue:text}`parts_run`
+# ```
+#
+# ```{glue:md} links_fig_skip_parts
+# :format: myst
+# ```
+#
+# {glue:text}`parts_late`
 
 # %% [markdown]
 # ## Does this build agree?

@@ -47,11 +47,11 @@ def test_chapter_on_a_local_folder_adds_its_results_and_reuses_cache(tmp_path, m
     nb = nbformat.read(out, as_version=4)
     svgs = [o for c in nb.cells for o in c.get("outputs", [])
             if "application/papermill.record/image/svg+xml" in o.get("data", {})]
-    assert len(svgs) == 3  # the chapter's three glued figures
+    assert len(svgs) == 4  # the chapter's four glued figures
     links = [o["data"]["application/papermill.record/text/markdown"] for c in nb.cells for o in c.get("outputs", [])
              if "application/papermill.record/text/markdown" in o.get("data", {})]
     links = [text for text in links if "{download}" in text]  # the other glued markdown: the verdicts
-    assert len(links) == 3 and all("{download}`SVG <../figures/fig-skip-" in text and "Cite as:" in text
+    assert len(links) == 4 and all("{download}`SVG <../figures/fig-skip-" in text and "Cite as:" in text
                                    for text in links)
     injected = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
     assert f'"iglm-s,{folder}"' in injected.source
@@ -61,7 +61,7 @@ def test_chapter_on_a_local_folder_adds_its_results_and_reuses_cache(tmp_path, m
     assert {p.name: p.stat().st_mtime_ns for p in (results / "my_esm").iterdir()} == stamps  # cached
     assert run_json["model"]["n_layers"] == 3
     assert {p.name for p in (tmp_path / "figures").glob("*.svg")} == {
-        "fig-skip-effect.svg", "fig-skip-output.svg", "fig-skip-kl.svg"}
+        "fig-skip-effect.svg", "fig-skip-output.svg", "fig-skip-kl.svg", "fig-skip-parts.svg"}
     # the twins are drawn (dashed, with their range) and named in the caption; the heat map shows the
     # architecture run untrained only as a panel of its own
     assert 'stroke-dasharray="5,3"' in (tmp_path / "figures" / "fig-skip-output.svg").read_text()

@@ -244,3 +244,31 @@ def noise_floor_markdown(floor: pd.DataFrame) -> str:
                  f"column's largest value, {mixed.max() / max(wide, 1e-300):.0e} times what float32 rounding moves "
                  f"it by ({wide:.1e}); the book computes in float32 (the `dtype` parameter).\n")
     return text
+
+
+# ---- part skipping (layer-skipping chapter) ----------------------------------------------------
+
+def part_skipping_sentence(late: pd.DataFrame) -> str:
+    """The layer-skipping chapter's sentence on which sublayer the late blocks' output change comes
+    from (`analysis.sublayers.late_part_effects`): per model, the total effect of skipping only the
+    MLP and only the attention, with intervals, and which is larger where the paired interval says."""
+    from plmdepth.analysis.sublayers import larger_part
+
+    if late.empty:
+        return ""
+
+    def value(row) -> str:
+        return f"{row['mean']:.3f} [{row['low']:.3f}, {row['high']:.3f}]"
+
+    parts = []
+    for model, rows in late[late["effect"] == "total"].groupby("model", sort=False):
+        by_part = {r["part"]: r for _, r in rows.iterrows()}
+        if "mlp" not in by_part or "attention" not in by_part:
+            continue
+        diff = by_part["mlp − attention"]
+        parts.append(f"{model} (blocks {diff['blocks']} of {diff['n_layers']}): the MLP alone {value(by_part['mlp'])}, "
+                     f"the attention alone {value(by_part['attention'])}; larger: {larger_part(diff)}")
+    if not parts:
+        return ""
+    return ("In the last half of the blocks, skipping one sublayer at every residue changes the output (mean L2 of "
+            "the probabilities, 95% intervals over sequences) by: " + "; ".join(parts) + ".")

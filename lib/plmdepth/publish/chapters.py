@@ -185,9 +185,14 @@ CHAPTERS: dict[str, Chapter] = {c.name: c for c in (
         "logit_lens": sequence_runs("logit_lens", p),  # claim (b) reads the logit lens too
         # the numerical noise floor of M1-M4 (Methods), of the trained models on their first sequences
         "noise_floor": sequence_runs("noise_floor", p, twins=False, untrained=False,
-                                     n_sequences=p["noise_floor_sequences"])},
+                                     n_sequences=p["noise_floor_sequences"]),
+        # which sublayer: each block's attention and MLP skipped alone, of the trained models
+        "part_skipping": sequence_runs("part_skipping", p, twins=False, untrained=False,
+                                       n_sequences=p["part_sequences"])},
         own={"mode": Parameter("future", '"future" (skip outside F, measure at F) or "current" (skip and measure '
                                          'everywhere)'),
+             "part_sequences": Parameter(50, "sequences (the first ones) of the part-skipping runs: each block's "
+                                             "attention and MLP skipped alone"),
              "aggregate": Parameter("effect_max", '"effect_max" (the paper\'s) or "effect_mean"')}),
     Chapter("logit-lens", "logit_lens", lambda p: {
         "logit_lens": sequence_runs("logit_lens", p, vocab=p["vocab"]),

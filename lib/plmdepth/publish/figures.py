@@ -229,6 +229,7 @@ def skip_heatmap(frame: pd.DataFrame, value: str = "effect_max", size: int = 170
 
 
 CONTRIBUTION_PARTS = ["block", "attention", "mlp"]
+PART_COLOURS = {"block": "#7f7f7f", "attention": "#1f77b4", "mlp": "#ff7f0e"}  # grey, blue, orange
 
 
 def with_twin_series(frame: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
@@ -265,6 +266,31 @@ def contribution_curves(frame: pd.DataFrame, value: str = "ratio_mean", width: i
     chart = alt.layer(*_facet_twin_layers(data, value, x, y_title, color), *line, data=data).properties(
         width=width, height=height).facet(column=alt.Column("part:N", title=None, sort=parts), spacing=14)
     return _configure(chart)
+
+
+def part_skipping_curves(frame: pd.DataFrame, metric: str = "prob_l2_mean", width: int = 180, height: int = 170,
+                         columns: int = 3) -> alt.FacetChart:
+    """Part skipping: the output change when block s, only its attention or only its MLP is skipped
+    (colour), in total (later blocks rerun, solid) and directly (the update taken out of the last
+    stream, dashed), against relative depth; one panel per model, on one y scale."""
+    parts = [p for p in CONTRIBUTION_PARTS if p in set(frame["part"])]
+    effects = [e for e in ("total", "direct") if e in set(frame["effect"])]
+    order = list(frame["model"].unique())
+    encoding = dict(
+        x=alt.X("relative_depth:Q", title="relative depth s / L", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y(f"{metric}:Q", title=metric_title(metric).replace("held-out ", "")
+                if isinstance(metric_title(metric), str) else [t.replace("held-out ", "") for t in metric_title(metric)]),
+        color=alt.Color("part:N", title="skipped", sort=parts, legend=alt.Legend(orient="bottom", direction="horizontal"),
+                        scale=alt.Scale(domain=parts, range=[PART_COLOURS[p] for p in parts])),
+        strokeDash=alt.StrokeDash("effect:N", title="effect", sort=effects,
+                                  scale=alt.Scale(domain=effects, range=[[1, 0], [5, 3]][:len(effects)]),
+                                  legend=alt.Legend(orient="bottom", direction="horizontal")),
+        tooltip=["model", "skipped", "part", "effect", alt.Tooltip(f"{metric}:Q", format=".4f")])
+    chart = alt.Chart().mark_line(point=alt.OverlayMarkDef(filled=True, size=18)).encode(**encoding).properties(
+        width=width, height=height)
+    faceted = alt.layer(chart, data=frame).facet(facet=alt.Facet("model:N", title=None, sort=order),
+                                                columns=min(columns, len(order)), spacing={"row": 16, "column": 16})
+    return _configure(faceted.resolve_scale(y="shared"))
 
 
 def variant_effect_curves(frame: pd.DataFrame, width: int = 150, height: int = 140) -> alt.FacetChart:
