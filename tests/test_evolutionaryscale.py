@@ -357,7 +357,7 @@ def test_block_parts_are_the_scaled_updates(esmc_300m, shrunk):
     """a = attn(h)/s, m = ffn(h + a)/s with s = sqrt(n_layers/36): what the block adds to the stream."""
     for lm in (esmc_300m, shrunk):
         factor = math.sqrt(es.RELEASES[lm.info.name].n_layers / 36)
-        assert lm.sublayers == {"kind": "pre-LN", "mid": "ffn"}
+        assert lm.sublayers == {"kind": "pre-LN", "mid": "ffn", "attention": "attn", "mlp": "ffn"}
         batch = _short_batch(lm)
         with torch.no_grad():
             h = lm.embed(batch)
