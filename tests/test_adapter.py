@@ -223,8 +223,7 @@ def test_remote_code_runs_with_the_flag(tmp_path, monkeypatch, caplog):
 
 
 # each registry row of a hub PLM, and the tiny architecture of its layout (tests/tiny_hf.py)
-ROW_LAYOUTS = {"ProtBert": "bert", "IgBert": "bert", "AntiBERTa2": "roformer", "ProtElectra": "electra",
-               "ZymCTRL": "gpt2", "ProLLaMA": "llama", "ESM-1b": "esm", "ESM-1v": "esm"}
+ROW_LAYOUTS = {"ProtBert": "bert", "IgBert": "bert", "AntiBERTa2": "roformer", "ZymCTRL": "gpt2", "ProLLaMA": "llama", "ESM-1b": "esm", "ESM-1v": "esm"}
 
 
 @pytest.mark.parametrize("name", [row[0] for row in HUB_PLMS])
@@ -247,3 +246,34 @@ def test_each_hub_plm_row_loads_a_checkpoint_of_its_layout_from_the_cache(name, 
     batch = lm.tokenize(["a"], [SEQS[0]])
     with torch.no_grad():
         torch.testing.assert_close(lm.readout(list(lm.hidden_states(batch))[-1][1]), lm(batch), rtol=1e-5, atol=1e-5)
+
+
+def test_a_forward_that_does_more_than_norm_and_head_is_refused(tmp_path):
+    """Gemma-2 soft-caps its logits after the head: the readout of its last block would not be its
+    output distribution, so it is refused in one sentence rather than measured wrongly."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    tokenizer = tiny_hf.trained_bpe("sentencepiece")
+    config = Gemma2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, head_dim=8, final_logit_softcapping=0.5,
+                          pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                          eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    Gemma2ForCausalLM(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match=r"its forward does more after the last block than a final norm and a "
+                                             r"head") as err:
+        load_model(str(tmp_path))
+    assert "\n" not in str(err.value)
+
+
+def test_a_model_without_a_language_model_head_class_is_refused(tmp_path):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tiny_hf.write("bert", tmp_path)  # its tokenizer
+    for f in ("config.json", "model.safetensors"):
+        (tmp_path / f).unlink()
+    T5ForConditionalGeneration(T5Config(vocab_size=30, d_model=32, d_ff=64, num_layers=2, num_heads=4,
+                                        d_kv=8)).save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match=r"\(t5\) has no MaskedLM class in transformers"):
+        load_model(str(tmp_path))

@@ -26,8 +26,6 @@ HUB_PLMS = [
     ("protbert-bfd", "Rostlab/prot_bert_bfd", "ProtBert", "masked", 30, 1024, "420M", NOT_STATED),
     ("igbert", "Exscientia/IgBert", "IgBert", "masked", 30, 1024, "420M", NOT_STATED),
     ("antiberta2", "alchemab/antiberta2", "AntiBERTa2", "masked", 16, 1024, "202M", NOT_STATED),
-    ("protelectra-generator", "Rostlab/prot_electra_generator_bfd", "ProtElectra", "masked", None, None, "",
-     NOT_STATED),
     ("zymctrl", "AI4PD/ZymCTRL", "ZymCTRL", "autoregressive", 36, 1280, "738M", NOT_STATED),
     ("prollama", "GreatCaptainNemo/ProLLaMA", "ProLLaMA", "autoregressive", 32, 4096, "7B", NOT_STATED),
     ("esm1b_t33_650M", "facebook/esm1b_t33_650M_UR50S", "ESM-1b", "masked", 33, 1280, "650M", "MIT"),
