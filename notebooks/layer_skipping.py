@@ -144,8 +144,9 @@ trained_only(output)[["model", "skipped", "relative_depth", "prob_l2_max", "prob
 #
 # Output change (L2 distance of the output probability vectors, max over residues, mean over
 # sequences) when block s (grey), only its attention (blue) or only its MLP (orange) is skipped at
-# every residue, against relative depth s / L: total effect (solid) and direct effect (dashed);
-# one panel per trained model. {glue:text}`parts_run`
+# every residue, against relative depth s / L: total effect (solid, later blocks rerun) and direct
+# effect (dashed, nothing rerun; none for post-LN models); one panel per trained model. At the last
+# block the two coincide for the block and its MLP: nothing follows them. {glue:text}`parts_run`
 # ```
 #
 # ```{glue:md} links_fig_skip_parts

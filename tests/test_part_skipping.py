@@ -72,3 +72,14 @@ def test_the_figure_draws_each_part_and_effect(esm_tables):
     assert "relative depth s / L" in svg and 'stroke-dasharray="5,3"' in svg
     for colour in ("#7f7f7f", "#1f77b4", "#ff7f0e"):
         assert colour in svg
+
+
+def test_at_the_last_block_total_and_direct_effects_coincide_for_the_block_and_its_mlp(esm_tables):
+    """Nothing follows the last block: skipping it, or its MLP (the last update it adds), changes h_L by
+    exactly that update whether or not later blocks are "recomputed"; its attention differs (the MLP
+    then reads another stream)."""
+    lm, _, table, _ = esm_tables
+    last = table[table["skipped"] == lm.n_layers - 1].set_index(["part", "effect"])["prob_l2_mean"]
+    for part in ("block", "mlp"):
+        assert last[(part, "total")] == pytest.approx(last[(part, "direct")], rel=1e-6)
+    assert abs(last[("attention", "total")] - last[("attention", "direct")]) > 1e-4

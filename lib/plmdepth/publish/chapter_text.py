@@ -266,7 +266,9 @@ def part_skipping_sentence(late: pd.DataFrame) -> str:
         if "mlp" not in by_part or "attention" not in by_part:
             continue
         diff = by_part["mlp − attention"]
-        parts.append(f"{model} (blocks {diff['blocks']} of {diff['n_layers']}): the MLP alone {value(by_part['mlp'])}, "
+        first, last = diff["blocks"].split("-")
+        blocks = f"block {first}" if first == last else f"blocks {first}-{last}"
+        parts.append(f"{model} ({blocks} of {diff['n_layers']}): the MLP alone {value(by_part['mlp'])}, "
                      f"the attention alone {value(by_part['attention'])}; larger: {larger_part(diff)}")
     if not parts:
         return ""

@@ -230,6 +230,8 @@ def skip_heatmap(frame: pd.DataFrame, value: str = "effect_max", size: int = 170
 
 CONTRIBUTION_PARTS = ["block", "attention", "mlp"]
 PART_COLOURS = {"block": "#7f7f7f", "attention": "#1f77b4", "mlp": "#ff7f0e"}  # grey, blue, orange
+#: one-line y titles of the part-skipping panels (a facet row repeats its title)
+PART_Y_TITLES = {"prob_l2_mean": "output change (L2 of probabilities)", "kl_mean": "output change (KL) [nats]"}
 
 
 def with_twin_series(frame: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
@@ -278,15 +280,17 @@ def part_skipping_curves(frame: pd.DataFrame, metric: str = "prob_l2_mean", widt
     order = list(frame["model"].unique())
     encoding = dict(
         x=alt.X("relative_depth:Q", title="relative depth s / L", scale=alt.Scale(domain=[0, 1])),
-        y=alt.Y(f"{metric}:Q", title=metric_title(metric).replace("held-out ", "")
-                if isinstance(metric_title(metric), str) else [t.replace("held-out ", "") for t in metric_title(metric)]),
+        y=alt.Y(f"{metric}:Q", title=PART_Y_TITLES.get(metric, metric)),
         color=alt.Color("part:N", title="skipped", sort=parts, legend=alt.Legend(orient="bottom", direction="horizontal"),
                         scale=alt.Scale(domain=parts, range=[PART_COLOURS[p] for p in parts])),
         strokeDash=alt.StrokeDash("effect:N", title="effect", sort=effects,
                                   scale=alt.Scale(domain=effects, range=[[1, 0], [5, 3]][:len(effects)]),
-                                  legend=alt.Legend(orient="bottom", direction="horizontal")),
+                                  legend=alt.Legend(orient="bottom", direction="horizontal", symbolType="stroke",
+                                                    symbolStrokeWidth=2, symbolSize=300, symbolStrokeColor="#333")),
         tooltip=["model", "skipped", "part", "effect", alt.Tooltip(f"{metric}:Q", format=".4f")])
-    chart = alt.Chart().mark_line(point=alt.OverlayMarkDef(filled=True, size=18)).encode(**encoding).properties(
+    points = {k: v for k, v in encoding.items() if k != "strokeDash"}  # points apart: a legend of line styles needs it
+    chart = alt.layer(alt.Chart().mark_line().encode(**encoding),
+                      alt.Chart().mark_point(filled=True, size=18, opacity=1).encode(**points)).properties(
         width=width, height=height)
     faceted = alt.layer(chart, data=frame).facet(facet=alt.Facet("model:N", title=None, sort=order),
                                                 columns=min(columns, len(order)), spacing={"row": 16, "column": 16})
