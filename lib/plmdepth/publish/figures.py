@@ -231,7 +231,7 @@ def skip_heatmap(frame: pd.DataFrame, value: str = "effect_max", size: int = 170
 CONTRIBUTION_PARTS = ["block", "attention", "mlp"]
 PART_COLOURS = {"block": "#7f7f7f", "attention": "#1f77b4", "mlp": "#ff7f0e"}  # grey, blue, orange
 #: one-line y titles of the part-skipping panels (a facet row repeats its title)
-PART_Y_TITLES = {"prob_l2_mean": "output change (L2 of probabilities)", "kl_mean": "output change (KL) [nats]"}
+PART_Y_TITLES = {"prob_l2_mean": "output change (L2)", "kl_mean": "output change (KL, nats)"}
 
 
 def with_twin_series(frame: pd.DataFrame, metric: str, keys: list[str]) -> pd.DataFrame:
@@ -270,8 +270,8 @@ def contribution_curves(frame: pd.DataFrame, value: str = "ratio_mean", width: i
     return _configure(chart)
 
 
-def part_skipping_curves(frame: pd.DataFrame, metric: str = "prob_l2_mean", width: int = 180, height: int = 170,
-                         columns: int = 3) -> alt.FacetChart:
+def part_skipping_curves(frame: pd.DataFrame, metric: str = "prob_l2_mean", width: int = 210, height: int = 150,
+                         columns: int = 2) -> alt.FacetChart:
     """Part skipping: the output change when block s, only its attention or only its MLP is skipped
     (colour), in total (later blocks rerun, solid) and directly (the update taken out of the last
     stream, dashed), against relative depth; one panel per model, on one y scale."""
