@@ -100,8 +100,9 @@ def test_a_stop_signal_stops_the_workflow_and_every_job_within_seconds(tmp_path,
     import time
 
     pidfile = tmp_path / "job.pid"
-    script = (
-        "import sys\n"
+    script = (  # SIGINT's default handler restored: a shell starts background jobs with SIGINT ignored
+        "import signal, sys\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from plmdepth import cli\n"
         "from plmdepth.publish.book import _run_stoppable\n"
         "with cli._terminate_as_interrupt():\n"
