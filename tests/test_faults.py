@@ -189,7 +189,8 @@ def test_an_interrupted_workflow_stops_its_job_and_the_rerun_gives_identical_res
     jobs = [j for j in grid.jobs({**shared_parameters(), **config})[0] if j.request.folder.name == "tiny_esm"]
     targets = [out for job in jobs for out in job.outputs]
     options = ["--config", *(f"{k}={v}" for k, v in config.items())]
-    script = ("import sys\nfrom plmdepth import cli\nfrom plmdepth.publish.book import run_workflow\n"
+    script = ("import signal, sys\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"  # see the test above
+              "from plmdepth import cli\nfrom plmdepth.publish.book import run_workflow\n"
               "with cli._terminate_as_interrupt():\n"
               "    try:\n"
               f"        run_workflow(*{options!r}, targets={targets!r})\n"
