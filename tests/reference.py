@@ -45,9 +45,14 @@ def _forward_recording(lm, batch, rows, skip=None, intervened=None, part="block"
         with torch.no_grad():
             projection = output_projection(lm.layers[skip].get_submodule(lm.sublayers[part]), own)
         keep = (~intervened)[..., None]
-        handles.append(projection.register_forward_hook(
-            lambda m, a, out: (out[0] * keep.to(out[0].dtype), *out[1:]) if isinstance(out, tuple)
-            else out * keep.to(out.dtype)))
+
+        def zero_intervened(m, a, out):
+            first = out[0] if isinstance(out, tuple) else out
+            mask = keep if first.shape[:2] == keep.shape[:2] else keep.transpose(0, 1)  # fair-esm is time-first
+            first = first * mask.to(first.dtype)
+            return (first, *out[1:]) if isinstance(out, tuple) else first
+
+        handles.append(projection.register_forward_hook(zero_intervened))
     for layer, block in enumerate(lm.layers):
         def record(module, args, kwargs, output, layer=layer):
             h_in = args[0] if args else kwargs["hidden_states"]

@@ -5,6 +5,7 @@ import socket
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -17,6 +18,7 @@ from plmdepth.probes.logit_lens import LogitLensConfig, logit_lens
 from plmdepth.plan import make_plan
 from plmdepth.models.architectures import ESM_ALPHABET, ESM_TOKENS, wrap_esm
 from plmdepth.models import ModelLoadError
+from reference import check_skipping_against_reference
 
 MASKED = [[0, 3, 5], [2], [1, 4], [7, 8, 9]]
 TOL = dict(rtol=1e-4, atol=1e-4)
@@ -123,7 +125,7 @@ def test_wrapper_metadata(pair):
     hf_lm, lm = pair
     assert isinstance(lm.network, FairEsmLM)
     assert lm.max_residues == MAX_RESIDUES == 1022
-    assert lm.sublayers == {"kind": "pre-LN", "mid": "mid"}
+    assert lm.sublayers == {"kind": "pre-LN", "mid": "mid", "attention": "layer.self_attn", "mlp": "layer.fc2"}
     assert (lm.info.family, lm.info.objective, lm.info.norm) == ("ESM-2", "masked", "pre-LN")
     assert (lm.info.n_layers, lm.info.d_model, lm.info.n_params) == (3, 32, hf_lm.info.n_params)
     assert lm.final_norm is lm.network.esm2.emb_layer_norm_after and lm.head is lm.network.esm2.lm_head
@@ -258,3 +260,20 @@ def test_local_checkpoint_in_fair_esm_format_loads(tmp_path):
     batch = _batch(lm)
     with torch.no_grad():
         torch.testing.assert_close(lm(batch), esm2(batch.input_ids)["logits"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("mode", ["future", "local"])
+@pytest.mark.parametrize("part", ["attention", "mlp"])
+def test_part_skipping_agrees_between_the_two_loaders_and_the_reference(pair, part, mode):
+    """One sublayer skipped (total, "future" positions; and direct, "local"): fair-esm's modules and
+    transformers' on the same weights give the same tables, and fair-esm's equals the plain reference
+    (its sublayer output projection zeroed at the intervened positions, time-first)."""
+    hf_lm, fair_lm = pair
+    records = list(SEQUENCES)
+    plan = make_plan(records, "masked", seed=2, mask_fraction=0.3)
+    config = SkipConfig(mode=mode, batch_size=3, part=part)
+    for x, y in zip(layer_skipping(hf_lm, records, plan, config, progress=False),
+                    layer_skipping(fair_lm, records, plan, config, progress=False)):
+        pd.testing.assert_frame_equal(x, y, **TOL)
+    if mode == "future":
+        check_skipping_against_reference(fair_lm, records, plan, config)

@@ -78,6 +78,7 @@ from typing import Sequence
 import torch
 
 from plmdepth.model import ModelInfo, ProteinLM, n_params, state_dict_checksum
+from plmdepth.models.adapter import LAYOUTS
 from plmdepth.models.hub import quiet_transformers
 from plmdepth.models.device import check_device, hf_placement
 from plmdepth.models.hub import ModelLoadError, local_or_snapshot, slug
@@ -250,7 +251,7 @@ def wrap_dplm2(hf_model: "DPLM2ForMaskedLM", name: str, source: str, alphabet: D
                      licence="Apache-2.0", checksum=checksum or state_dict_checksum(hf_model), norm="pre-LN")
     return ProteinLM(hf_model, hf_model.esm.encoder.layer, hf_model.esm.encoder.emb_layer_norm_after,
                      hf_model.lm_head, alphabet or dplm2_alphabet(), info,
-                     max_residues=cfg.max_position_embeddings - 2, sublayers={"kind": "pre-LN", "mid": "LayerNorm"})
+                     max_residues=cfg.max_position_embeddings - 2, sublayers=LAYOUTS["esm"].sublayers())
 
 
 def load_dplm2(name_or_path: str | Path, name: str | None = None, device: str | torch.device | None = None,

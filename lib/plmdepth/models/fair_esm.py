@@ -9,7 +9,8 @@ adds a thin adapter and nothing else:
   transposes in, calls the layer's own forward, transposes out. Its `mid` submodule (an
   identity) is called with the batch-first stream ``h + a`` that enters the layer's
   ``final_layer_norm``, so `ProteinLM.block_parts` observes the attention and MLP updates
-  batch-first (``sublayers = {"kind": "pre-LN", "mid": "mid"}``).
+  batch-first (`SUBLAYERS`: ``"mid"``; the updates part skipping zeroes are the outputs of
+  ``layer.self_attn`` and ``layer.fc2``).
 - `FairEsmLM` wraps an `ESM2`: ``forward(input_ids, attention_mask=None)`` is `ESM2.forward`'s
   computation line by line (embed_scale, token-dropout rescaling, padding zeroed, the
   blocks, ``emb_layer_norm_after``, ``lm_head``) with the blocks called as
@@ -110,6 +111,10 @@ def _esm2_class():
 
 
 # ------------------------------------------------------------------------ adapter
+# pre-LN: `mid` sees h + a batch-first; the attention update is `self_attn`'s output (time-first), the MLP's `fc2`'s
+SUBLAYERS = {"kind": "pre-LN", "mid": "mid", "attention": "layer.self_attn", "mlp": "layer.fc2"}
+
+
 @dataclass
 class FairEsmOutput:
     """What `FairEsmLM.forward` returns: the logits [B, T, 33]."""
@@ -202,7 +207,7 @@ def wrap_fair_esm(esm2_model: nn.Module, name: str, source: str, objective: str 
                      n_layers=esm2_model.num_layers, d_model=esm2_model.embed_dim, n_params=n_params(esm2_model),
                      licence=licence, checksum=checksum or state_dict_checksum(esm2_model), norm="pre-LN")
     return ProteinLM(adapter, adapter.layers, esm2_model.emb_layer_norm_after, esm2_model.lm_head, ESM_ALPHABET,
-                     info, max_residues=MAX_RESIDUES, sublayers={"kind": "pre-LN", "mid": "mid"})
+                     info, max_residues=MAX_RESIDUES, sublayers=SUBLAYERS)
 
 
 # ------------------------------------------------------------------------ loading
