@@ -156,9 +156,10 @@ def trace(hf_model: nn.Module, batch, forward_kwargs: dict) -> Structure:
         if name.startswith(blocks_path + ".") and name.count(".") > blocks_path.count(".") + 1:
             continue  # inside a block
         handles.append(module.register_forward_pre_hook(lambda m, a, name=name: started.append(name)))
-    for i, block in enumerate(blocks):
+    for block in blocks:
         handles.append(block.register_forward_pre_hook(
             lambda m, args, kwargs: block_args.append((args[1:], kwargs)), with_kwargs=True))
+
     def mark_last_block_done(module, args, out):
         last_block_done.setdefault("at", len(started))
 

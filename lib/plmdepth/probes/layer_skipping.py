@@ -197,7 +197,7 @@ def _local_units(lm: ProteinLM, batch: Batch, clean, units, lens: LogitLens, con
                  owners=None):
     """Mode "local": the output with block s's update (or its part's) taken out of h_L directly."""
     rows, intervened, measured = units
-    L, U = lm.n_layers, len(rows)
+    L = lm.n_layers
     unit_batch = select_rows(batch, rows)
     H = [h.index_select(0, rows) for h in clean]
     p_clean = torch.log_softmax(lens(H[L], L).double(), -1)
