@@ -245,3 +245,16 @@ def test_the_compute_estimate_covers_every_job_and_counts_a_twin_with_its_model(
     # antiberty and its three twins: every measurement of the four folders
     assert int(rows["antiberty"].split(" | ")[2]) == sum(1 for j in jobs if j.request.model.argument.startswith("antiberty"))
     assert "not estimated" not in out
+
+
+def test_a_job_depends_on_the_modules_its_loader_reaches_through_others():
+    """A shipped family loads through architectures -> the generic adapter -> the tokenizer mapping:
+    a change of any of these reruns its measurements; the book's and the registry's code do not."""
+    jobs, _ = grid.jobs(shared_parameters())
+    files = grid.code_files({job.name: job for job in jobs}["antiberty/layer_skipping"].request)
+    lib = "lib/plmdepth/"
+    for name in ("models/antiberty.py", "models/architectures.py", "models/adapter.py", "models/tokenizer.py",
+                 "models/hub.py", "probes/layer_skipping.py", "probes/logit_lens.py"):
+        assert lib + name in files, name
+    assert not any(f.startswith((lib + "publish/", lib + "analysis/")) or f in (lib + "models/registry.py",
+                                                                                 lib + "runner.py") for f in files)

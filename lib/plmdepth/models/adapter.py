@@ -41,7 +41,9 @@ import torch
 from torch import nn
 
 from plmdepth.model import FirstOutputs, ModelInfo, ProteinLM, n_params, state_dict_checksum
-from plmdepth.models.hub import ModelLoadError
+from plmdepth.models.device import check_device, hf_placement
+from plmdepth.models.hub import ModelLoadError, from_pretrained, quiet_transformers, slug, trusts_remote_code
+from plmdepth.models.tokenizer import alphabet_of
 from plmdepth.tokens import WORD_MARKS, Alphabet, encode
 
 
@@ -334,10 +336,6 @@ def load_transformers(name_or_path: str, name: str | None = None, objective: str
     from pathlib import Path
 
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
-
-    from plmdepth.models.device import check_device, hf_placement
-    from plmdepth.models.hub import from_pretrained, quiet_transformers, slug, trusts_remote_code
-    from plmdepth.models.tokenizer import alphabet_of
 
     if device is not None:
         check_device(device)

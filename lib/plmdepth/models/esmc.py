@@ -34,7 +34,11 @@ from pathlib import Path
 import torch
 
 from plmdepth.model import ProteinLM
+from plmdepth.models.adapter import adapt
+from plmdepth.models.device import building_on, check_device
+from plmdepth.models.evolutionaryscale import RELEASES
 from plmdepth.models.hub import ModelLoadError, snapshot
+from plmdepth.models.tokenizer import alphabet_of
 
 MAX_RESIDUES = 2046  # the context the package's API takes (2048 tokens, with <cls> and <eos>)
 HEAD_WIDTH = 64  # every released ESM C has 64-wide attention heads
@@ -126,10 +130,6 @@ def load_esmc(name_or_path: str, name: str | None = None, device=None, dtype=Non
     ``data/weights/``; weights read in `dtype` onto `device`."""
     from transformers import EsmcConfig, EsmcForMaskedLM, EsmcTokenizer
 
-    from plmdepth.models.adapter import adapt
-    from plmdepth.models.device import building_on, check_device
-    from plmdepth.models.evolutionaryscale import RELEASES
-    from plmdepth.models.tokenizer import alphabet_of
 
     if device is not None:
         check_device(device)

@@ -205,7 +205,8 @@ CORE_CODE = ("fasta", "tokens", "plan", "model", "cpu_math", "requests", "probes
 def code_files(request: RunRequest) -> list[str]:
     """The library files a job's numbers depend on beyond its data and parameters: the core
     modules (`CORE_CODE`), the measurement's module and the plmdepth modules it imports from, and
-    the model's family module (its loader) and the plmdepth modules that one imports from.
+    the model's family module (its loader) and the plmdepth modules that one imports from, each
+    followed through the modules they import in turn (`_imports`).
     Paths are relative to the project when the package is installed from it (`pip install -e .`)."""
     compute = getattr(request.measure.compute, "func", request.measure.compute)  # a partial: its function
     loader, _ = loader_of(request.model)
@@ -215,13 +216,23 @@ def code_files(request: RunRequest) -> list[str]:
     return sorted(files)
 
 
+# plmdepth modules that hold no numbers of a measurement: their changes rerun no measurement
+NOT_NUMERIC = ("plmdepth.publish", "plmdepth.analysis", "plmdepth.cli", "plmdepth.runner", "plmdepth.results",
+               "plmdepth.paths", "plmdepth.second_env", "plmdepth.models.registry", "plmdepth.models.load")
+
+
 def _imports(module) -> set[str]:
-    """`module`'s file and those of the plmdepth modules it imports names or modules from."""
-    found = {module}
-    for value in vars(module).values():
-        owner = value if inspect.ismodule(value) else sys.modules.get(getattr(value, "__module__", None) or "")
-        if owner is not None and owner.__name__.startswith("plmdepth.") and hasattr(owner, "__file__"):
+    """`module`'s file and those of the plmdepth modules it imports names or modules from, and
+    theirs in turn (a family's loader through the generic adapter, say), leaving out `NOT_NUMERIC`."""
+    found, todo = {module}, [module]
+    while todo:
+        for value in vars(todo.pop()).values():
+            owner = value if inspect.ismodule(value) else sys.modules.get(getattr(value, "__module__", None) or "")
+            if (owner is None or owner in found or not owner.__name__.startswith("plmdepth.")
+                    or not hasattr(owner, "__file__") or owner.__name__.startswith(NOT_NUMERIC)):
+                continue
             found.add(owner)
+            todo.append(owner)
     return {_file(m) for m in found}
 
 
