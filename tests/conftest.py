@@ -263,7 +263,7 @@ def _build(name: str, tmp_path_factory):
 ARCHITECTURES = ["esm", "bert", "roberta", "gpt2", "unirep", "progen2", "protgpt2", "dplm2",
                  pytest.param("proteinmpnn", marks=pytest.mark.shipped),
                  *(f"hf-{t}" for t in ("bert", "roberta", "roformer", "electra", "esm", "esmc", "modernbert", "gpt2",
-                                       "llama", "mistral", "gpt_neox"))]
+                                       "llama", "mistral", "qwen2", "gpt_neox"))]
 # ESM C (EvolutionaryScale) is not here: its package lives only in the second environment
 # .venv-esm, where tests/test_evolutionaryscale.py runs the same probes on a tiny ESM C.
 

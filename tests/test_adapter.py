@@ -122,7 +122,7 @@ def test_block_parts_add_up(folder_lm):
 
 def test_the_tokenizer_kind_is_what_the_vocabulary_needs(folder_lm):
     model_type, folder, lm = folder_lm
-    cut = model_type in ("llama", "mistral", "gpt_neox")  # trained byte-pair vocabularies
+    cut = model_type in ("llama", "mistral", "qwen2", "gpt_neox")  # trained byte-pair vocabularies
     assert isinstance(lm.alphabet, TokenizedAlphabet) == cut
     assert lm.alphabet.one_residue_per_token == (not cut)
     assert set("ACDEFGHIKLMNPQRSTVWY") <= set(lm.alphabet.residues)

@@ -127,6 +127,7 @@ TINY = {
     "llama": ("LlamaConfig", "LlamaForCausalLM", {"num_key_value_heads": 2}, lambda f: trained_bpe("sentencepiece")),
     "mistral": ("MistralConfig", "MistralForCausalLM", {"num_key_value_heads": 2, "sliding_window": 16},
                 lambda f: trained_bpe("sentencepiece")),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {"num_key_value_heads": 2}, lambda f: trained_bpe("bytelevel")),
     "gpt_neox": ("GPTNeoXConfig", "GPTNeoXForCausalLM", {"rotary_pct": 0.5}, lambda f: trained_bpe("bytelevel")),
 }
 ARCHITECTURES = tuple(TINY)
