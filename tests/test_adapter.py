@@ -13,8 +13,6 @@ user's folder is (`load_model(folder)`). Against the model's own forward pass:
 from __future__ import annotations
 
 import copy
-import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -153,19 +151,6 @@ def test_remote_code_is_refused_unless_asked(tmp_path):
         load_model(str(tmp_path))
 
 
-def hub_cache(root: Path, repo_id: str, folder: Path, commit: str = "0" * 40) -> Path:
-    """A Hugging Face hub cache under `root` holding `folder`'s files as repository `repo_id`
-    (the layout huggingface_hub reads offline: models--org--name/{refs/main, snapshots/<commit>/})."""
-    repo = root / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    for f in folder.iterdir():
-        shutil.copy(f, snapshot / f.name)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    return root
-
-
 @pytest.mark.parametrize("model_type", tiny_hf.ARCHITECTURES)
 def test_the_command_line_runs_the_logit_lens_on_a_folder(model_type, tmp_path, fasta_file, capsys):
     from plmdepth.cli import main
@@ -182,7 +167,7 @@ def test_the_command_line_runs_the_logit_lens_on_a_folder(model_type, tmp_path, 
 @pytest.mark.parametrize("model_type", ["bert", "llama", "esmc"])
 def test_a_hub_id_loads_from_the_offline_cache(model_type, tmp_path, monkeypatch):
     folder = tiny_hf.write(model_type, tmp_path / "saved")
-    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache(tmp_path / "cache", f"plmdepth-test/tiny-{model_type}", folder)))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tiny_hf.hub_cache(tmp_path / "cache", f"plmdepth-test/tiny-{model_type}", folder)))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     import huggingface_hub.constants as hf_constants
 
@@ -236,7 +221,7 @@ def test_each_hub_plm_row_loads_a_checkpoint_of_its_layout_from_the_cache(name, 
 
     entry = REGISTRY[name]
     folder = tiny_hf.write(ROW_LAYOUTS[entry.family], tmp_path / "saved")
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(hub_cache(tmp_path / "cache", entry.source, folder)))
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tiny_hf.hub_cache(tmp_path / "cache", entry.source, folder)))
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     lm = load_model(name)

@@ -581,13 +581,13 @@ def test_esmc_through_transformers_equals_the_package_on_the_same_weights(tmp_pa
     lm = load_model(spec)
     assert type(lm.network).__name__ == "EsmcForMaskedLM" and lm.info.family == "ESM C" and lm.n_layers == 3
     # the registered name, from a hub cache holding EvolutionaryScale's repository layout
+    from tiny_hf import hub_cache
+
     release = es.RELEASES["esmc_300m"]
-    snapshot = tmp_path / "cache" / f"models--{release.repo.replace('/', '--')}" / "snapshots" / ("0" * 40)
-    (snapshot / "data" / "weights").mkdir(parents=True)
-    (snapshot / "data" / "weights" / release.weights_file).write_bytes(weights.read_bytes())
-    (snapshot.parents[1] / "refs").mkdir()
-    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    repository = tmp_path / "repository"
+    (repository / "data" / "weights").mkdir(parents=True)
+    (repository / "data" / "weights" / release.weights_file).write_bytes(weights.read_bytes())
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(hub_cache(tmp_path / "cache", release.repo, repository)))
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     named = load_model("esmc_300m")

@@ -155,3 +155,15 @@ def write(model_type: str, folder: Path, seed: int = 0, positions: int = 128) ->
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def hub_cache(root: Path, repo_id: str, folder: Path, commit: str = "0" * 40) -> Path:
+    """A Hugging Face hub cache under `root` holding `folder`'s files (subfolders too) as repository
+    `repo_id` (the layout huggingface_hub reads offline: models--org--name/{refs/main, snapshots/<commit>/})."""
+    import shutil
+
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return root

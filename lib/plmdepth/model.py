@@ -236,17 +236,13 @@ class ProteinLM(nn.Module):
                     del module.forward
         if len(captured) != last + 1:
             raise RuntimeError("the model's forward pass never reached block 0")
-        contexts = []
-        for args, kwargs in captured:
-            kwargs = dict(kwargs)
-            h0 = args[0] if args else kwargs.pop("hidden_states")
-            contexts.append({"args": tuple(args[1:]), "kwargs": kwargs})
-            if len(contexts) == 1:
-                first = h0
+        contexts = [{"args": tuple(args[1:]), "kwargs": {k: v for k, v in kwargs.items() if k != "hidden_states"}}
+                    for args, kwargs in captured]
         batch.layer_context = dict(contexts[0])
         if self.per_layer_arguments:
             batch.layer_context["layers"] = contexts
-        return first
+        args, kwargs = captured[0]
+        return args[0] if args else kwargs["hidden_states"]
 
     def block(self, layer: int, h: torch.Tensor, batch: Batch) -> torch.Tensor:
         """h_{l+1} = block_l(h_l), with the arguments the model's own forward passes."""

@@ -139,6 +139,13 @@ def encode(
                 if not 0 <= p < len(sequences[b]):
                     raise ValueError(f"sequence '{ids[b]}': masked position {p} is outside 0..{len(sequences[b]) - 1}")
                 input_ids[b, n_pre + p] = mask_id
+    return with_targets(ids, input_ids, attention, true_ids, residue_index, autoregressive)
+
+
+def with_targets(ids: Sequence[str], input_ids: torch.Tensor, attention: torch.Tensor, true_ids: torch.Tensor,
+                 residue_index: torch.Tensor, autoregressive: bool) -> Batch:
+    """The `Batch` of encoded rows, with the residue each token's output is scored against: the
+    same residue (masked, diffusion) or the one the next token holds (autoregressive)."""
     if autoregressive:
         target_index = torch.full_like(residue_index, -1)
         target_index[:, :-1] = residue_index[:, 1:]
@@ -219,16 +226,7 @@ class TokenizedAlphabet(Alphabet):
                     raise ValueError(f"sequence '{ids[b]}': residue {p} shares its token with other residues; "
                                      "only a residue that is a token of its own can be masked.")
                 input_ids[b, token] = self.id(self.mask)
-        if autoregressive:
-            target_index = torch.full_like(residue_index, -1)
-            target_index[:, :-1] = residue_index[:, 1:]
-            target_ids = torch.full_like(true_ids, -1)
-            target_ids[:, :-1] = true_ids[:, 1:]
-            target_ids[target_index < 0] = -1
-        else:
-            target_index = residue_index.clone()
-            target_ids = torch.where(residue_index >= 0, true_ids, torch.full_like(true_ids, -1))
-        return Batch(list(ids), input_ids, attention, true_ids, residue_index, target_index, target_ids)
+        return with_targets(ids, input_ids, attention, true_ids, residue_index, autoregressive)
 
     def _encode_one(self, seq_id: str, sequence: str, autoregressive: bool) -> tuple[list[int], list[int], list]:
         """Token ids of one framed sequence, the first residue each token holds (-1: none) and

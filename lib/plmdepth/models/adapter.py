@@ -245,7 +245,8 @@ def adapt(hf_model: nn.Module, alphabet: Alphabet, *, name: str, source: str, ob
     config = hf_model.config
     hf_model.eval()
     forward_kwargs = {"use_cache": False} if hasattr(config, "use_cache") else {}
-    structure = trace(hf_model, probe_batch(alphabet, objective), forward_kwargs)
+    probe = probe_batch(alphabet, objective).to(next(hf_model.parameters()).device)
+    structure = trace(hf_model, probe, forward_kwargs)
     layout = layout_of(config)
     norm = layout.norm if layout else ("pre-LN" if structure.final_norm is not None else "post-LN")
     info = ModelInfo(name=name, source=source, family=family or family_of(config), objective=objective,
@@ -269,7 +270,7 @@ def adapt(hf_model: nn.Module, alphabet: Alphabet, *, name: str, source: str, ob
                    sublayers=layout.sublayers() if layout else None,
                    per_layer_arguments=structure.per_layer_arguments, vocabulary_outputs=vocabulary_outputs)
     if check:
-        check_readout(lm, probe_batch(alphabet, objective).to(lm.device))
+        check_readout(lm, probe)
     return lm
 
 

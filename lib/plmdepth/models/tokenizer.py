@@ -23,6 +23,8 @@ amino acids is refused in one sentence naming the letters it lacks.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from plmdepth.models.hub import ModelLoadError
 from plmdepth.tokens import CANONICAL, Alphabet, TokenizedAlphabet, encode, holds_several_residues
 
@@ -106,9 +108,7 @@ def _cut_by_tokenizer(tokenizer, tokens, specials: dict, objective: str, max_tok
             token = next(i for i, h in enumerate(held) if 2 in h)
             if held[token] == [2]:
                 residue_tokens[a] = ids[token]
-        alphabet = TokenizedAlphabet(tokens, prefix=prefix, tokenizer=backend, separator=separator,
-                                     special_tokens=True, max_tokens=max_tokens, one_residue_per_token=one_each,
-                                     residue_tokens=residue_tokens, letters="".join(expressed), **specials)
+        alphabet = replace(alphabet, residue_tokens=residue_tokens, letters="".join(expressed))
         if objective != "autoregressive" and not (one_each and len(residue_tokens) == len(CANONICAL)):
             raise ModelLoadError(f"a {objective} model needs each residue to be a token of its own, and its "
                                  "tokenizer joins residues into tokens.")

@@ -317,13 +317,18 @@ class SkipAccumulator:
             for field in _Aggregate.fields:
                 setattr(getattr(self, name), field, np.array(state[f"{name}.{field}"]))
 
+    def _pairs(self) -> list[tuple[int, int]]:
+        """(skipped, affected) keys of M2; none in "local" mode, where later blocks are not recomputed.
+        Blocks that change the stream's width (before `first_lens_layer`) cannot be skipped."""
+        L, start = self.lm.n_layers, self.lm.first_lens_layer
+        return [] if self.config.mode == "local" else [(s, j) for s in range(start, L) for j in range(s + 1, L)]
+
     def result(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         if self.n_units == 0:
             raise ValueError("no sequence has positions to measure (empty future sets / no split points)")
         L, effect, prob_l2, kl = self.lm.n_layers, self.effect, self.prob_l2, self.kl
         start = self.lm.first_lens_layer  # blocks that change the stream's width cannot be skipped
-        local = self.config.mode == "local"  # later blocks are not recomputed: M2 has no rows
-        pairs = [] if local else [(s, j) for s in range(start, L) for j in range(s + 1, L)]
+        pairs = self._pairs()
         effect_mean = effect.mean()
         effect_table = pd.DataFrame({
             "skipped": [s for s, _ in pairs], "affected": [j for _, j in pairs],
@@ -350,7 +355,7 @@ class SkipAccumulator:
         L, start, effect = self.lm.n_layers, self.lm.first_lens_layer, self.effect
         keep = np.flatnonzero(self.prob_l2.seq_count.max(axis=1) > 0)
         ids = [self.records[i].id for i in keep]
-        pairs = [] if self.config.mode == "local" else [(s, j) for s in range(start, L) for j in range(s + 1, L)]
+        pairs = self._pairs()
         effect_table = pd.DataFrame({
             "sequence": np.repeat(ids, len(pairs)),
             "skipped": np.tile([s for s, _ in pairs], len(keep)), "affected": np.tile([j for _, j in pairs], len(keep)),
