@@ -63,6 +63,7 @@ def test_late_effects_carry_intervals_and_the_paired_difference(esm_tables):
     sentence = part_skipping_sentence(late)
     assert sentence.startswith("In the last half of the blocks") and "tiny-esm (blocks 2-3 of 4)" in sentence
     assert f"{mlp['mean']:.3f} [{mlp['low']:.3f}, {mlp['high']:.3f}]" in sentence
+    assert f"MLP − attention {diff['mean']:.3f} [{diff['low']:.3f}, {diff['high']:.3f}]; larger:" in sentence
     assert part_skipping_sentence(late.iloc[0:0]) == ""
 
 

@@ -251,7 +251,8 @@ def noise_floor_markdown(floor: pd.DataFrame) -> str:
 def part_skipping_sentence(late: pd.DataFrame) -> str:
     """The layer-skipping chapter's sentence on which sublayer the late blocks' output change comes
     from (`analysis.sublayers.late_part_effects`): per model, the total effect of skipping only the
-    MLP and only the attention, with intervals, and which is larger where the paired interval says."""
+    MLP and only the attention and their paired difference, each with its interval, and which is
+    larger where the difference's interval says."""
     from plmdepth.analysis.sublayers import larger_part
 
     if late.empty:
@@ -269,7 +270,8 @@ def part_skipping_sentence(late: pd.DataFrame) -> str:
         first, last = diff["blocks"].split("-")
         blocks = f"block {first}" if first == last else f"blocks {first}-{last}"
         parts.append(f"{model} ({blocks} of {diff['n_layers']}): the MLP alone {value(by_part['mlp'])}, "
-                     f"the attention alone {value(by_part['attention'])}; larger: {larger_part(diff)}")
+                     f"the attention alone {value(by_part['attention'])}, MLP − attention {value(diff)}; "
+                     f"larger: {larger_part(diff)}")
     if not parts:
         return ""
     return ("In the last half of the blocks, skipping one sublayer at every residue changes the output (mean L2 of "
