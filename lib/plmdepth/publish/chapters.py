@@ -27,12 +27,14 @@ import yaml
 
 from plmdepth import paths
 from plmdepth.models import ModelSpec, resolve, twin
+from plmdepth.models.ladder import Recipe
 from plmdepth.publish import BookError, ParameterError
 from plmdepth.requests import RunRequest
 
 # Contributions read every position of the unmasked sequence: one run per model (a diffusion
 # model's at this ratio, in its folder of that ratio), whatever the chapter's masking ratio.
 CONTRIBUTIONS_RATIO = 0.15
+LADDER = Recipe()  # the committed depth ladder (models/ladder.py)
 
 
 def shared_parameters() -> dict:
@@ -213,6 +215,18 @@ CHAPTERS: dict[str, Chapter] = {c.name: c for c in (
              "kappa": Parameter(0.5, "depth efficiency: logit-lens KL [nats] below which a layer refines"),
              "skippable_metric": Parameter("prob_l2_mean", 'output change in the skipping figure (or '
                                                            '"prob_l2_max")')}),
+    Chapter("depth-ladder", "depth_ladder", lambda p: {
+        "layer_skipping": sequence_runs("layer_skipping", p, structure=False),
+        "logit_lens": sequence_runs("logit_lens", p, structure=False),
+        "contributions": sequence_runs("contributions", p, structure=False, mask_fraction=CONTRIBUTIONS_RATIO),
+        "tuned_lens": tuned_runs(p)},
+        own={"models": Parameter(",".join(LADDER.name(d) for d in LADDER.depths),
+                                 "the rungs: models of one architecture, width and training that differ in depth only"),
+             "untrained_models": Parameter("", "architectures run untrained only (none: every rung has its twins)"),
+             "structure_models": Parameter("", "structure-conditioned models (none here)"),
+             "vocab": Parameter("full", '"full" vocabulary or "amino_acids" (20 canonical, renormalised)'),
+             "train_fraction": Parameter(0.5, "tuned lens: share of the sequences its translators are trained on"),
+             "epochs": Parameter(50, "tuned lens: training epochs of the translators")}),
     Chapter("variant-effects", "variant_effects", lambda p: {"variant_effects": assay_runs(p)},
             own={"models": Parameter("unirep-64,unirep-256,unirep-1900", "the models scored (comma-separated)"),
                  "reference": Parameter("data/dms/DMS_substitutions.csv",

@@ -425,3 +425,57 @@ def truncation_spearman_curves(frame: pd.DataFrame, width: int = 150, height: in
                                           labelFontSize=FONT + 1)),
         columns=min(2, len(assays)), spacing=10)
     return _configure(chart)
+
+
+def ladder_loss_curves(manifest: dict, window: int = 20, width: int = 460, height: int = 240) -> alt.LayerChart:
+    """The depth ladder's training: the masked-LM loss against the residues seen, one line per rung
+    (a running mean over `window` steps), and each rung's held-out loss as a point at the end."""
+    rows, ends = [], []
+    for rung in manifest["rungs"]:
+        losses = pd.Series(rung["losses"], dtype=float)
+        per_step = rung["tokens"] / len(losses)
+        smooth = losses.rolling(window, min_periods=1).mean()
+        rows += [{"blocks": rung["depth"], "residues seen (millions)": (i + 1) * per_step / 1e6, "loss": v}
+                 for i, v in enumerate(smooth)]
+        ends.append({"blocks": rung["depth"], "residues seen (millions)": rung["tokens"] / 1e6,
+                     "held-out loss": rung["heldout_loss"], "perplexity": rung["heldout_perplexity"]})
+    color = alt.Color("blocks:O", title="blocks L", scale=alt.Scale(scheme="viridis"))
+    x = alt.X("residues seen (millions):Q", title="residues seen (millions)")
+    lines = alt.Chart(pd.DataFrame(rows)).mark_line().encode(
+        x=x, y=alt.Y("loss:Q", title=["masked-LM loss [nats]", f"(training: running mean of {window} steps)"],
+                     scale=alt.Scale(zero=False)),
+        color=color, tooltip=["blocks", alt.Tooltip("loss:Q", format=".3f")])
+    points = alt.Chart(pd.DataFrame(ends)).mark_point(shape="diamond", filled=True, size=90, opacity=1).encode(
+        x=x, y="held-out loss:Q", color=color,
+        tooltip=["blocks", alt.Tooltip("held-out loss:Q", format=".4f"), alt.Tooltip("perplexity:Q", format=".3f")])
+    return _configure(alt.layer(lines, points).properties(width=width, height=height))
+
+
+def ladder_trend_chart(numbers: pd.DataFrame, width: int = 250, height: int = 220) -> alt.HConcatChart:
+    """Per number of `analysis.depth_ladder.ladder_numbers`, one panel against the rungs' blocks (log
+    scale): the trained rungs as points with their 95% intervals joined by a line, each twin ladder's
+    rungs (one per seed) as hollow grey points joined by a dashed line."""
+    x = alt.X("blocks:Q", title="blocks L (log scale)", scale=alt.Scale(type="log", base=2, padding=12),
+              axis=alt.Axis(values=sorted(numbers["blocks"].unique().tolist()), format="d"))
+    kind = alt.StrokeDash("kind:N", title=None, scale=alt.Scale(domain=[TRAINED, "untrained twins (one line per seed)"],
+                                                                range=[[1, 0], TWIN_DASH]),
+                          legend=alt.Legend(orient="bottom", direction="horizontal", symbolType="stroke",
+                                            symbolStrokeColor="#555", symbolStrokeWidth=2, symbolSize=400))
+    panels = []
+    for i, (number, frame) in enumerate(numbers.groupby("number", sort=False)):
+        trained = frame[frame["group"] == "trained"].assign(kind=TRAINED)
+        twins = frame[frame["group"] != "trained"].assign(kind="untrained twins (one line per seed)")
+        y = alt.Y("value:Q", title=number, scale=alt.Scale(zero=False))
+        tooltip = ["model", "blocks", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
+                   alt.Tooltip("high:Q", format=".3f")]
+        layers = [alt.Chart(twins).mark_line(color="#999", strokeWidth=1).encode(
+                      x=x, y=y, detail="group:N", strokeDash=kind),
+                  alt.Chart(twins).mark_point(color="#999", filled=False, size=40).encode(x=x, y=y, tooltip=tooltip),
+                  alt.Chart(trained).mark_rule(color="#1f77b4").encode(x=x, y="low:Q", y2="high:Q"),
+                  alt.Chart(trained).mark_line(color="#1f77b4").encode(x=x, y=y, strokeDash=kind),
+                  alt.Chart(trained).mark_point(color="#1f77b4", filled=True, size=60, opacity=1).encode(
+                      x=x, y=y, tooltip=tooltip)]
+        if number.startswith("late/early"):
+            layers.append(_hline(1.0, "1: no change"))
+        panels.append(alt.layer(*layers).properties(width=width, height=height))
+    return _configure(alt.hconcat(*panels, spacing=24).resolve_scale(y="independent"), legend_below=True)
