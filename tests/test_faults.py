@@ -169,8 +169,9 @@ def _project_copy(root: Path) -> Path:
 @pytest.mark.slow
 def test_an_interrupted_workflow_stops_its_job_and_the_rerun_gives_identical_results(tmp_path):
     """SIGINT to a workflow run (plmdepth.publish.book.run_workflow, what `plmdepth book` runs) while a
-    folder's job computes: the job stops within seconds, and the same command finishes it with
-    tables byte-identical to an uninterrupted run of the same requests."""
+    folder's job computes: the job stops within seconds, keeps the measurements it finished (the rerun
+    reuses them, not recomputes), and the same command finishes it with tables byte-identical to an
+    uninterrupted run of the same requests."""
     import os
     import signal
     import subprocess
@@ -208,8 +209,15 @@ def test_an_interrupted_workflow_stops_its_job_and_the_rerun_gives_identical_res
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in out and time.monotonic() - started < 20
     assert not subprocess.run(["pgrep", "-f", f"{project}.*run-request"], capture_output=True).stdout
+    run_json = project / "results" / "tiny_esm" / "run.json"
+    finished = json.loads(run_json.read_text())["measurements"]  # what the job finished before it was stopped
+    assert finished and all((run_json.parent / t).is_file() for m in finished.values() for t in m["outputs"])
     rerun = subprocess.run([sys.executable, "-c", script], cwd=project, env=env, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    after = json.loads(run_json.read_text())["measurements"]
+    assert {m: after[m]["finished"] for m in finished} == {m: e["finished"] for m, e in finished.items()}, \
+        "the rerun recomputed a measurement the stopped job had finished"
+    assert set(after) > set(finished)
     reference = tmp_path / "reference"
     run_all([grid.RunRequest.from_json({**job.request.to_json(), "out": str(reference)}) for job in jobs],
             progress=False)

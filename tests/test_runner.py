@@ -101,6 +101,33 @@ def test_cached_run_is_reused_and_changed_parameters_recompute(esm_folder, fasta
     assert len(table) == 4
 
 
+
+def test_a_run_is_reused_only_by_the_code_that_computed_it(esm_folder, fasta_file, tmp_path, monkeypatch):
+    """The cache key holds the digest of the code the measurement depends on (`requests.code_digest`):
+    the same request under other code is recomputed, which is what lets the workflow keep a folder's
+    finished tables when it reruns the folder's job (a change to one measurement's code redoes that one)."""
+    from plmdepth import requests, runner
+    from plmdepth.requests import RunRequest
+
+    request = RunRequest.build("logit_lens", str(esm_folder), fasta_file, out=tmp_path / "results")
+    digest = requests.code_digest(request)
+    assert digest.startswith("sha256:") and digest == requests.code_digest(request)
+    assert digest != requests.code_digest(RunRequest.build("layer_skipping", str(esm_folder), fasta_file))
+    files = requests.code_files(request)
+    assert "lib/plmdepth/probes/logit_lens.py" in files and "lib/plmdepth/models/esm2.py" in files
+    assert not any(f.startswith(("lib/plmdepth/publish/", "lib/plmdepth/runner")) for f in files)
+
+    folder = runner.run(request, progress=False)
+    entry = json.loads((folder / "run.json").read_text())["measurements"]["logit_lens"]
+    assert entry["key"]["code"] == digest
+    stamp = (folder / "logit_lens.csv").stat().st_mtime_ns
+    runner.run(request, progress=False)
+    assert (folder / "logit_lens.csv").stat().st_mtime_ns == stamp
+    monkeypatch.setattr(runner, "code_digest", lambda r: "sha256:other")
+    runner.run(request, progress=False)
+    assert (folder / "logit_lens.csv").stat().st_mtime_ns != stamp
+    assert json.loads((folder / "run.json").read_text())["measurements"]["logit_lens"]["key"]["code"] == "sha256:other"
+
 def test_cli_reports_bad_input_in_one_line(tmp_path, fasta_file):
     bad = tmp_path / "bad.fasta"
     bad.write_text(">a\nACDJ\n")

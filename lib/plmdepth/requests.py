@@ -21,15 +21,20 @@ are the same run.
 from __future__ import annotations
 
 import hashlib
+import importlib
+import inspect
 import json
+import sys
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
-from plmdepth import weights
+from plmdepth import paths, weights
 from plmdepth.fasta import check_residues, read_fasta
 from plmdepth.model import ProteinLM
 from plmdepth.models import ModelSpec, resolve
+from plmdepth.models.load import loader_of
 from plmdepth.plan import MaskingPlan, make_plan
 from plmdepth.probes.measurements import Measurement, measurement as find_measurement
 from plmdepth.probes.variant_effects import assay_checksum, read_assays
@@ -299,3 +304,55 @@ class RunRequest:
         out = self.to_json()
         out.pop("params")
         return {**out, "config": asdict(self.config())}
+
+
+# ---- the code a request's numbers depend on ----------------------------------------------------
+
+# every measurement runs through these (its inputs read, checked and masked for the model)
+CORE_CODE = ("fasta", "tokens", "plan", "model", "cpu_math", "requests", "probes.streaming")
+# plmdepth modules that hold no numbers of a measurement: their changes rerun no measurement
+NOT_NUMERIC = ("plmdepth.publish", "plmdepth.analysis", "plmdepth.cli", "plmdepth.runner", "plmdepth.results",
+               "plmdepth.paths", "plmdepth.second_env", "plmdepth.models.registry", "plmdepth.models.load")
+
+
+def code_modules(request: "RunRequest") -> list:
+    """The plmdepth modules a request's numbers depend on beyond its data and parameters: the core
+    modules (`CORE_CODE`), the measurement's module and the plmdepth modules it imports from, and the
+    model's family module (its loader; none for a model built by hand) and the plmdepth modules that one
+    imports from, each followed through the modules they import in turn (`_imports`), by name."""
+    compute = getattr(request.measure.compute, "func", request.measure.compute)  # a partial: its function
+    found = {importlib.import_module(f"plmdepth.{name}") for name in CORE_CODE} | _imports(inspect.getmodule(compute))
+    if request.model is not None:
+        loader, _ = loader_of(request.model)
+        found |= _imports(inspect.getmodule(loader.func if isinstance(loader, partial) else loader))
+    return sorted(found, key=lambda m: m.__name__)
+
+
+def _imports(module) -> set:
+    """`module` and the plmdepth modules it imports names or modules from, and theirs in turn (a
+    family's loader through the generic adapter, say), leaving out `NOT_NUMERIC`."""
+    found, todo = {module}, [module]
+    while todo:
+        for value in vars(todo.pop()).values():
+            owner = value if inspect.ismodule(value) else sys.modules.get(getattr(value, "__module__", None) or "")
+            if (owner is None or owner in found or not owner.__name__.startswith("plmdepth.")
+                    or not hasattr(owner, "__file__") or owner.__name__.startswith(NOT_NUMERIC)):
+                continue
+            found.add(owner)
+            todo.append(owner)
+    return found
+
+
+def code_files(request: "RunRequest") -> list[str]:
+    """`code_modules`' files, relative to the project when the package is installed from it
+    (`pip install -e .`): the workflow's code inputs of the request's job."""
+    return sorted({paths.relative_to_project(m.__file__) for m in code_modules(request)})
+
+
+def code_digest(request: "RunRequest") -> str:
+    """sha256 over `code_modules`' names and bytes: part of a run's cache key, so that a run is reused
+    only by the code that computed it (wherever the package is installed)."""
+    h = hashlib.sha256()
+    for module in code_modules(request):
+        h.update(module.__name__.encode() + b"\0" + Path(module.__file__).read_bytes() + b"\0")
+    return "sha256:" + h.hexdigest()

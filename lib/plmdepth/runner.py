@@ -6,8 +6,8 @@
 
 The request (`plmdepth.requests`) holds the measurement, the model, its inputs (a FASTA file with
 a masking plan, or the assays of a reference table) and the measurement's parameters. A folder
-that already holds a run with the same key (model checksum, data checksums, plan, parameters) is
-reused; otherwise the measurement is computed (resumably) and its CSVs, `plan.json` and
+that already holds a run with the same key (model checksum, data checksums, plan, parameters, and
+the digest of the code it depends on, `requests.code_digest`) is reused; otherwise the measurement is computed (resumably) and its CSVs, `plan.json` and
 `run.json` are written atomically. A model of the second environment (ESM C, ESM3) asked for
 from the main one is run in .venv-esm (`second_env`).
 """
@@ -30,7 +30,7 @@ from plmdepth.models import ModelSpec, check_device, load_model
 from plmdepth.models.device import computing_in
 from plmdepth.plan import MaskingPlan
 from plmdepth.probes.measurements import Measurement
-from plmdepth.requests import RunRequest, results_folder
+from plmdepth.requests import RunRequest, code_digest, results_folder
 from plmdepth.results import (DamagedResults, ResultsError, cached_run, cpu_kernels, damaged_tables, display_name,
                               folder_lock, package_versions, read_record, read_run, table_digest, write_csv,
                               write_run)
@@ -183,7 +183,8 @@ def run(request: RunRequest, lm: ProteinLM | None = None, force: bool = False, p
     writable(folder)
 
     prepared = read.prepare(lm)
-    key = {"model_checksum": lm.info.checksum, **prepared.key, "config": asdict(config), "dtype": request.dtype}
+    key = {"model_checksum": lm.info.checksum, **prepared.key, "config": asdict(config), "dtype": request.dtype,
+           "code": code_digest(request)}
     if not force and cached_run(folder, measure.name, key, measure.outputs):
         return folder
     if reading:

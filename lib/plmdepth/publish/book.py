@@ -315,7 +315,8 @@ def run_workflow(*options: str, targets: list[str] | None = None) -> None:
     Runs under the project's lock (`project_lock`), so a Snakemake lock found then was left by a
     killed run and is cleared, and jobs a killed run left incomplete are redone. SIGINT or SIGTERM
     stops Snakemake and every running job (their process group) within seconds; the same command
-    resumes (finished measurements are kept)."""
+    resumes: finished measurements are kept, those of a stopped or failed job too (`--keep-incomplete`
+    and the Snakefile's `update()` outputs), and an interrupted measurement resumes from its checkpoint."""
     from plmdepth.publish import grid
 
     root = paths.project_root()
@@ -334,7 +335,10 @@ def run_workflow(*options: str, targets: list[str] | None = None) -> None:
         subprocess.run([*snakemake, "--unlock"], cwd=root, env=env, capture_output=True)
         print("cleared the workflow's lock left by an interrupted run")
     chosen = targets or (["all", *missing] if missing else [])
-    cmd = [*snakemake, "--cores", "all", "--rerun-incomplete", "--keep-going", *options, *(["--", *chosen] if chosen else [])]
+    # --keep-incomplete: a failed or stopped folder job keeps the tables it finished (each is written whole, and
+    # run.json records it with its sha256); the rerun reuses them and computes the rest
+    cmd = [*snakemake, "--cores", "all", "--rerun-incomplete", "--keep-incomplete", "--keep-going", *options,
+           *(["--", *chosen] if chosen else [])]
     started = time.time()
     if _run_stoppable(cmd, root, env) != 0:
         failed = failed_jobs(root / "logs", started)

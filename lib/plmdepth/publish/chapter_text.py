@@ -306,7 +306,8 @@ def perplexity_sentence(manifest: dict) -> str:
 def ladder_sentence(trends: pd.DataFrame, numbers: pd.DataFrame) -> str:
     """Claim (c) on the ladder: the trained rungs' slope per doubling of depth of the late/early ratio
     and of the KL share, each with its interval, beside the untrained twins' slopes."""
-    from plmdepth.publish.verdicts import with_interval
+    def with_interval(value: float, low: float, high: float) -> str:
+        return f"{value:.2f} [{low:.2f}, {high:.2f}]"
 
     def signed(x: float) -> str:
         return f"{round(x, 3) + 0.0:+.3f}"  # no "-0.000"

@@ -20,17 +20,13 @@ workflow's inputs, so that changing one reruns the job).
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import re
-import sys
 from dataclasses import dataclass
-from functools import partial
 
-from plmdepth import paths
+from plmdepth import paths, requests
 from plmdepth.models import REGISTRY
-from plmdepth.models.load import loader_of
 from plmdepth.publish.chapters import CHAPTERS, chapter, parameters_for
 from plmdepth.requests import RunRequest
 
@@ -198,43 +194,6 @@ def resources(request: RunRequest, dtype: str = "float32", gpu: bool = False) ->
     return out
 
 
-# every measurement runs through these (requests: its inputs read, checked and masked for the model)
-CORE_CODE = ("fasta", "tokens", "plan", "model", "cpu_math", "requests", "probes.streaming")
-
-
 def code_files(request: RunRequest) -> list[str]:
-    """The library files a job's numbers depend on beyond its data and parameters: the core
-    modules (`CORE_CODE`), the measurement's module and the plmdepth modules it imports from, and
-    the model's family module (its loader) and the plmdepth modules that one imports from, each
-    followed through the modules they import in turn (`_imports`).
-    Paths are relative to the project when the package is installed from it (`pip install -e .`)."""
-    compute = getattr(request.measure.compute, "func", request.measure.compute)  # a partial: its function
-    loader, _ = loader_of(request.model)
-    loader = loader.func if isinstance(loader, partial) else loader
-    files = {_file(sys.modules[f"plmdepth.{name}"]) for name in CORE_CODE}
-    files |= _imports(inspect.getmodule(compute)) | _imports(inspect.getmodule(loader))
-    return sorted(files)
-
-
-# plmdepth modules that hold no numbers of a measurement: their changes rerun no measurement
-NOT_NUMERIC = ("plmdepth.publish", "plmdepth.analysis", "plmdepth.cli", "plmdepth.runner", "plmdepth.results",
-               "plmdepth.paths", "plmdepth.second_env", "plmdepth.models.registry", "plmdepth.models.load")
-
-
-def _imports(module) -> set[str]:
-    """`module`'s file and those of the plmdepth modules it imports names or modules from, and
-    theirs in turn (a family's loader through the generic adapter, say), leaving out `NOT_NUMERIC`."""
-    found, todo = {module}, [module]
-    while todo:
-        for value in vars(todo.pop()).values():
-            owner = value if inspect.ismodule(value) else sys.modules.get(getattr(value, "__module__", None) or "")
-            if (owner is None or owner in found or not owner.__name__.startswith("plmdepth.")
-                    or not hasattr(owner, "__file__") or owner.__name__.startswith(NOT_NUMERIC)):
-                continue
-            found.add(owner)
-            todo.append(owner)
-    return {_file(m) for m in found}
-
-
-def _file(module) -> str:
-    return paths.relative_to_project(module.__file__)
+    """The library files a job's numbers depend on (`requests.code_files`): its job's code inputs."""
+    return requests.code_files(request)
