@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -269,3 +270,36 @@ def test_the_book_build_ignores_hidden_and_temporary_files(built_book):
     finally:
         stray.unlink()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_a_full_disk_during_the_html_build_leaves_the_previous_book_whole(tmp_path, monkeypatch):
+    """jupyter-book stopped by ENOSPC part-way through the staged build: the error names the build, the
+    previous book/_build/html is untouched byte for byte, and nothing half-written is left behind."""
+    import errno
+
+    book = tmp_path / "book"
+    html = book / "_build" / "html"
+    html.mkdir(parents=True)
+    (html / "index.html").write_text("<html>the previous book</html>")
+    (html / "chapters").mkdir()
+    (html / "chapters" / "logit_lens.html").write_text("<html>previous chapter</html>")
+    before = {p.relative_to(html): p.read_bytes() for p in html.rglob("*") if p.is_file()}
+    monkeypatch.setattr(paths, "project_root", lambda: tmp_path)
+    monkeypatch.setattr(paths, "book_dir", lambda: book)
+    for name in ("install_mathjax", "check_toc"):
+        monkeypatch.setattr(book_module, name, lambda *a, **k: None)
+    monkeypatch.setattr(book_module, "write_generated_pages", lambda version: None)
+
+    def full_disk(cmd, cwd=None, **kwargs):  # writes part of the staged book, then runs out of space
+        staged = Path(cmd[cmd.index("--path-output") + 1]) / "_build" / "html"
+        staged.mkdir(parents=True)
+        (staged / "index.html").write_text("<html>half")
+        print(OSError(errno.ENOSPC, "No space left on device"), file=sys.stderr)
+        return subprocess.CompletedProcess(cmd, 2)
+
+    monkeypatch.setattr(book_module.subprocess, "run", full_disk)
+    with pytest.raises(BookError, match="jupyter-book build failed"):
+        book_module.build_book(execute=False)
+    after = {p.relative_to(html): p.read_bytes() for p in html.rglob("*") if p.is_file()}
+    assert after == before
+    assert sorted(p.name for p in (book / "_build").iterdir()) == ["html"]

@@ -99,3 +99,17 @@ def test_the_perplexity_sentence_says_whether_depth_lowers_it():
         {"rungs": rungs})
     rungs[2]["heldout_perplexity"] = 8.2
     assert "the rung(s) of 8 blocks are no better" in perplexity_sentence({"rungs": rungs})
+
+
+def test_the_front_page_line_gives_the_ladder_slope_its_interval_and_the_twins(tmp_path):
+    from plmdepth.publish.verdicts import ladder_key_line
+
+    trained = _ladder(tmp_path, {4: 0.8, 8: 0.6, 16: 0.3})
+    twins = [*_ladder(tmp_path, {4: 1.0, 8: 1.0, 16: 1.0}, twin_of=True, seed=0),
+             *_ladder(tmp_path, {4: 0.9, 8: 1.0, 16: 1.1}, twin_of=True, seed=1)]
+    params = ClaimParameters(n_resamples=100)
+    row = ladder_trends(ladder_numbers(trained, params)[1]).iloc[0]
+    line = ladder_key_line(trained + twins, params)
+    assert f"changes by {row['slope']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}] per doubling" in line
+    assert "(2 seeds)" in line and "claim (c) **agrees**" in line and "(4, 8, 16 blocks)" in line
+    assert "Not run in this build" in ladder_key_line([], params)

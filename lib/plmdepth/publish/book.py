@@ -27,6 +27,7 @@ import yaml
 
 from plmdepth import __version__, paths, weights
 from plmdepth.models import REGISTRY
+from plmdepth.models.ladder import FAMILY as LADDER_FAMILY
 from plmdepth.publish import BookError, chapters, verdicts
 from plmdepth.publish.chapters import CHAPTERS, chapter
 from plmdepth.results import Results, discard_damaged
@@ -224,7 +225,9 @@ def write_generated_pages(version: str) -> None:
     (book / "figures.md").write_text(figure_index_page())
     (book / "models.md").write_text(model_table_page(found))
     # book/key_results.md (front page) and book/claims.md (Discussion): the paper's claims tested
-    verdicts.write_pages(found.folders, book)
+    # the depth ladder's rungs are tested by their trend across depth, not model by model
+    ladder = [r.folder for r in found if r.model.family == LADDER_FAMILY]
+    verdicts.write_pages([f for f in found.folders if f not in ladder], book, ladder=ladder)
 
 
 def measurement_time_sentence(found: Results) -> str:

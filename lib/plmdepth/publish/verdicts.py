@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from plmdepth.analysis.depth_ladder import ladder_numbers, ladder_trends
 from plmdepth.analysis.claims import (BEYOND, CLAIMS, NO_TWINS, NOT_BEYOND, NOT_TESTABLE, VERDICTS, ClaimParameters,
                                       claims, with_twins)
 from plmdepth.analysis.sensitivity import SWEPT, counts, stability, sweep
@@ -318,10 +319,33 @@ def lens_or_layers_key_line(result: LensOrLayers) -> str:
     return line + ".\n"
 
 
+def ladder_key_line(folders, params: ClaimParameters | None = None) -> str:
+    """The front page's line on {ref}`chapter-depth-ladder`: claim (c) across the ladder's rungs (the
+    slope of the late/early ratio per doubling of depth, its interval, the twins' slopes)."""
+    head = "**Depth as the only variable** ({ref}`chapter-depth-ladder`):"
+    trends = ladder_trends(ladder_numbers(folders, params)[1]) if folders else pd.DataFrame()
+    ratio = trends[trends["number"] == "late/early skip effect"] if len(trends) else trends
+    trained = ratio[ratio["group"] == "trained"] if len(ratio) else ratio
+    if trained.empty:
+        return f"{head} Not run in this build: no three rungs of the ladder with layer-skipping results.\n"
+    row = trained.iloc[0]
+    twins = ratio[ratio["group"] != "trained"]
+    spans = (f"; its untrained twins' ladders: {_span_of(twins)}" if len(twins) else "")
+    return (f"{head} across rungs of one width and recipe ({row['rungs']} blocks), claim (a)'s late/early ratio "
+            f"changes by {row['slope']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}] per doubling of depth{spans}: "
+            f"claim (c) **{row['verdict']}**.\n")
+
+
+def _span_of(twins: pd.DataFrame) -> str:
+    low, high = twins["slope"].min(), twins["slope"].max()
+    return f"{low + 0.0:+.3f} to {high + 0.0:+.3f} ({len(twins)} seeds)" if len(twins) > 1 else f"{low + 0.0:+.3f}"
+
+
 def write_pages(folders, book: Path, params: ClaimParameters | None = None,
-                truncation: TruncationParameters | None = None) -> pd.DataFrame:
+                truncation: TruncationParameters | None = None, ladder=()) -> pd.DataFrame:
     """book/key_results.md (the front page's table) and book/claims.md (every model's numbers,
-    for Discussion), from the results folders of this build; returns the claims table."""
+    for Discussion), from the results folders of this build; returns the claims table. The depth
+    ladder's folders (`ladder`) are tested apart, by their slope across depth (`ladder_key_line`)."""
     table = claims(folders, params)
     intro = ("Verdicts of this build, from its results folders (tests defined in {ref}`methods-claims`; "
              "every model's numbers in {ref}`discussion`). Each test number carries its 95% bootstrap interval "
@@ -331,7 +355,8 @@ def write_pages(folders, book: Path, params: ClaimParameters | None = None,
              "*beyond architecture* when the trained model's interval lies beyond that whole range on the "
              "paper's side.\n\n")
     key_line = lens_or_layers_key_line(lens_or_layers(folders, truncation))
-    (book / "key_results.md").write_text(intro + key_results_markdown(table) + "\n" + key_line)
+    (book / "key_results.md").write_text(intro + key_results_markdown(table) + "\n" + key_line + "\n"
+                                         + ladder_key_line(list(ladder), params))
     lines = ["| claim | cf. paper | model | test number | value [95% interval] | verdict | detail |",
              "|---|---|---|---|---|---|---|"]
     for _, row in table.iterrows():
