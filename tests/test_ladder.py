@@ -94,8 +94,10 @@ def test_every_rung_sees_the_same_batches_up_to_the_token_budget():
     chains = ["A" * 100, "C" * 150, "D" * 120] * 10
     plan = ladder.batches(chains, recipe)
     assert [len(b) for b in plan] == [3, 3, 3] and sum(len(c) for b in plan for c in b) == 1110
-    with pytest.raises(ValueError, match="fewer than the recipe"):
-        ladder.batches(chains[:3], recipe)
+    again = ladder.batches(chains[:4], recipe)  # a budget beyond the corpus starts over in the same order
+    assert [len(c) for b in again for c in b] == [100, 150, 120, 100, 100, 150, 120, 100, 100]
+    with pytest.raises(ValueError, match="no chains"):
+        ladder.batches([], recipe)
 
 
 def test_the_learning_rate_warms_up_linearly_and_decays_to_zero():

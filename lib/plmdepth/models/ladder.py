@@ -126,15 +126,17 @@ def masked(ids: torch.Tensor, attention: torch.Tensor, recipe: Recipe, seed: int
 
 
 def batches(chains: list[str], recipe: Recipe) -> list[list[str]]:
-    """The training batches: consecutive chains of the corpus until `tokens` residues are reached."""
-    out, seen = [], 0
-    for start in range(0, len(chains), recipe.batch_size):
-        if seen >= recipe.tokens:
-            return out
-        batch = chains[start:start + recipe.batch_size]
+    """The training batches: consecutive chains of the corpus until at least `tokens` residues are
+    reached, starting over in the same order when a budget exceeds the corpus (a larger ladder)."""
+    if not chains:
+        raise ValueError("the corpus holds no chains")
+    out, seen, start = [], 0, 0
+    while seen < recipe.tokens:
+        batch = [chains[(start + i) % len(chains)] for i in range(recipe.batch_size)]
         out.append(batch)
         seen += sum(map(len, batch))
-    raise ValueError(f"the corpus holds {seen} residues, fewer than the recipe's {recipe.tokens}")
+        start = (start + recipe.batch_size) % len(chains)
+    return out
 
 
 def learning_rate(step: int, steps: int, recipe: Recipe) -> float:
