@@ -186,6 +186,7 @@ def test_figure_entries_read_title_and_paper_figure_from_captions(tmp_path, monk
         "layer_skipping": "Skip effect of block s, e.g. the first; cf. paper Figs. 1-2. More text.",
         "logit_lens": "KL of each layer against depth. {glue:text}`logit_lens_run`",
         "cross_model": "Every model, cf. paper Figs. 3–4.",
+        "depth_ladder": "Training of the ladder.",
         "variant_effects": "Spearman correlation per layer.",
         "lens_or_layers": "KL through the logit and the tuned lens.",
     }
