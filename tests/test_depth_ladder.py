@@ -90,6 +90,7 @@ def test_a_two_block_rung_has_a_kl_share_but_no_ratio_and_twins_get_their_own_sl
     text = ladder_sentence(trends, numbers)
     row = trends[(trends["group"] == "trained") & (trends["number"] == "late/early skip effect")].iloc[0]
     assert f"{row['slope']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]" in text
+    assert "lies outside the range of the twins' slopes (+0.000 to +0.000): training" in text
     assert "seed 0: +0.000" in text and "claim (c) **agrees**" in text and "(4 blocks: 0.80 [" in text
 
 

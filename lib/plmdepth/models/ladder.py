@@ -265,6 +265,7 @@ def load_rung(name: str, device=None, dtype=None):
                                  f"(git checkout -- {LADDER_DIR}/{name}) or retrain: python scripts/train_ladder.py")
     lm = load_esm2(str(folder), name=name, device=device, dtype=dtype)
     lm.info.family, lm.info.licence = FAMILY, LICENCE
+    lm.info.source = f"{LADDER_DIR}/{name} (this repository)"  # not this checkout's absolute path
     return lm
 
 

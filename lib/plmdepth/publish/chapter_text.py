@@ -328,6 +328,14 @@ def ladder_sentence(trends: pd.DataFrame, numbers: pd.DataFrame) -> str:
         values = "; ".join(f"{v.blocks} blocks: {with_interval(v.value, v.low, v.high)}" for v in rungs.itertuples())
         text = f"The {number} changes by {slope_text(row)} per doubling of depth across the trained rungs ({values})"
         text += f"; the untrained twins' ladders: {twins}." if twins else "."
+        others = rows[rows["group"] != "trained"]
+        if len(others):
+            low, high = others["slope"].min(), others["slope"].max()
+            beyond = row.low > high or row.high < low
+            text += (f" The trained slope's interval lies {'outside' if beyond else 'within'} the range of the twins' "
+                     f"slopes ({signed(low)} to {signed(high)}): "
+                     + ("training, not the architecture alone, sets this trend." if beyond else
+                        "the architecture alone can give this trend."))
         parts.append(text)
     ratio = trends[(trends["group"] == "trained") & (trends["verdict"] != "")]
     if len(ratio):

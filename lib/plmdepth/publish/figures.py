@@ -451,10 +451,12 @@ def ladder_loss_curves(manifest: dict, window: int = 20, width: int = 460, heigh
     return _configure(alt.layer(lines, points).properties(width=width, height=height))
 
 
-def ladder_trend_chart(numbers: pd.DataFrame, width: int = 250, height: int = 220) -> alt.HConcatChart:
-    """Per number of `analysis.depth_ladder.ladder_numbers`, one panel against the rungs' blocks (log
-    scale): the trained rungs as points with their 95% intervals joined by a line, each twin ladder's
-    rungs (one per seed) as hollow grey points joined by a dashed line."""
+def ladder_trend_chart(numbers: pd.DataFrame, width: int = 400, height: int = 170) -> alt.VConcatChart:
+    """Per number of `analysis.depth_ladder.ladder_numbers` (claim (a)'s ratio, then (b)'s KL share), one
+    panel against the rungs' blocks (log scale), stacked so that a phone shows them near natural size:
+    the trained rungs as points with their 95% intervals joined by a line, each twin ladder's rungs (one
+    per seed) as hollow grey points joined by a dashed line."""
+    from plmdepth.analysis.depth_ladder import NUMBERS
     x = alt.X("blocks:Q", title="blocks L (log scale)", scale=alt.Scale(type="log", base=2, padding=12),
               axis=alt.Axis(values=sorted(numbers["blocks"].unique().tolist()), format="d"))
     kind = alt.StrokeDash("kind:N", title=None, scale=alt.Scale(domain=[TRAINED, "untrained twins (one line per seed)"],
@@ -462,7 +464,8 @@ def ladder_trend_chart(numbers: pd.DataFrame, width: int = 250, height: int = 22
                           legend=alt.Legend(orient="bottom", direction="horizontal", symbolType="stroke",
                                             symbolStrokeColor="#555", symbolStrokeWidth=2, symbolSize=400))
     panels = []
-    for i, (number, frame) in enumerate(numbers.groupby("number", sort=False)):
+    for number in [n for n in NUMBERS.values() if n in set(numbers["number"])]:
+        frame = numbers[numbers["number"] == number]
         trained = frame[frame["group"] == "trained"].assign(kind=TRAINED)
         twins = frame[frame["group"] != "trained"].assign(kind="untrained twins (one line per seed)")
         y = alt.Y("value:Q", title=number, scale=alt.Scale(zero=False))
@@ -478,4 +481,4 @@ def ladder_trend_chart(numbers: pd.DataFrame, width: int = 250, height: int = 22
         if number.startswith("late/early"):
             layers.append(_hline(1.0, "1: no change"))
         panels.append(alt.layer(*layers).properties(width=width, height=height))
-    return _configure(alt.hconcat(*panels, spacing=24).resolve_scale(y="independent"), legend_below=True)
+    return _configure(alt.vconcat(*panels, spacing=16).resolve_scale(y="independent"), legend_below=True)
