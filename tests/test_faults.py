@@ -247,3 +247,45 @@ def test_a_full_disk_while_writing_results_leaves_the_earlier_run_whole(finished
     monkeypatch.setattr(os, "replace", real)
     after = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
     assert after == before  # no temporary file, nothing half-written, run.json unchanged
+
+
+@pytest.mark.slow
+def test_a_failing_job_in_the_workflow_names_its_model_and_log_and_the_other_results_are_kept(tmp_path):
+    """A workflow run (run_workflow, what `plmdepth book` runs) over two folders, one of whose models
+    cannot load (its weights file is damaged): the error names that job, what its log says and the log;
+    the other folder's tables are written and whole; the rerun reuses them and retries only the failed job."""
+    import os
+    import subprocess
+    import sys
+
+    from plmdepth.publish import grid
+    from plmdepth.publish.chapters import shared_parameters
+
+    project = _project_copy(tmp_path / "project")
+    good, broken = tmp_path / "good_esm", tmp_path / "broken_esm"
+    tiny_esm_hf(seed=5, max_positions=256).save_pretrained(good)  # room for the 135-residue chains
+    tiny_esm_hf(seed=6, max_positions=256).save_pretrained(broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])  # cut short: safetensors cannot read it
+    config = {"models": f"{good},{broken}", "structure_models": "", "twin_seeds": 0, "untrained_models": "",
+              "n_sequences": 4, "noise_floor_sequences": 2}
+    jobs = [j for j in grid.jobs({**shared_parameters(), **config}, chapters=["logit-lens"])[0]
+            if j.request.folder.name in ("good_esm", "broken_esm") and j.request.measurement == "logit_lens"]
+    targets = [out for job in jobs for out in job.outputs]
+    options = ["--config", *(f"{k}={v}" for k, v in config.items())]
+    script = ("import sys\nfrom plmdepth.publish import BookError\nfrom plmdepth.publish.book import run_workflow\n"
+              f"try:\n    run_workflow(*{options!r}, targets={targets!r})\n"
+              "except BookError as err:\n    print(f'error: {err}'); sys.exit(1)\n")
+    env = {**os.environ, "PLMDEPTH_ROOT": str(project)}
+    first = subprocess.run([sys.executable, "-c", script], cwd=project, env=env, capture_output=True, text=True)
+    assert first.returncode == 1, first.stdout[-2000:] + first.stderr[-2000:]
+    said = first.stdout.strip().splitlines()[-1]
+    assert said.startswith("error: the workflow failed: the measurements of broken_esm: ") and "good_esm" not in said
+    assert "(log: logs/measure/broken_esm.log)" in said and "run the same command again to redo only what failed" in said
+    good_folder = project / "results" / "good_esm"
+    record = Results([good_folder])  # reading checks every table against run.json's digests
+    assert set(record.tables("logit_lens")) == {"logit_lens", "logit_lens_per_sequence"}
+    finished = json.loads((good_folder / "run.json").read_text())["measurements"]["logit_lens"]["finished"]
+    again = subprocess.run([sys.executable, "-c", script], cwd=project, env=env, capture_output=True, text=True)
+    assert again.returncode == 1 and "the measurements of broken_esm" in again.stdout
+    assert json.loads((good_folder / "run.json").read_text())["measurements"]["logit_lens"]["finished"] == finished
