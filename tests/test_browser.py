@@ -39,6 +39,7 @@ REQUIRED_PAGES = {
     "chapters/layer_skipping.html",
     "chapters/contributions.html",
     "chapters/cross_model.html",
+    "chapters/depth_ladder.html",
 }
 CHROMIUM_ARGS = [
     "--headless",
