@@ -9,6 +9,7 @@ from plmdepth.analysis import bootstrap
 from plmdepth.analysis.claims import ClaimParameters
 from plmdepth.analysis.depth_ladder import ladder_numbers, ladder_trends, slope
 from plmdepth.publish.chapter_text import ladder_sentence, perplexity_sentence
+from test_evidence import _hand_ratios
 from test_verdicts import write_run
 
 
@@ -26,20 +27,6 @@ def _ladder(root, lates: dict, twin_of=None, seed=None, spread=0.2):
         folders.append(write_run(root, name, "Ladder", blocks, skip=_profile(blocks, late), output=[0.5] * (blocks - 1),
                                  kl=kl, spread=spread, twin_of=twin_of and f"rung-L{blocks}", init_seed=seed))
     return folders
-
-
-def _hand_ratios(per_sequence: pd.DataFrame, counts: np.ndarray, ids: list) -> np.ndarray:
-    """Claim (a)'s ratio per row of resample counts, pooled by hand: e(s) = mean over affected blocks of
-    the weighted sums over weighted counts; mean of the later half of e over the mean of the earlier half."""
-    ratios = []
-    for row in counts:
-        weight = per_sequence["sequence"].map(dict(zip(ids, row)))
-        pooled = (per_sequence.assign(w=weight * per_sequence["effect_sum"], n=weight * per_sequence["n_units"])
-                  .groupby(["skipped", "affected"])[["w", "n"]].sum())
-        e = (pooled["w"] / pooled["n"]).groupby("skipped").mean().to_numpy()
-        half = len(e) // 2
-        ratios.append(e[-half:].mean() / e[:half].mean())
-    return np.array(ratios)
 
 
 def test_slope_is_least_squares_against_log2_blocks():

@@ -41,14 +41,15 @@ def test_an_interval_spanning_the_threshold_is_inconclusive(tmp_path):
 
 def _hand_ratios(per_sequence: pd.DataFrame, counts: np.ndarray, ids: list) -> np.ndarray:
     """Claim (a)'s ratio for each row of resample counts, pooled by hand: weight each sequence's sums,
-    group by (skipped, affected), e(s) = mean over affected, later two / earlier two."""
+    group by (skipped, affected), e(s) = mean over affected, later half / earlier half."""
     ratios = []
     for row in counts:
         weight = per_sequence["sequence"].map(dict(zip(ids, row)))
         pooled = (per_sequence.assign(w=weight * per_sequence["effect_sum"], n=weight * per_sequence["n_units"])
                   .groupby(["skipped", "affected"])[["w", "n"]].sum())
         e = (pooled["w"] / pooled["n"]).groupby("skipped").mean().to_numpy()
-        ratios.append(e[-2:].mean() / e[:2].mean())
+        half = len(e) // 2  # the middle block left out when the count is odd
+        ratios.append(e[-half:].mean() / e[:half].mean())
     return np.array(ratios)
 
 
