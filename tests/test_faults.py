@@ -253,7 +253,8 @@ def test_a_full_disk_while_writing_results_leaves_the_earlier_run_whole(finished
 def test_a_failing_job_in_the_workflow_names_its_model_and_log_and_the_other_results_are_kept(tmp_path):
     """A workflow run (run_workflow, what `plmdepth book` runs) over two folders, one of whose models
     cannot load (its weights file is damaged): the error names that job, what its log says and the log;
-    the other folder's tables are written and whole; the rerun reuses them and retries only the failed job."""
+    the other folder's tables are written and whole; the rerun reuses them and retries only the failed job;
+    a table of theirs damaged afterwards is removed and recomputed identically by the next run."""
     import os
     import subprocess
     import sys
@@ -289,3 +290,11 @@ def test_a_failing_job_in_the_workflow_names_its_model_and_log_and_the_other_res
     again = subprocess.run([sys.executable, "-c", script], cwd=project, env=env, capture_output=True, text=True)
     assert again.returncode == 1 and "the measurements of broken_esm" in again.stdout
     assert json.loads((good_folder / "run.json").read_text())["measurements"]["logit_lens"]["finished"] == finished
+    # a table damaged between builds is removed and recomputed by the next workflow run, byte for byte
+    table = good_folder / "logit_lens.csv"
+    whole = table.read_bytes()
+    table.write_bytes(whole[:300])
+    third = subprocess.run([sys.executable, "-c", script], cwd=project, env=env, capture_output=True, text=True)
+    assert ("results/good_esm/logit_lens.csv differs from what its run wrote (run.json records its size and sha256): "
+            "removed, the workflow recomputes it.") in third.stdout
+    assert table.read_bytes() == whole
