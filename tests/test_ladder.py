@@ -127,7 +127,7 @@ def test_the_registry_lists_every_committed_rung():
         entry = REGISTRY[rung["name"]]
         assert entry.blocks == rung["depth"] and entry.offline and entry.committed
         assert rung["steps"] == len(rung["losses"]) and rung["tokens"] >= manifest["recipe"]["tokens"]
-    assert manifest["corpus"]["heldout.fasta"] == ladder.sha256(ladder.ladder_dir() / "heldout.fasta")
+    assert manifest["corpus"]["heldout.fasta"] == ladder.sha256_of(ladder.ladder_dir() / "heldout.fasta")
     total = sum(f.stat().st_size for r in names for f in (ladder.ladder_dir() / r).iterdir())
     assert total < 40e6
 
@@ -137,7 +137,7 @@ def test_retraining_the_smallest_rung_reproduces_its_logged_losses(corpus):
     manifest = ladder.load_manifest()
     recipe = ladder.Recipe(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["recipe"].items()})
     rung = manifest["rungs"][0]
-    assert ladder.sha256(corpus / "train.fasta") == manifest["corpus"]["train.fasta"]
+    assert ladder.sha256_of(corpus / "train.fasta") == manifest["corpus"]["train.fasta"]
     trained = ladder.train(recipe, rung["depth"], ladder.read_fasta(corpus / "train.fasta"), steps=4, progress=False)
     assert trained.losses == pytest.approx(rung["losses"][:4], abs=2e-4)
 

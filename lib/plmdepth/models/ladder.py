@@ -25,7 +25,6 @@ the sha256 of every file; `load_rung` refuses weights that differ from it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 import torch
 
 from plmdepth import paths
+from plmdepth.weights import sha256_of
 from plmdepth.models.hub import ModelLoadError
 
 LADDER_DIR = "data/ladder"
@@ -224,16 +224,12 @@ def heldout_loss(model, recipe: Recipe, chains: list[str], batch_size: int = 50)
     return total / count
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def save_rung(trained: Trained, folder: Path) -> dict:
     """The rung in float16 with `save_pretrained`; the sha256 of every file written."""
     folder.mkdir(parents=True, exist_ok=True)
     trained.model.half().save_pretrained(folder, safe_serialization=True)
     trained.model.float()
-    return {f.name: sha256(f) for f in sorted(folder.iterdir()) if f.is_file()}
+    return {f.name: sha256_of(f) for f in sorted(folder.iterdir()) if f.is_file()}
 
 
 def load_manifest(folder: Path | None = None) -> dict:
@@ -260,7 +256,7 @@ def load_rung(name: str, device=None, dtype=None):
     rung = rung_entry(name)
     folder = ladder_dir() / name
     for file, digest in rung["files"].items():
-        if not (folder / file).is_file() or sha256(folder / file) != digest:
+        if not (folder / file).is_file() or sha256_of(folder / file) != digest:
             raise ModelLoadError(f"{folder / file} is missing or differs from data/ladder/{MANIFEST}; restore it "
                                  f"(git checkout -- {LADDER_DIR}/{name}) or retrain: python scripts/train_ladder.py")
     lm = load_esm2(str(folder), name=name, device=device, dtype=dtype)
@@ -274,7 +270,7 @@ def train_ladder(recipe: Recipe, out: Path, command: str, device: str = "cpu") -
     (a rung already in it with this recipe is kept)."""
     corpus = out / "train.fasta"
     checksums = dict(line.split()[::-1] for line in (out / "corpus.sha256").read_text().splitlines())
-    if not corpus.is_file() or sha256(corpus) != checksums["train.fasta"]:
+    if not corpus.is_file() or sha256_of(corpus) != checksums["train.fasta"]:
         raise ModelLoadError(f"{corpus} is missing or differs from corpus.sha256; build it: "
                              "python data/make_ladder_corpus.py")
     chains, heldout = read_fasta(corpus), read_fasta(out / "heldout.fasta")
