@@ -7,7 +7,8 @@
 The request (`plmdepth.requests`) holds the measurement, the model, its inputs (a FASTA file with
 a masking plan, or the assays of a reference table) and the measurement's parameters. A folder
 that already holds a run with the same key (model checksum, data checksums, plan, parameters, and
-the digest of the code it depends on, `requests.code_digest`) is reused; otherwise the measurement is computed (resumably) and its CSVs, `plan.json` and
+the digest of the code it depends on, `requests.code_digest`) is reused; otherwise the measurement
+is computed (resumably) and its CSVs, `plan.json` and
 `run.json` are written atomically. A model of the second environment (ESM C, ESM3) asked for
 from the main one is run in .venv-esm (`second_env`).
 """
